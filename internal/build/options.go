@@ -1,0 +1,203 @@
+// Package build is `cipack build`: it validates the inputs, checks the
+// registries before anything runs, prepares the platform directory, runs
+// the builder's lifecycle (creator) and returns what it pushed.
+package build
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/lifecycle"
+)
+
+// Options are the inputs of one build, as plain values: the CLI fills them
+// from flags and CIPACK_* variables, CI packagings from their inputs.
+type Options struct {
+	Image         string
+	Tags          []string
+	AppPath       string
+	RunImage      string
+	CacheImage    string
+	CacheDir      string
+	PreviousImage string
+	Env           []string // KEY=VALUE; the value may contain '='
+	EnvFile       string
+	ProcessType   string
+	PlatformAPI   string // "auto" or "0.14"
+	UID, GID      string // empty: the builder's CNB_USER_ID / CNB_GROUP_ID
+	Insecure      []string
+	CNBDir        string
+	LayersDir     string
+	LogLevel      string
+}
+
+var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate checks every input that can be checked without I/O to a
+// registry, and names the input at fault. It runs before any work.
+func (o *Options) Validate() error {
+	if strings.TrimSpace(o.Image) == "" {
+		return exit.Usagef("--image", "pass the image to build, e.g. --image registry.example/team/app", "no image given")
+	}
+	if _, err := name.ParseReference(o.Image); err != nil {
+		return exit.Usagef("--image", "use a reference like registry.example/team/app:tag (lower case)", "invalid image reference %q: %v", o.Image, err)
+	}
+	if _, err := name.NewDigest(o.Image); err == nil {
+		return exit.Usagef("--image", "name a tag, not a digest: the build makes a new digest", "image %q is a digest reference", o.Image)
+	}
+	for _, t := range o.Tags {
+		if _, err := ResolveTag(o.Image, t); err != nil {
+			return err
+		}
+	}
+	for _, r := range []struct{ flag, val string }{{"--run-image", o.RunImage}, {"--cache-image", o.CacheImage}, {"--previous-image", o.PreviousImage}} {
+		if r.val == "" {
+			continue
+		}
+		if _, err := name.ParseReference(r.val); err != nil {
+			return exit.Usagef(r.flag, "use a reference like registry.example/team/name:tag", "invalid image reference %q: %v", r.val, err)
+		}
+	}
+	if o.CacheImage != "" && o.CacheDir != "" {
+		return exit.Usagef("--cache-image", "give either --cache-image or --cache-dir", "both a cache image and a cache dir were given")
+	}
+	if err := checkDir("--path", o.AppPath); err != nil {
+		return err
+	}
+	for _, e := range o.Env {
+		if _, _, err := splitEnv("--env", e); err != nil {
+			return err
+		}
+	}
+	if o.EnvFile != "" {
+		if _, err := ReadEnvFile(o.EnvFile); err != nil {
+			return err
+		}
+	}
+	if o.PlatformAPI != "" && o.PlatformAPI != lifecycle.Auto {
+		if _, _, err := lifecycle.ParseAPI(o.PlatformAPI); err != nil {
+			return exit.Usagef("--platform-api", "give a version such as 0.14, or auto", "%v", err)
+		}
+	}
+	for _, id := range []struct{ flag, val string }{{"--uid", o.UID}, {"--gid", o.GID}} {
+		if id.val == "" {
+			continue
+		}
+		if n, err := strconv.Atoi(id.val); err != nil || n < 0 {
+			return exit.Usagef(id.flag, "give a numeric id such as 1000, or leave it empty to use the builder's", "%q is not a user or group id", id.val)
+		}
+	}
+	switch o.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return exit.Usagef("--log-level", "use debug, info, warn or error", "unknown log level %q", o.LogLevel)
+	}
+	return nil
+}
+
+// ResolveTag turns an additional tag into a full reference: a bare tag
+// ("v1") is taken in the image's repository, anything else must parse.
+func ResolveTag(image, tag string) (name.Tag, error) {
+	if !strings.ContainsAny(tag, "/:@") {
+		img, err := name.ParseReference(image)
+		if err != nil {
+			return name.Tag{}, exit.Usagef("--image", "", "invalid image reference %q: %v", image, err)
+		}
+		t, err := name.NewTag(img.Context().String() + ":" + tag)
+		if err != nil {
+			return name.Tag{}, exit.Usagef("--tag", "tags are up to 128 letters, digits, '_', '.', '-'", "invalid tag %q: %v", tag, err)
+		}
+		return t, nil
+	}
+	t, err := name.NewTag(tag)
+	if err != nil {
+		return name.Tag{}, exit.Usagef("--tag", "give a bare tag (v1) or a full tag reference (registry.example/team/app:v1)", "invalid tag %q: %v", tag, err)
+	}
+	return t, nil
+}
+
+func checkDir(flag, p string) error {
+	if p == "" {
+		p = "."
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return exit.Usagef(flag, "point it at the app's source directory", "app path %q: %v", p, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return exit.Usagef(flag, "point it at the app's source directory", "app path %q is not a directory", p)
+	}
+	f, err := os.Open(p)
+	if err == nil {
+		_, err = f.Readdirnames(1)
+		f.Close()
+	}
+	if err != nil && err.Error() != "EOF" {
+		return exit.Usagef(flag, "make the directory readable", "app path %q cannot be read: %v", p, unwrapPath(err))
+	}
+	return nil
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// splitEnv splits KEY=VALUE at the first '=' only, so values keep theirs.
+func splitEnv(input, entry string) (string, string, error) {
+	k, v, ok := strings.Cut(entry, "=")
+	if !ok {
+		return "", "", exit.Usagef(input, "write each entry as KEY=VALUE", "env entry %q has no '='", redactEntry(entry))
+	}
+	if !envKey.MatchString(k) {
+		return "", "", exit.Usagef(input, "names are letters, digits and '_', not starting with a digit", "env entry has an invalid name %q", k)
+	}
+	return k, v, nil
+}
+
+// redactEntry keeps enough of a malformed entry to find it, not enough to
+// leak a secret that was pasted without its KEY=.
+func redactEntry(s string) string {
+	if len(s) > 12 {
+		return s[:4] + "…"
+	}
+	return s
+}
+
+// ReadEnvFile reads KEY=VALUE lines; blank lines and lines starting with #
+// are skipped. Errors name the file and line.
+func ReadEnvFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, exit.Usagef("--env-file", "point it at a readable file of KEY=VALUE lines", "%v", err)
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	for n := 1; s.Scan(); n++ {
+		line := strings.TrimSpace(s.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		if _, _, err := splitEnv(fmt.Sprintf("--env-file %s:%d", filepath.Base(path), n), line); err != nil {
+			return nil, err
+		}
+		out = append(out, line)
+	}
+	if err := s.Err(); err != nil {
+		return nil, exit.Usagef("--env-file", "", "read %s: %v", path, err)
+	}
+	return out, nil
+}

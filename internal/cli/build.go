@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cipack/cipack/internal/build"
+	"github.com/cipack/cipack/internal/ci"
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/registry"
+)
+
+// buildOptions are the flags of `cipack build`.
+type buildOptions struct {
+	build.Options
+	Output string
+}
+
+func (o *buildOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.Image, "image", "i", "", "image to build and push (required), e.g. registry.example/team/app:latest")
+	f.StringSliceVarP(&o.Tags, "tag", "t", nil, "additional tag: a bare tag (v1) or a full reference; repeatable")
+	f.StringVarP(&o.AppPath, "path", "p", ".", "app source directory")
+	f.StringVar(&o.RunImage, "run-image", "", "run image (default: the builder's run.toml)")
+	f.StringVar(&o.CacheImage, "cache-image", "", "image to keep the build cache in")
+	f.StringVar(&o.CacheDir, "cache-dir", "", "directory to keep the build cache in")
+	f.StringVar(&o.PreviousImage, "previous-image", "", "image to reuse layers from (default: --image)")
+	f.StringArrayVarP(&o.Env, "env", "e", nil, "build env var KEY=VALUE (the value may contain '='); repeatable")
+	f.StringVar(&o.EnvFile, "env-file", "", "file of KEY=VALUE lines for the build env")
+	f.StringVar(&o.ProcessType, "process-type", "", "default process type of the image (default: none forced)")
+	f.StringVar(&o.PlatformAPI, "platform-api", "auto", "CNB platform API, or auto for the highest both sides support")
+	f.StringVar(&o.UID, "uid", "", "user id the build runs as (default: the builder's CNB_USER_ID)")
+	f.StringVar(&o.GID, "gid", "", "group id the build runs as (default: the builder's CNB_GROUP_ID)")
+	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
+	f.StringVar(&o.LayersDir, "layers-dir", "/layers", "the lifecycle's layers directory")
+	f.StringVar(&o.LogLevel, "log-level", "", "lifecycle log level: debug, info, warn, error")
+	f.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text (IMAGE@DIGEST) or json")
+}
+
+func (o *buildOptions) Validate() error {
+	if o.Output != "text" && o.Output != "json" {
+		return exit.Usagef("--output", "use text or json", "unknown output format %q", o.Output)
+	}
+	return o.Options.Validate()
+}
+
+func newBuildCmd(env Env) *cobra.Command {
+	o := &buildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build the app with the builder's lifecycle and push the image",
+		Long: `Build runs inside a CNB builder (the CI step's image is the builder): it
+checks the registries, runs the lifecycle's creator and prints IMAGE@DIGEST.
+Every flag can also be set as CIPACK_<FLAG>, e.g. CIPACK_IMAGE, CIPACK_RUN_IMAGE;
+multi-value flags take one value per line.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep := ci.Detect(env.Getenv, env.Stderr)
+			for _, s := range secrets(env.Getenv) {
+				rep.Mask(s)
+			}
+			err := runBuild(cmd, o, env, rep)
+			if err != nil {
+				var subject string
+				if e, ok := err.(*exit.Error); ok {
+					subject = e.Subject
+				}
+				rep.Error(subject, err)
+			}
+			return err
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) error {
+	if err := bindEnv(cmd.Flags(), env.Getenv); err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	reg, err := registry.New(registry.Options{
+		Insecure:        o.Insecure,
+		CNBRegistryAuth: env.Getenv("CNB_REGISTRY_AUTH"),
+		GitHubToken:     env.Getenv("CIPACK_GITHUB_TOKEN"),
+		GitHubActor:     env.Getenv("GITHUB_ACTOR"),
+	})
+	if err != nil {
+		return err
+	}
+	res, err := build.Run(cmd.Context(), o.Options, build.Deps{
+		Registry:   reg,
+		Log:        env.Stderr,
+		Observer:   rep,
+		Environ:    env.Environ,
+		BuilderUID: env.Getenv("CNB_USER_ID"),
+		BuilderGID: env.Getenv("CNB_GROUP_ID"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := rep.Outputs(map[string]string{
+		"image":     res.Image,
+		"digest":    res.Digest,
+		"image-ref": res.ImageRef,
+		"tags":      strings.Join(res.Tags, "\n"),
+	}); err != nil {
+		return err
+	}
+	if err := rep.Summary(res.Markdown()); err != nil {
+		return err
+	}
+	if o.Output == "json" {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	_, err = fmt.Fprintln(env.Stdout, res.ImageRef)
+	return err
+}
+
+// secrets are the values that must never reach a log line.
+func secrets(getenv func(string) string) []string {
+	var out []string
+	for _, k := range []string{"CNB_REGISTRY_AUTH", "CIPACK_GITHUB_TOKEN", "CIPACK_REGISTRY_PASSWORD"} {
+		if v := getenv(k); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,117 @@
+// Package cli holds cipack's cobra commands. Each command has one options
+// struct that registers its flags, binds CIPACK_* variables, and validates
+// before any work; the work itself lives in domain packages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+// Version is set at link time (-ldflags -X).
+var Version = "dev"
+
+// Env is everything cipack takes from its process: the only place env vars
+// and standard streams enter.
+type Env struct {
+	Getenv  func(string) string
+	Environ []string
+	Stdout  io.Writer
+	Stderr  io.Writer
+}
+
+// Execute runs cipack with args and returns the process exit code.
+func Execute(ctx context.Context, args []string, env Env) int {
+	root := &cobra.Command{
+		Use:           "cipack",
+		Short:         "Build and keep patched OCI images with Cloud Native Buildpacks, inside your CI",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetArgs(args)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.AddCommand(newBuildCmd(env), newExitCodesCmd(env))
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exit.OK
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		fmt.Fprintln(env.Stderr, "cipack: interrupted")
+		return exit.Canceled
+	}
+	code := exit.Code(err)
+	if code == exit.Internal && isFlagError(err) {
+		code = exit.Usage
+	}
+	fmt.Fprintf(env.Stderr, "cipack: error: %v\n", err)
+	return code
+}
+
+func isFlagError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "unknown flag") || strings.Contains(s, "flag needs an argument") ||
+		strings.Contains(s, "invalid argument") || strings.Contains(s, "unknown command") || strings.Contains(s, "unknown shorthand")
+}
+
+// bindEnv fills every flag not set on the command line from CIPACK_<FLAG>
+// (dashes become underscores). Multi-value flags take one value per line,
+// so values may contain commas and '='.
+func bindEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		key := "CIPACK_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(key)
+		if v == "" {
+			return
+		}
+		values := []string{v}
+		if _, multi := f.Value.(pflag.SliceValue); multi {
+			values = splitLines(v)
+		}
+		for _, one := range values {
+			if e := f.Value.Set(one); e != nil {
+				err = exit.Usagef(key, "see `cipack "+fs.Name()+" --help` for the accepted values", "invalid value: %v", e)
+				return
+			}
+		}
+		f.Changed = true
+	})
+	return err
+}
+
+func splitLines(v string) []string {
+	var out []string
+	for _, l := range strings.Split(v, "\n") {
+		if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func newExitCodesCmd(env Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "exit-codes",
+		Short: "List cipack's exit codes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, c := range exit.Table {
+				fmt.Fprintf(env.Stdout, "%3d  %s\n", c.Code, c.Meaning)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,111 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+// SupportedAPIs are the platform APIs cipack can plan for, oldest first.
+// 0.12 brought run.toml and the rebaser's run-image rules cipack relies on.
+var SupportedAPIs = []string{"0.12", "0.13", "0.14", "0.15"}
+
+// Auto asks Negotiate for the highest API both sides support.
+const Auto = "auto"
+
+// ParseAPI checks that v looks like a platform API ("0.14") and returns
+// its major and minor numbers.
+func ParseAPI(v string) (major, minor int, err error) {
+	a, b, ok := strings.Cut(v, ".")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not a platform API version like 0.14", v)
+	}
+	if major, err = strconv.Atoi(a); err != nil {
+		return 0, 0, fmt.Errorf("%q is not a platform API version like 0.14", v)
+	}
+	if minor, err = strconv.Atoi(b); err != nil {
+		return 0, 0, fmt.Errorf("%q is not a platform API version like 0.14", v)
+	}
+	return major, minor, nil
+}
+
+// CompareAPI orders two API versions like strings.Compare.
+func CompareAPI(a, b string) int {
+	am, an, _ := ParseAPI(a)
+	bm, bn, _ := ParseAPI(b)
+	if am != bm {
+		return am - bm
+	}
+	return an - bn
+}
+
+// AtLeast reports whether api >= min.
+func AtLeast(api, min string) bool { return CompareAPI(api, min) >= 0 }
+
+// Negotiate picks the platform API: the requested one if both cipack and
+// the builder support it, else (for Auto) the highest common one. A pure
+// function: builderAPIs comes from lifecycle.toml, the builder label or a
+// probe.
+func Negotiate(requested string, builderAPIs []string) (string, error) {
+	common := []string{}
+	for _, a := range SupportedAPIs {
+		if slices.Contains(builderAPIs, a) {
+			common = append(common, a)
+		}
+	}
+	if requested == "" || requested == Auto {
+		if len(common) == 0 {
+			return "", exit.New(exit.Builder, "platform API",
+				fmt.Errorf("the builder's lifecycle supports %v, cipack supports %v: none in common", builderAPIs, SupportedAPIs),
+				"use a builder with lifecycle v0.15 or newer")
+		}
+		slices.SortFunc(common, CompareAPI)
+		return common[len(common)-1], nil
+	}
+	if _, _, err := ParseAPI(requested); err != nil {
+		return "", exit.Usagef("--platform-api", "give a version such as 0.14, or auto", "%v", err)
+	}
+	if !slices.Contains(SupportedAPIs, requested) {
+		return "", exit.Usagef("--platform-api", fmt.Sprintf("choose one of %v, or auto", SupportedAPIs),
+			"cipack does not support platform API %s", requested)
+	}
+	if !slices.Contains(builderAPIs, requested) {
+		return "", exit.New(exit.Builder, "--platform-api",
+			fmt.Errorf("the builder's lifecycle does not support platform API %s (it supports %v)", requested, builderAPIs),
+			fmt.Sprintf("choose one of %v, or auto", common))
+	}
+	return requested, nil
+}
+
+// Prober asks the lifecycle whether it supports one platform API.
+type Prober func(ctx context.Context, api string) (bool, error)
+
+// BuilderAPIs returns the platform APIs the builder's lifecycle supports:
+// from lifecycle.toml when the builder has one, else by probing each API
+// cipack knows, newest first (`CNB_PLATFORM_API=X creator -version` exits 0
+// for a supported X, 11 otherwise, in a few ms). Probing stops at the first
+// supported API when onlyBest is set: older ones would not be chosen.
+func BuilderAPIs(ctx context.Context, b *Builder, probe Prober, onlyBest bool) ([]string, error) {
+	if len(b.DeclaredAPIs) > 0 {
+		return b.DeclaredAPIs, nil
+	}
+	var out []string
+	for i := len(SupportedAPIs) - 1; i >= 0; i-- {
+		ok, err := probe(ctx, SupportedAPIs[i])
+		if err != nil {
+			return nil, exit.New(exit.Builder, b.Creator(), fmt.Errorf("probe platform API %s: %w", SupportedAPIs[i], err),
+				"the builder's lifecycle does not run here")
+		}
+		if ok {
+			out = append(out, SupportedAPIs[i])
+			if onlyBest {
+				break
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,194 @@
+// Package registry is cipack's only door to OCI registries. It wraps
+// go-containerregistry's remote package with one keychain (docker config,
+// CNB_REGISTRY_AUTH, a GitHub token for ghcr.io), retries with backoff for
+// 429/5xx/timeouts, and turns registry failures into exit.Errors that say
+// which image failed and what to do.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+// Options configure a Client. The caller reads them from flags and the
+// environment; this package never reads env vars itself.
+type Options struct {
+	// Insecure lists registries (host[:port]) that may be spoken to over
+	// plain HTTP. Loopback and private addresses need no entry: ggcr
+	// already allows HTTP there.
+	Insecure []string
+	// CNBRegistryAuth is the value of CNB_REGISTRY_AUTH, if any: a JSON map
+	// from registry to an Authorization header value.
+	CNBRegistryAuth string
+	// GitHubToken, when set, authenticates to ghcr.io (GITHUB_TOKEN).
+	GitHubToken string
+	GitHubActor string
+	// Transport overrides the HTTP transport (tests count requests with it).
+	Transport http.RoundTripper
+}
+
+// Client reads and checks images.
+type Client struct {
+	opts     Options
+	keychain authn.Keychain
+}
+
+// New builds a Client. It fails only if CNBRegistryAuth is malformed.
+func New(opts Options) (*Client, error) {
+	env, err := parseCNBRegistryAuth(opts.CNBRegistryAuth)
+	if err != nil {
+		return nil, exit.New(exit.Usage, "CNB_REGISTRY_AUTH", err,
+			`set it to a JSON object such as {"registry.example": "Basic <base64 user:pass>"}`)
+	}
+	chains := []authn.Keychain{env}
+	if opts.GitHubToken != "" {
+		chains = append(chains, githubKeychain{actor: opts.GitHubActor, token: opts.GitHubToken})
+	}
+	chains = append(chains, authn.DefaultKeychain)
+	return &Client{opts: opts, keychain: authn.NewMultiKeychain(chains...)}, nil
+}
+
+// Keychain is the keychain every registry call uses.
+func (c *Client) Keychain() authn.Keychain { return c.keychain }
+
+// IsInsecure reports whether registry was opted in to plain HTTP.
+func (c *Client) IsInsecure(registry string) bool {
+	return slices.Contains(c.opts.Insecure, registry)
+}
+
+// Parse parses an image reference, honouring the insecure opt-in.
+func (c *Client) Parse(ref string) (name.Reference, error) {
+	var nopts []name.Option
+	if r, err := name.ParseReference(ref); err == nil && c.IsInsecure(r.Context().RegistryStr()) {
+		nopts = append(nopts, name.Insecure)
+	}
+	return name.ParseReference(ref, nopts...)
+}
+
+// RemoteOptions are the options for every remote call: auth, context,
+// bounded retries for transient failures.
+func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.keychain),
+		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 4}),
+		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
+			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+	}
+	if c.opts.Transport != nil {
+		opts = append(opts, remote.WithTransport(c.opts.Transport))
+	}
+	return opts
+}
+
+// CheckPush verifies that the credentials may push to ref's repository
+// without writing anything that a user could see (no manifest, no tag).
+func (c *Client) CheckPush(ctx context.Context, ref name.Reference) error {
+	t := http.DefaultTransport
+	if c.opts.Transport != nil {
+		t = c.opts.Transport
+	}
+	if err := remote.CheckPushPermission(ref, c.keychain, t); err != nil {
+		return Classify(ref.String(), "push", err)
+	}
+	_ = ctx // CheckPushPermission takes no context; it makes two bounded requests.
+	return nil
+}
+
+// Head returns the descriptor of ref (one HEAD request, no body).
+func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	d, err := remote.Head(ref, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, Classify(ref.String(), "read", err)
+	}
+	return d, nil
+}
+
+// Image fetches ref's manifest and config lazily (layers are only fetched
+// if the caller reads them).
+func (c *Client) Image(ctx context.Context, ref name.Reference) (v1.Image, error) {
+	img, err := remote.Image(ref, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, Classify(ref.String(), "read", err)
+	}
+	return img, nil
+}
+
+// AuthHeaders returns CNB_REGISTRY_AUTH entries for the registries of refs:
+// registry → Authorization header value. Anonymous registries are left out.
+func (c *Client) AuthHeaders(ctx context.Context, refs ...name.Reference) (map[string]string, error) {
+	out := map[string]string{}
+	for _, r := range refs {
+		reg := r.Context().Registry
+		if _, done := out[reg.RegistryStr()]; done {
+			continue
+		}
+		auth, err := authn.Resolve(ctx, c.keychain, reg)
+		if err != nil {
+			return nil, fmt.Errorf("resolve credentials for %s: %w", reg.RegistryStr(), err)
+		}
+		if auth == authn.Anonymous {
+			continue
+		}
+		cfg, err := authn.Authorization(ctx, auth)
+		if err != nil {
+			return nil, fmt.Errorf("resolve credentials for %s: %w", reg.RegistryStr(), err)
+		}
+		if h := headerFor(cfg); h != "" {
+			out[reg.RegistryStr()] = h
+		}
+	}
+	return out, nil
+}
+
+// Classify turns an error from a registry call on image into an exit.Error
+// whose code and hint say what went wrong: credentials, reachability or a
+// missing image.
+func Classify(image, action string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return exit.New(exit.RegistryAuth, image, fmt.Errorf("registry refused to let these credentials %s: %w", action, err),
+				"check the registry credentials (docker config in DOCKER_CONFIG, CNB_REGISTRY_AUTH, or the action's registry inputs)")
+		case http.StatusNotFound:
+			return exit.New(exit.ImageNotFound, image, fmt.Errorf("image not found: %w", err), "check the image reference and that it was pushed")
+		}
+		for _, d := range te.Errors {
+			if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+				return exit.New(exit.ImageNotFound, image, fmt.Errorf("image not found: %w", err), "check the image reference and that it was pushed")
+			}
+		}
+	}
+	if isNetwork(err) {
+		return exit.New(exit.RegistryUnreachable, image, fmt.Errorf("registry unreachable: %w", err),
+			"check the registry host and port, and the network; a plain-HTTP registry needs --insecure-registry")
+	}
+	return fmt.Errorf("%s %s: %w", action, image, err)
+}
+
+func isNetwork(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	var de *net.DNSError
+	return errors.As(err, &oe) || errors.As(err, &de) || errors.As(err, &ne) ||
+		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") ||
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
