@@ -114,6 +114,11 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	if err := os.MkdirAll(layersDir, 0o755); err != nil {
 		return nil, exit.Usagef("--layers-dir", "make it writable", "%v", err)
 	}
+	if opts.CacheDir != "" {
+		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
+			return nil, exit.Usagef("--cache-dir", "make it writable, or use --cache-image", "%v", err)
+		}
+	}
 	reportPath := filepath.Join(layersDir, "report.toml")
 	_ = os.Remove(reportPath) // a stale report must never pass for this build's
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,8 @@ func baseName(p string) string {
 	return p
 }
 
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+
 // phaseWriter passes lines through and notices the lifecycle's phase
 // banners ("===> DETECTING") to time phases and tell the observer.
 type phaseWriter struct {
@@ -94,7 +97,7 @@ func (w *phaseWriter) Write(p []byte) (int, error) {
 }
 
 func (w *phaseWriter) line(l []byte) {
-	if phase, ok := strings.CutPrefix(strings.TrimSpace(string(l)), "===> "); ok {
+	if phase, ok := strings.CutPrefix(strings.TrimSpace(ansi.ReplaceAllString(string(l), "")), "===> "); ok {
 		w.end()
 		w.current, w.started = strings.ToLower(phase), w.now()
 		if w.obs != nil {

@@ -1,0 +1,136 @@
+package testenv
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Mounts are the host directories that stand for a builder container's
+// fixed paths.
+type Mounts struct {
+	CNB       string // → /cnb
+	Layers    string // → /layers
+	Workspace string // → /workspace
+}
+
+// InBuilder returns a command that runs argv as if inside the builder
+// image: in a private mount namespace (unshare -m) with the builder's /cnb,
+// a fresh /layers and the app at /workspace bind-mounted, so the image the
+// lifecycle exports records the same paths a real builder container would.
+func InBuilder(ctx context.Context, m Mounts, argv ...string) *exec.Cmd {
+	script := `set -e
+mkdir -p /cnb /layers /workspace
+mount --bind "$1" /cnb
+mount --bind "$2" /layers
+mount --bind "$3" /workspace
+shift 3
+exec "$@"`
+	args := append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "cipack-builder", m.CNB, m.Layers, m.Workspace}, argv...)
+	return exec.CommandContext(ctx, "unshare", args...)
+}
+
+// RunImageProcess pulls ref, unpacks its filesystem into dir and starts
+// /cnb/process/<process> in a chroot as the image's user, with the image's
+// env. It returns what the process printed. No container engine needed.
+func RunImageProcess(ctx context.Context, ref, process, dir string) (string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("pull %s: %w", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	if err := untar(rc, dir); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", ref, err)
+	}
+	user := cf.Config.User
+	if user == "" {
+		user = "0:0"
+	}
+	if !strings.Contains(user, ":") {
+		user += ":" + user
+	}
+	cmd := exec.CommandContext(ctx, "chroot", "--userspec="+user, dir, "/cnb/process/"+process)
+	cmd.Env = cf.Config.Env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("run %s process %s: %w\n%s", ref, process, err, out)
+	}
+	return string(out), nil
+}
+
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dir, filepath.Clean("/"+h.Name))
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, os.FileMode(h.Mode).Perm()); err != nil {
+				return err
+			}
+			mode := os.FileMode(h.Mode).Perm()
+			if h.Mode&0o1000 != 0 {
+				mode |= os.ModeSticky
+			}
+			_ = os.Chmod(target, mode)
+		case tar.TypeSymlink:
+			_ = os.Remove(target)
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return err
+			}
+			_ = os.Lchown(target, h.Uid, h.Gid)
+			continue
+		case tar.TypeLink:
+			_ = os.Remove(target)
+			if err := os.Link(filepath.Join(dir, filepath.Clean("/"+h.Linkname)), target); err != nil {
+				return err
+			}
+			continue
+		case tar.TypeReg:
+			f, err := os.OpenFile(target, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, os.FileMode(h.Mode).Perm())
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, tr); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			_ = os.Chmod(target, os.FileMode(h.Mode).Perm())
+		default:
+			continue
+		}
+		if err := os.Lchown(target, h.Uid, h.Gid); err != nil {
+			return err
+		}
+	}
+}
