@@ -1,0 +1,58 @@
+# cipack — see README.md. `make demo` runs the main job, `make test` the tests.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/cipack/cipack/internal/cli.Version=$(VERSION)
+APT_PACKAGES := busybox-static docker-registry util-linux coreutils
+export CGO_ENABLED := 0
+
+.PHONY: all setup build test unit e2e bench lint tidy demo image clean
+
+all: build
+
+# Installs what the tests and the demo run against (idempotent, root).
+setup:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(GO) mod download
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cipack ./cmd/cipack
+
+# The README's test command: unit and end-to-end tests with real parts.
+test: setup lint
+	$(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+e2e: setup
+	$(GO) test -count=1 -timeout 30m -v ./internal/e2e/...
+
+# Benchmarks against the anchors they name (the bare lifecycle creator).
+bench: setup
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 7x -timeout 30m ./internal/e2e/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+tidy:
+	$(GO) mod tidy
+
+# The main job: build examples/app into a loopback registry and run it.
+demo: setup
+	$(GO) run ./examples/demo
+
+# The release image. Needs a container engine (none runs on CI here);
+# the tests assemble the same layout with go-containerregistry instead.
+image:
+	docker build --build-arg VERSION=$(VERSION) -t cipack:$(VERSION) .
+
+clean:
+	rm -rf $(BIN) dist

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cipack/cipack/internal/testenv"
+)
+
+func TestBuildExampleAppPushesRunnableImage(t *testing.T) {
+	needFixture(t)
+	image := fx.Registry.Host + "/e2e/app:latest"
+	// Inputs as the CI packagings pass them: CIPACK_* variables, the env
+	// list one entry per line, a value holding '='.
+	r := cipackBuild(t, "app", []string{
+		"CIPACK_IMAGE=" + image,
+		"CIPACK_ENV=GREETING=a=b=c\nOTHER=x",
+		"CIPACK_TAG=v1",
+		"CIPACK_OUTPUT=json",
+	}, "--process-type", "web", "--cache-dir", filepath.Join(fx.Dir, "cache-app"))
+	if r.code != 0 {
+		t.Fatalf("cipack build exited %d\n%s", r.code, r.stderr)
+	}
+	res := mustJSON(t, r.stdout)
+	if got := head(t, image).String(); got != res.Digest {
+		t.Fatalf("registry digest %s, cipack said %s", got, res.Digest)
+	}
+	if got := head(t, fx.Registry.Host+"/e2e/app:v1").String(); got != res.Digest {
+		t.Fatalf("tag v1 digest %s, want %s", got, res.Digest)
+	}
+	if !strings.HasSuffix(res.ImageRef, "@"+res.Digest) || res.PlatformAPI != "0.15" {
+		t.Fatalf("unexpected result %+v", res)
+	}
+	if len(res.Buildpacks) != 2 || res.Buildpacks[0].ID != "cipack-examples/shell" {
+		t.Fatalf("buildpacks in result: %+v", res.Buildpacks)
+	}
+	if !strings.Contains(r.stderr, "===> EXPORTING") || strings.Contains(r.stdout, "EXPORTING") {
+		t.Fatalf("lifecycle logs must go to stderr only; stdout:\n%s", r.stdout)
+	}
+
+	cf := configOf(t, image)
+	var md struct {
+		RunImage struct {
+			Reference string `json:"reference"`
+			Image     string `json:"image"`
+			TopLayer  string `json:"topLayer"`
+		} `json:"runImage"`
+	}
+	if err := json.Unmarshal([]byte(cf.Config.Labels["io.buildpacks.lifecycle.metadata"]), &md); err != nil {
+		t.Fatalf("lifecycle metadata label: %v", err)
+	}
+	if md.RunImage.Image != fx.RunImage || md.RunImage.Reference == "" || md.RunImage.TopLayer == "" {
+		t.Fatalf("runImage metadata = %+v, want image %s with reference and top layer", md.RunImage, fx.RunImage)
+	}
+	if !strings.Contains(cf.Config.Labels["io.buildpacks.build.metadata"], "cipack-examples/cache") {
+		t.Fatalf("build metadata lacks the buildpacks: %s", cf.Config.Labels["io.buildpacks.build.metadata"])
+	}
+	if got := strings.Join(cf.Config.Entrypoint, " "); got != "/cnb/process/web" {
+		t.Fatalf("entrypoint %q, want /cnb/process/web (--process-type web)", got)
+	}
+
+	out, err := testenv.RunImageProcess(t.Context(), res.ImageRef, "web", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "Hello from cipack! GREETING=a=b=c") || !strings.Contains(out, "base: v1") {
+		t.Fatalf("the image printed:\n%s", out)
+	}
+}
+
+func TestWarmRebuildReusesCacheAndKeepsDigest(t *testing.T) {
+	needFixture(t)
+	image := fx.Registry.Host + "/e2e/warm:latest"
+	cache := filepath.Join(fx.Dir, "cache-warm")
+	first := cipackBuild(t, "warm1", nil, "--image", image, "--cache-dir", cache)
+	if first.code != 0 {
+		t.Fatalf("first build exited %d\n%s", first.code, first.stderr)
+	}
+	if !strings.Contains(first.stderr, "created cache layer") {
+		t.Fatalf("first build should create the cache layer:\n%s", first.stderr)
+	}
+	second := cipackBuild(t, "warm2", nil, "--image", image, "--cache-dir", cache)
+	if second.code != 0 {
+		t.Fatalf("second build exited %d\n%s", second.code, second.stderr)
+	}
+	if !strings.Contains(second.stderr, "reused cached layer") {
+		t.Fatalf("second build should reuse the cache layer:\n%s", second.stderr)
+	}
+	if a, b := strings.TrimSpace(first.stdout), strings.TrimSpace(second.stdout); a != b || a == "" {
+		t.Fatalf("nothing changed, yet the digest moved: %s → %s", a, b)
+	}
+	// A default build forces no process type: no entrypoint is chosen.
+	if ep := configOf(t, image).Config.Entrypoint; len(ep) != 1 || ep[0] != "/cnb/lifecycle/launcher" {
+		t.Fatalf("entrypoint %v, want the launcher with no default process", ep)
+	}
+}

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cipack/cipack/internal/testenv"
+)
+
+var fx *testenv.Fixture
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped in -short mode")
+		os.Exit(m.Run())
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e: needs root (mount namespaces, chroot, dropping to the build user)")
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "cipack-e2e-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err == nil {
+		fx, err = testenv.NewFixture(context.Background(), dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	fx.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needFixture(t testing.TB) {
+	t.Helper()
+	if fx == nil {
+		t.Skip("end-to-end tests are skipped in -short mode")
+	}
+}
+
+// buildResult is cipack's --output json.
+type buildResult struct {
+	Image       string   `json:"image"`
+	Digest      string   `json:"digest"`
+	ImageRef    string   `json:"imageRef"`
+	Tags        []string `json:"tags"`
+	PlatformAPI string   `json:"platformAPI"`
+	Buildpacks  []struct {
+		ID, Version string
+	} `json:"buildpacks"`
+}
+
+type run struct {
+	stdout, stderr string
+	code           int
+}
+
+// cipackBuild runs `cipack build` in the builder sandbox for the example
+// app in a fresh workspace and layers dir.
+func cipackBuild(t testing.TB, name string, env []string, args ...string) run {
+	t.Helper()
+	m := workspace(t, name)
+	cmd := fx.CipackBuild(context.Background(), m, args...)
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := run{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run cipack: %v", err)
+	}
+	return r
+}
+
+func workspace(t testing.TB, name string) testenv.Mounts {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := fx.Workspace(filepath.Join(root, "examples", "app"), name+"-"+randSuffix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+var counter int
+
+func randSuffix() string { counter++; return fmt.Sprintf("%d-%d", os.Getpid(), counter) }
+
+func mustJSON(t testing.TB, s string) buildResult {
+	t.Helper()
+	var r buildResult
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		t.Fatalf("stdout is not the JSON result: %v\n%s", err, s)
+	}
+	return r
+}
+
+func head(t testing.TB, ref string) v1.Hash {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(r)
+	if err != nil {
+		t.Fatalf("HEAD %s: %v", ref, err)
+	}
+	return d.Digest
+}
+
+func configOf(t testing.TB, ref string) *v1.ConfigFile {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cf
+}
+
+// tags lists a repository's tags; a repository that does not exist has none.
+func tags(t testing.TB, repo string) []string {
+	t.Helper()
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := remote.List(r)
+	if err != nil {
+		if strings.Contains(err.Error(), "NAME_UNKNOWN") || strings.Contains(err.Error(), "404") {
+			return nil
+		}
+		t.Fatalf("list %s: %v", repo, err)
+	}
+	return list
+}
