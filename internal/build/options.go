@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -85,6 +86,10 @@ func (o *Options) Validate() error {
 	if o.PlatformAPI != "" && o.PlatformAPI != lifecycle.Auto {
 		if _, _, err := lifecycle.ParseAPI(o.PlatformAPI); err != nil {
 			return exit.Usagef("--platform-api", "give a version such as 0.14, or auto", "%v", err)
+		}
+		if !slices.Contains(lifecycle.SupportedAPIs, o.PlatformAPI) {
+			return exit.Usagef("--platform-api", fmt.Sprintf("choose one of %v, or auto", lifecycle.SupportedAPIs),
+				"cipack does not support platform API %s", o.PlatformAPI)
 		}
 	}
 	for _, id := range []struct{ flag, val string }{{"--uid", o.UID}, {"--gid", o.GID}} {
