@@ -1,0 +1,110 @@
+package build
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+func TestValidate(t *testing.T) {
+	app := t.TempDir()
+	file := filepath.Join(app, "f")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(app, "ok.env")
+	if err := os.WriteFile(envFile, []byte("# c\n\nexport A=1\nB=x=y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok := Options{Image: "registry.example/team/app:latest", AppPath: app}
+	cases := []struct {
+		name   string
+		mutate func(*Options)
+		code   int
+		msg    string
+	}{
+		{"valid", func(*Options) {}, 0, ""},
+		{"valid with everything", func(o *Options) {
+			o.Tags = []string{"v1", "registry.example/other/app:v2"}
+			o.Env = []string{"A=1", "B=x=y", "EMPTY="}
+			o.EnvFile, o.PlatformAPI, o.UID, o.GID = envFile, "0.14", "1000", "1000"
+			o.CacheImage, o.RunImage = "registry.example/cache", "registry.example/run:1"
+		}, 0, ""},
+		{"empty image", func(o *Options) { o.Image = " " }, exit.Usage, "--image: no image given"},
+		{"upper case image", func(o *Options) { o.Image = "Registry/App" }, exit.Usage, "--image: invalid image reference"},
+		{"digest image", func(o *Options) { o.Image = "r.example/a@sha256:" + strings.Repeat("a", 64) }, exit.Usage, "digest reference"},
+		{"bad tag", func(o *Options) { o.Tags = []string{"bad tag!"} }, exit.Usage, "--tag"},
+		{"bad run image", func(o *Options) { o.RunImage = "UP/per" }, exit.Usage, "--run-image"},
+		{"cache image and dir", func(o *Options) { o.CacheImage, o.CacheDir = "r.example/c", "/tmp/c" }, exit.Usage, "--cache-image"},
+		{"missing path", func(o *Options) { o.AppPath = filepath.Join(app, "nope") }, exit.Usage, "--path"},
+		{"file path", func(o *Options) { o.AppPath = file }, exit.Usage, "not a directory"},
+		{"env without =", func(o *Options) { o.Env = []string{"A=1", "B"} }, exit.Usage, `--env: env entry "B" has no '='`},
+		{"long env without = is redacted", func(o *Options) { o.Env = []string{"ghp_0123456789abcdef"} }, exit.Usage, `"ghp_…"`},
+		{"env bad name", func(o *Options) { o.Env = []string{"1A=x"} }, exit.Usage, "invalid name"},
+		{"env file missing", func(o *Options) { o.EnvFile = filepath.Join(app, "none") }, exit.Usage, "--env-file"},
+		{"api malformed", func(o *Options) { o.PlatformAPI = "0.x" }, exit.Usage, "--platform-api"},
+		{"api unsupported", func(o *Options) { o.PlatformAPI = "0.8" }, exit.Usage, "does not support platform API 0.8"},
+		{"uid not numeric", func(o *Options) { o.UID = "cnb" }, exit.Usage, "--uid"},
+		{"log level", func(o *Options) { o.LogLevel = "loud" }, exit.Usage, "--log-level"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := ok
+			c.mutate(&o)
+			err := o.Validate()
+			if exit.Code(err) != c.code {
+				t.Fatalf("code %d (%v), want %d", exit.Code(err), err, c.code)
+			}
+			if err != nil && !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("%q lacks %q", err, c.msg)
+			}
+		})
+	}
+	if strings.Contains((&Options{Image: "a", AppPath: app, Env: []string{"ghp_0123456789abcdef"}}).Validate().Error(), "0123456789") {
+		t.Fatal("a malformed env entry must not be echoed whole: it may be a pasted secret")
+	}
+}
+
+func TestResolveTag(t *testing.T) {
+	for tag, want := range map[string]string{
+		"v1":                       "registry.example/team/app:v1",
+		"registry.example/x/y:v2":  "registry.example/x/y:v2",
+		"other.example:5000/z:abc": "other.example:5000/z:abc",
+	} {
+		got, err := ResolveTag("registry.example/team/app:latest", tag)
+		if err != nil || got.String() != want {
+			t.Errorf("%s → %v %v, want %s", tag, got, err, want)
+		}
+	}
+}
+
+func TestWritePlatformDirKeepsValuesVerbatim(t *testing.T) {
+	dir, err := writePlatformDir([]string{"A=x=y=z", "B=", "C=multi\nline"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	for k, want := range map[string]string{"A": "x=y=z", "B": "", "C": "multi\nline"} {
+		got, err := os.ReadFile(filepath.Join(dir, "env", k))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q (%v), want %q", k, got, err, want)
+		}
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
+		t.Errorf("platform dir mode %v: the build user must be able to read it", fi.Mode().Perm())
+	}
+}
+
+func TestMarkdownSummary(t *testing.T) {
+	r := &Result{Image: "r/app", Digest: "sha256:abc", Tags: []string{"r/app:v1"}, PlatformAPI: "0.15",
+		Buildpacks: []Buildpack{{"bp/a", "1.0"}}}
+	md := r.Markdown()
+	for _, want := range []string{"| Digest | `sha256:abc` |", "| bp/a | 1.0 |", "`r/app:v1`", "| Platform API | 0.15 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("summary lacks %q:\n%s", want, md)
+		}
+	}
+}

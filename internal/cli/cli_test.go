@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+func execute(args []string, env map[string]string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Execute(context.Background(), args, Env{
+		Getenv: func(k string) string { return env[k] },
+		Stdout: &out, Stderr: &errb,
+	})
+	return code, out.String(), errb.String()
+}
+
+func TestEnvBindsFlags(t *testing.T) {
+	o := &buildOptions{}
+	cmd := &cobra.Command{Use: "build"}
+	o.addFlags(cmd)
+	_ = cmd.Flags().Parse([]string{"--tag", "fromflag"})
+	env := map[string]string{
+		"CIPACK_IMAGE":             "r.example/app",
+		"CIPACK_ENV":               "A=1,2\nB=x=y\n\n",
+		"CIPACK_TAG":               "fromenv",
+		"CIPACK_INSECURE_REGISTRY": "a:1,b:2",
+	}
+	if err := bindEnv(cmd.Flags(), func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if o.Image != "r.example/app" {
+		t.Errorf("image %q", o.Image)
+	}
+	if strings.Join(o.Env, "|") != "A=1,2|B=x=y" {
+		t.Errorf("env %q: one entry per line, commas kept", o.Env)
+	}
+	if strings.Join(o.Tags, "|") != "fromflag" {
+		t.Errorf("a flag given on the command line wins over its env var: %q", o.Tags)
+	}
+	if strings.Join(o.Insecure, "|") != "a:1|b:2" {
+		t.Errorf("insecure %q", o.Insecure)
+	}
+}
+
+func TestExitCodesAndErrors(t *testing.T) {
+	code, _, stderr := execute([]string{"build"}, nil)
+	if code != exit.Usage || !strings.Contains(stderr, "--image") {
+		t.Fatalf("no image: %d %s", code, stderr)
+	}
+	code, _, _ = execute([]string{"build", "--nope"}, nil)
+	if code != exit.Usage {
+		t.Fatalf("unknown flag: %d", code)
+	}
+	code, _, stderr = execute([]string{"build"}, map[string]string{"CIPACK_OUTPUT": "xml", "CIPACK_IMAGE": "r.example/a"})
+	if code != exit.Usage || !strings.Contains(stderr, "--output") {
+		t.Fatalf("bad output from env: %d %s", code, stderr)
+	}
+	code, stdout, _ := execute([]string{"exit-codes"}, nil)
+	if code != 0 || !strings.Contains(stdout, "  7  no buildpack group passed detection") {
+		t.Fatalf("exit-codes: %d %s", code, stdout)
+	}
+}
+
+func TestGitHubAnnotatesAndMasks(t *testing.T) {
+	env := map[string]string{"GITHUB_ACTIONS": "true", "CNB_REGISTRY_AUTH": `{"r.example":"Basic c2VjcmV0"}`}
+	code, _, stderr := execute([]string{"build", "--image", "r.example/a", "--env", "NOEQUALS"}, env)
+	if code != exit.Usage {
+		t.Fatalf("code %d", code)
+	}
+	mask := strings.Index(stderr, "::add-mask::")
+	annot := strings.Index(stderr, "::error title=--env::")
+	if mask < 0 || annot < 0 || mask > annot {
+		t.Fatalf("want the mask first, then an error annotation naming --env:\n%s", stderr)
+	}
+}

@@ -1,0 +1,199 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+func TestNegotiate(t *testing.T) {
+	cases := []struct {
+		name      string
+		requested string
+		builder   []string
+		want      string
+		code      int
+	}{
+		{"auto picks highest common", "auto", []string{"0.7", "0.12", "0.13", "0.14"}, "0.14", 0},
+		{"empty means auto", "", []string{"0.12", "0.15"}, "0.15", 0},
+		{"auto with builder newer than cipack", "auto", []string{"0.15", "0.16"}, "0.15", 0},
+		{"explicit supported", "0.13", []string{"0.12", "0.13", "0.14"}, "0.13", 0},
+		{"explicit unsupported by builder", "0.15", []string{"0.12", "0.13"}, "", exit.Builder},
+		{"explicit unsupported by cipack", "0.9", []string{"0.9"}, "", exit.Usage},
+		{"malformed", "zero", []string{"0.12"}, "", exit.Usage},
+		{"nothing in common", "auto", []string{"0.7", "0.8"}, "", exit.Builder},
+		{"order of builder list does not matter", "auto", []string{"0.14", "0.12", "0.13"}, "0.14", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Negotiate(c.requested, c.builder)
+			if exit.Code(err) != c.code {
+				t.Fatalf("code %d (%v), want %d", exit.Code(err), err, c.code)
+			}
+			if got != c.want {
+				t.Fatalf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestBuilderAPIsProbesNewestFirst(t *testing.T) {
+	var probed []string
+	probe := func(_ context.Context, api string) (bool, error) {
+		probed = append(probed, api)
+		return api == "0.14" || api == "0.13", nil
+	}
+	b := &Builder{CNBDir: "/cnb"}
+	got, err := BuilderAPIs(context.Background(), b, probe, true)
+	if err != nil || !slices.Equal(got, []string{"0.14"}) || !slices.Equal(probed, []string{"0.15", "0.14"}) {
+		t.Fatalf("onlyBest: got %v, probed %v, err %v", got, probed, err)
+	}
+	probed = nil
+	got, _ = BuilderAPIs(context.Background(), b, probe, false)
+	if !slices.Equal(got, []string{"0.14", "0.13"}) || len(probed) != len(SupportedAPIs) {
+		t.Fatalf("all: got %v, probed %v", got, probed)
+	}
+	b.DeclaredAPIs = []string{"0.12"}
+	if got, _ := BuilderAPIs(context.Background(), b, nil, true); !slices.Equal(got, []string{"0.12"}) {
+		t.Fatalf("declared APIs must win over probing, got %v", got)
+	}
+	_, err = BuilderAPIs(context.Background(), &Builder{CNBDir: "/cnb"}, func(context.Context, string) (bool, error) {
+		return false, errors.New("exec format error")
+	}, true)
+	if exit.Code(err) != exit.Builder {
+		t.Fatalf("a probe that cannot run must be a builder error, got %v", err)
+	}
+}
+
+func TestPlanCreate(t *testing.T) {
+	base := CreateInputs{
+		PlatformAPI: "0.14", Image: "r.example/app", AppDir: "/workspace", LayersDir: "/layers",
+		PlatformDir: "/tmp/p", ReportPath: "/layers/report.toml", UID: 1001, GID: 1002,
+	}
+	withRun := &Builder{CNBDir: "/cnb", HasRunToml: true}
+	stackOnly := &Builder{CNBDir: "/cnb", HasStackToml: true}
+	cases := []struct {
+		name     string
+		b        *Builder
+		mutate   func(*CreateInputs)
+		want     []string // consecutive argv pairs or singles that must appear
+		notWant  []string
+		wantEnv  []string
+		lastArgv string
+	}{
+		{"defaults use run.toml and the ids", withRun, func(*CreateInputs) {},
+			[]string{"-run /cnb/run.toml", "-uid 1001", "-gid 1002", "-launcher /cnb/lifecycle/launcher", "-order /cnb/order.toml"},
+			[]string{"-process-type", "-run-image", "-stack"}, []string{"CNB_PLATFORM_API=0.14"}, "r.example/app"},
+		{"explicit run image wins over run.toml", withRun, func(in *CreateInputs) { in.RunImage = "r.example/run:2" },
+			[]string{"-run-image r.example/run:2"}, []string{"-run /cnb/run.toml"}, nil, "r.example/app"},
+		{"stack.toml when there is no run.toml", stackOnly, func(*CreateInputs) {},
+			[]string{"-stack /cnb/stack.toml"}, []string{"-run "}, nil, "r.example/app"},
+		{"tags, cache, previous, process type", withRun, func(in *CreateInputs) {
+			in.Tags = []string{"r.example/app:v1", "r.example/app:v2"}
+			in.CacheImage, in.PreviousImage, in.ProcessType = "r.example/cache", "r.example/old", "web"
+		}, []string{"-tag r.example/app:v1", "-tag r.example/app:v2", "-cache-image r.example/cache", "-previous-image r.example/old", "-process-type web"},
+			nil, nil, "r.example/app"},
+		{"insecure registries as flags from 0.13", withRun, func(in *CreateInputs) { in.Insecure = []string{"reg.local:5000"} },
+			[]string{"-insecure-registry reg.local:5000"}, nil, nil, "r.example/app"},
+		{"insecure registries as env before 0.13", withRun, func(in *CreateInputs) { in.PlatformAPI = "0.12"; in.Insecure = []string{"a:1", "b:2"} },
+			nil, []string{"-insecure-registry"}, []string{"CNB_INSECURE_REGISTRIES=a:1,b:2", "CNB_PLATFORM_API=0.12"}, "r.example/app"},
+		{"registry auth only in env", withRun, func(in *CreateInputs) { in.RegistryAuth = `{"r.example":"Basic eA=="}` },
+			nil, []string{"Basic"}, []string{`CNB_REGISTRY_AUTH={"r.example":"Basic eA=="}`}, "r.example/app"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := base
+			c.mutate(&in)
+			inv := PlanCreate(c.b, in)
+			if inv.Path != "/cnb/lifecycle/creator" {
+				t.Fatalf("path %s", inv.Path)
+			}
+			argv := " " + strings.Join(inv.Args, " ") + " "
+			for _, w := range c.want {
+				if !strings.Contains(argv, " "+w+" ") {
+					t.Errorf("argv lacks %q: %s", w, argv)
+				}
+			}
+			for _, w := range c.notWant {
+				if strings.Contains(argv, w) {
+					t.Errorf("argv has %q: %s", w, argv)
+				}
+			}
+			for _, e := range c.wantEnv {
+				if !slices.Contains(inv.Env, e) {
+					t.Errorf("env lacks %q: %v", e, inv.Env)
+				}
+			}
+			if inv.Args[len(inv.Args)-1] != c.lastArgv {
+				t.Errorf("the image must be the last argument: %v", inv.Args)
+			}
+		})
+	}
+}
+
+func TestExitErrorMapsEveryLifecycleCode(t *testing.T) {
+	cases := []struct {
+		code  int
+		want  int
+		hint  string
+		phase string
+	}{
+		{0, exit.OK, "", ""},
+		{11, exit.Lifecycle, "platform API", "platform API"},
+		{12, exit.Lifecycle, "buildpack", "buildpack API"},
+		{20, exit.Detect, "no buildpack group detected", "detect"},
+		{21, exit.Detect, "errored", "detect"},
+		{22, exit.Detect, "detection failed", "detect"},
+		{32, exit.Lifecycle, "previous image", "analyze"},
+		{42, exit.Lifecycle, "cache", "restore"},
+		{51, exit.Build, "bin/build failed", "build"},
+		{52, exit.Build, "build phase failed", "build"},
+		{62, exit.Export, "pushed", "export"},
+		{72, exit.Lifecycle, "rebas", "rebase"},
+		{82, exit.Lifecycle, "launch", "launch"},
+		{91, exit.Builder, "extension", "generate"},
+		{92, exit.Builder, "generate", "generate"},
+		{102, exit.Builder, "extending", "extend"},
+		{1, exit.Lifecycle, "read the lifecycle output", "creator"},
+		{99, exit.Lifecycle, "read the lifecycle output", "creator"},
+	}
+	for _, c := range cases {
+		err := ExitError("creator", c.code)
+		if got := exit.Code(err); got != c.want {
+			t.Errorf("lifecycle %d → cipack %d, want %d", c.code, got, c.want)
+		}
+		if err != nil && (!strings.Contains(err.Error(), c.hint) || !strings.Contains(err.Error(), c.phase)) {
+			t.Errorf("lifecycle %d: %q lacks %q / %q", c.code, err, c.hint, c.phase)
+		}
+	}
+}
+
+type recorder struct{ events []string }
+
+func (r *recorder) PhaseStart(p string)                { r.events = append(r.events, "start "+p) }
+func (r *recorder) PhaseEnd(p string, _ time.Duration) { r.events = append(r.events, "end "+p) }
+
+func TestPhaseWriterTimesPhasesAcrossSplitWrites(t *testing.T) {
+	var out strings.Builder
+	rec := &recorder{}
+	clock := time.Unix(0, 0)
+	w := &phaseWriter{out: &out, obs: rec, now: func() time.Time { clock = clock.Add(time.Second); return clock }}
+	for _, chunk := range []string{"\x1b[36m===> DETEC", "TING\x1b[0m\nbp 1\n===> BUILDING\nhal", "f line"} {
+		_, _ = w.Write([]byte(chunk))
+	}
+	timings := w.finish()
+	if got := strings.Join(rec.events, ","); got != "start detecting,end detecting,start building,end building" {
+		t.Fatalf("events %s", got)
+	}
+	if len(timings) != 2 || timings[0].Phase != "detecting" || timings[0].Duration != time.Second {
+		t.Fatalf("timings %+v", timings)
+	}
+	if !strings.HasSuffix(out.String(), "half line\n") || !strings.Contains(out.String(), "bp 1\n") {
+		t.Fatalf("lines must pass through whole: %q", out.String())
+	}
+}

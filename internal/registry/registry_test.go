@@ -1,0 +1,119 @@
+package registry
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+// authed serves ggcr's in-process registry behind Basic auth.
+func authed(t *testing.T, user, pass string) string {
+	t.Helper()
+	reg := ggcrregistry.New()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func TestCNBRegistryAuthDrivesChecksAndHeaders(t *testing.T) {
+	host := authed(t, "ci", "pw")
+	good := fmt.Sprintf(`{%q: "Basic %s"}`, host, base64.StdEncoding.EncodeToString([]byte("ci:pw")))
+	c, err := New(Options{CNBRegistryAuth: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := c.Parse(host + "/team/app:latest")
+	if err := c.CheckPush(context.Background(), ref); err != nil {
+		t.Fatalf("push check with good credentials: %v", err)
+	}
+	img, _ := random.Image(64, 1)
+	if err := remote.Write(ref, img, c.RemoteOptions(context.Background())...); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Head(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := img.Digest(); d.Digest != want {
+		t.Fatalf("digest %s, want %s", d.Digest, want)
+	}
+	h, err := c.AuthHeaders(context.Background(), ref)
+	if err != nil || h[host] != "Basic "+base64.StdEncoding.EncodeToString([]byte("ci:pw")) {
+		t.Fatalf("headers %v %v", h, err)
+	}
+
+	bad, _ := New(Options{CNBRegistryAuth: fmt.Sprintf(`{%q: "Basic %s"}`, host, base64.StdEncoding.EncodeToString([]byte("ci:nope")))})
+	if err := bad.CheckPush(context.Background(), ref); exit.Code(err) != exit.RegistryAuth {
+		t.Fatalf("bad credentials: code %d (%v), want %d", exit.Code(err), err, exit.RegistryAuth)
+	}
+	anon, _ := New(Options{})
+	if _, err := anon.Head(context.Background(), ref); exit.Code(err) != exit.RegistryAuth {
+		t.Fatalf("anonymous: code %d (%v)", exit.Code(err), err)
+	}
+	if h, _ := anon.AuthHeaders(context.Background(), ref); len(h) != 0 {
+		t.Fatalf("anonymous registries get no header, got %v", h)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	c, _ := New(Options{})
+	missing, _ := c.Parse(host + "/no/such:tag")
+	if _, err := c.Head(context.Background(), missing); exit.Code(err) != exit.ImageNotFound || !strings.Contains(err.Error(), "no/such:tag") {
+		t.Fatalf("missing image: %d %v", exit.Code(err), err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	down, _ := c.Parse(dead + "/x:y")
+	if _, err := c.Head(context.Background(), down); exit.Code(err) != exit.RegistryUnreachable {
+		t.Fatalf("dead registry: %d %v", exit.Code(err), err)
+	}
+	if err := Classify("img", "read", errors.New("weird")); exit.Code(err) != exit.Internal || !strings.Contains(err.Error(), "img") {
+		t.Fatalf("other errors keep their text and name the image: %v", err)
+	}
+}
+
+func TestMalformedCNBRegistryAuthDoesNotEchoSecret(t *testing.T) {
+	_, err := New(Options{CNBRegistryAuth: "Basic c2VjcmV0"})
+	if exit.Code(err) != exit.Usage || strings.Contains(err.Error(), "c2VjcmV0") || !strings.Contains(err.Error(), "CNB_REGISTRY_AUTH") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestGitHubTokenOnlyForGHCR(t *testing.T) {
+	c, _ := New(Options{GitHubToken: "tok", GitHubActor: "octo"})
+	ghcr, _ := c.Parse("ghcr.io/o/app")
+	other, _ := c.Parse("registry.example/o/app")
+	h, err := c.AuthHeaders(context.Background(), ghcr, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h["ghcr.io"] != "Basic "+base64.StdEncoding.EncodeToString([]byte("octo:tok")) {
+		t.Fatalf("ghcr.io header %q", h["ghcr.io"])
+	}
+	if _, ok := h["registry.example"]; ok {
+		t.Fatal("the GitHub token must not be sent to other registries")
+	}
+}
