@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/buildpacks/lifecycle/platform/files"
@@ -63,14 +64,6 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, exit.New(exit.Builder, b.Path("order.toml"), errors.New("the builder declares image extensions"),
 			"cipack does not support image extensions yet: use a builder without [[order-extensions]]")
 	}
-	builderAPIs, err := lifecycle.BuilderAPIs(ctx, b, lifecycle.ExecProber(b), opts.PlatformAPI == "" || opts.PlatformAPI == lifecycle.Auto)
-	if err != nil {
-		return nil, err
-	}
-	api, err := lifecycle.Negotiate(opts.PlatformAPI, builderAPIs)
-	if err != nil {
-		return nil, err
-	}
 	uid, err := pickID("--uid", "CNB_USER_ID", opts.UID, d.BuilderUID)
 	if err != nil {
 		return nil, err
@@ -80,6 +73,10 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, err
 	}
 
+	candidates, err := lifecycle.Candidates(opts.PlatformAPI, b)
+	if err != nil {
+		return nil, err
+	}
 	refs, err := preflight(ctx, d.Registry, opts, b)
 	if err != nil {
 		return nil, err
@@ -123,7 +120,6 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	_ = os.Remove(reportPath) // a stale report must never pass for this build's
 
 	in := lifecycle.CreateInputs{
-		PlatformAPI:   api,
 		Image:         refs.image.String(),
 		AppDir:        appDir,
 		LayersDir:     layersDir,
@@ -145,9 +141,12 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	if len(auth) > 0 {
 		in.RegistryAuth = registry.EncodeAuth(auth)
 	}
-	fmt.Fprintf(d.Log, "cipack: building %s with platform API %s as %d:%d\n", refs.image, api, uid, gid)
+	fmt.Fprintf(d.Log, "cipack: building %s as %d:%d (platform API: first of %v the lifecycle accepts)\n", refs.image, uid, gid, candidates)
 	runner := &lifecycle.Runner{Log: d.Log, Observer: d.Observer, Environ: withoutCNB(d.Environ)}
-	timings, err := runner.Run(ctx, lifecycle.PlanCreate(b, in))
+	api, timings, err := runner.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
+		in.PlatformAPI = api
+		return lifecycle.PlanCreate(b, in)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -236,13 +235,23 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		if err := reg.CheckPush(ctx, pushRepos[k]); err != nil {
+	// At most a handful of checks (target, tags' repos, cache, run image):
+	// run them at once, report the first failure in a stable order.
+	errs := make([]error, len(keys)+1)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() { errs[i] = reg.CheckPush(ctx, pushRepos[k]) })
+	}
+	wg.Go(func() {
+		if _, err := reg.Head(ctx, p.runImage); err != nil {
+			errs[len(keys)] = fmt.Errorf("run image: %w", err)
+		}
+	})
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return p, err
 		}
-	}
-	if _, err := reg.Head(ctx, p.runImage); err != nil {
-		return p, fmt.Errorf("run image: %w", err)
 	}
 	return p, nil
 }

@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -81,31 +80,26 @@ func Negotiate(requested string, builderAPIs []string) (string, error) {
 	return requested, nil
 }
 
-// Prober asks the lifecycle whether it supports one platform API.
-type Prober func(ctx context.Context, api string) (bool, error)
-
-// BuilderAPIs returns the platform APIs the builder's lifecycle supports:
-// from lifecycle.toml when the builder has one, else by probing each API
-// cipack knows, newest first (`CNB_PLATFORM_API=X creator -version` exits 0
-// for a supported X, 11 otherwise, in a few ms). Probing stops at the first
-// supported API when onlyBest is set: older ones would not be chosen.
-func BuilderAPIs(ctx context.Context, b *Builder, probe Prober, onlyBest bool) ([]string, error) {
+// Candidates returns the platform APIs to try, newest first. When the
+// builder declares its APIs (lifecycle.toml) the choice is made here, up
+// front; otherwise the lifecycle itself is asked by running it (see
+// Runner.RunNegotiated), which costs nothing extra when the newest API is
+// supported, the common case.
+func Candidates(requested string, b *Builder) ([]string, error) {
 	if len(b.DeclaredAPIs) > 0 {
-		return b.DeclaredAPIs, nil
-	}
-	var out []string
-	for i := len(SupportedAPIs) - 1; i >= 0; i-- {
-		ok, err := probe(ctx, SupportedAPIs[i])
+		api, err := Negotiate(requested, b.DeclaredAPIs)
 		if err != nil {
-			return nil, exit.New(exit.Builder, b.Creator(), fmt.Errorf("probe platform API %s: %w", SupportedAPIs[i], err),
-				"the builder's lifecycle does not run here")
+			return nil, err
 		}
-		if ok {
-			out = append(out, SupportedAPIs[i])
-			if onlyBest {
-				break
-			}
-		}
+		return []string{api}, nil
 	}
+	if requested != "" && requested != Auto {
+		if _, err := Negotiate(requested, []string{requested}); err != nil {
+			return nil, err
+		}
+		return []string{requested}, nil
+	}
+	out := slices.Clone(SupportedAPIs)
+	slices.SortFunc(out, func(a, b string) int { return CompareAPI(b, a) })
 	return out, nil
 }

@@ -2,7 +2,9 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -42,31 +44,82 @@ func TestNegotiate(t *testing.T) {
 	}
 }
 
-func TestBuilderAPIsProbesNewestFirst(t *testing.T) {
-	var probed []string
-	probe := func(_ context.Context, api string) (bool, error) {
-		probed = append(probed, api)
-		return api == "0.14" || api == "0.13", nil
+func TestCandidates(t *testing.T) {
+	cases := []struct {
+		name      string
+		requested string
+		declared  []string
+		want      []string
+		code      int
+	}{
+		{"auto without lifecycle.toml: every API, newest first", Auto, nil, []string{"0.15", "0.14", "0.13", "0.12"}, 0},
+		{"explicit without lifecycle.toml: only that one", "0.13", nil, []string{"0.13"}, 0},
+		{"explicit unknown to cipack", "0.9", nil, nil, exit.Usage},
+		{"declared APIs decide up front", Auto, []string{"0.12", "0.13"}, []string{"0.13"}, 0},
+		{"declared APIs too old", Auto, []string{"0.10", "0.11"}, nil, exit.Builder},
 	}
-	b := &Builder{CNBDir: "/cnb"}
-	got, err := BuilderAPIs(context.Background(), b, probe, true)
-	if err != nil || !slices.Equal(got, []string{"0.14"}) || !slices.Equal(probed, []string{"0.15", "0.14"}) {
-		t.Fatalf("onlyBest: got %v, probed %v, err %v", got, probed, err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Candidates(c.requested, &Builder{DeclaredAPIs: c.declared})
+			if exit.Code(err) != c.code || !slices.Equal(got, c.want) {
+				t.Fatalf("got %v, code %d (%v); want %v, code %d", got, exit.Code(err), err, c.want, c.code)
+			}
+		})
 	}
-	probed = nil
-	got, _ = BuilderAPIs(context.Background(), b, probe, false)
-	if !slices.Equal(got, []string{"0.14", "0.13"}) || len(probed) != len(SupportedAPIs) {
-		t.Fatalf("all: got %v, probed %v", got, probed)
+}
+
+// fakeCreator behaves like the lifecycle's creator towards the platform
+// API: it exits 11 before any phase unless CNB_PLATFORM_API is in accepts.
+func fakeCreator(t *testing.T, accepts string, exitCode int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "creator")
+	script := fmt.Sprintf(`#!/bin/sh
+case " %s " in *" $CNB_PLATFORM_API "*) ;; *) echo "ERROR: platform API $CNB_PLATFORM_API unsupported"; exit 11;; esac
+echo "===> DETECTING"
+echo "detected with $CNB_PLATFORM_API"
+echo "===> BUILDING"
+exit %d
+`, accepts, exitCode)
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	b.DeclaredAPIs = []string{"0.12"}
-	if got, _ := BuilderAPIs(context.Background(), b, nil, true); !slices.Equal(got, []string{"0.12"}) {
-		t.Fatalf("declared APIs must win over probing, got %v", got)
+	return p
+}
+
+func TestRunNegotiated(t *testing.T) {
+	cases := []struct {
+		name       string
+		accepts    string
+		exitCode   int
+		candidates []string
+		wantAPI    string
+		code       int
+	}{
+		{"newest accepted at once", "0.12 0.13 0.14 0.15", 0, []string{"0.15", "0.14"}, "0.15", 0},
+		{"falls back to an older API", "0.12 0.13", 0, []string{"0.15", "0.14", "0.13", "0.12"}, "0.13", 0},
+		{"none accepted", "0.7", 0, []string{"0.15", "0.14"}, "", exit.Builder},
+		{"a build failure is not an API rejection", "0.15", 51, []string{"0.15", "0.14"}, "0.15", exit.Build},
 	}
-	_, err = BuilderAPIs(context.Background(), &Builder{CNBDir: "/cnb"}, func(context.Context, string) (bool, error) {
-		return false, errors.New("exec format error")
-	}, true)
-	if exit.Code(err) != exit.Builder {
-		t.Fatalf("a probe that cannot run must be a builder error, got %v", err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			creator := fakeCreator(t, c.accepts, c.exitCode)
+			var log strings.Builder
+			var tried []string
+			r := &Runner{Log: &log}
+			api, timings, err := r.RunNegotiated(context.Background(), c.candidates, func(api string) Invocation {
+				tried = append(tried, api)
+				return Invocation{Path: creator, Env: []string{"CNB_PLATFORM_API=" + api}}
+			})
+			if exit.Code(err) != c.code || api != c.wantAPI {
+				t.Fatalf("api %q code %d (%v), want %q code %d; tried %v", api, exit.Code(err), err, c.wantAPI, c.code, tried)
+			}
+			if strings.Contains(log.String(), "unsupported") {
+				t.Fatalf("rejected attempts must leave nothing in the log:\n%s", log.String())
+			}
+			if c.code == 0 && (len(timings) != 2 || !strings.Contains(log.String(), "detected with "+c.wantAPI)) {
+				t.Fatalf("timings %v, log:\n%s", timings, log.String())
+			}
+		})
 	}
 }
 

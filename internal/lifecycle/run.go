@@ -1,10 +1,10 @@
 package lifecycle
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cipack/cipack/internal/exit"
 )
 
 // PhaseTiming is how long one lifecycle phase took.
@@ -40,23 +42,56 @@ type Runner struct {
 
 // Run executes inv and returns the phase timings and the mapped error.
 func (r *Runner) Run(ctx context.Context, inv Invocation) ([]PhaseTiming, error) {
+	timings, _, err := r.run(ctx, inv, false)
+	return timings, err
+}
+
+// RunNegotiated runs plan(api) for each candidate API, newest first, until
+// the lifecycle accepts one: a lifecycle that does not speak an API exits
+// 11 before its first phase, so trying is as cheap as asking, and the
+// common case (the newest API works) costs one run instead of a probe plus
+// a run. Output is held until the first phase starts, so a rejected
+// attempt leaves nothing in the log.
+func (r *Runner) RunNegotiated(ctx context.Context, candidates []string, plan func(api string) Invocation) (string, []PhaseTiming, error) {
+	for _, api := range candidates {
+		timings, rejected, err := r.run(ctx, plan(api), true)
+		if rejected {
+			continue
+		}
+		return api, timings, err
+	}
+	return "", nil, exit.New(exit.Builder, "platform API",
+		fmt.Errorf("the builder's lifecycle accepts none of %v", candidates),
+		"use a builder with lifecycle v0.15 or newer, or pass --platform-api with a version it supports")
+}
+
+// codeAPIRejected is the lifecycle's exit code for an unsupported platform API.
+const codeAPIRejected = 11
+
+func (r *Runner) run(ctx context.Context, inv Invocation, hold bool) (timings []PhaseTiming, rejected bool, err error) {
 	cmd := exec.CommandContext(ctx, inv.Path, inv.Args...)
 	cmd.Env = append(append([]string{}, r.Environ...), inv.Env...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
-	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now}
+	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now, hold: hold}
 	cmd.Stdout = pw
 	cmd.Stderr = pw
-	err := cmd.Run()
-	timings := pw.finish()
-	if ctx.Err() != nil {
-		return timings, ctx.Err()
-	}
+	runErr := cmd.Run()
 	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return timings, ExitError(baseName(inv.Path), ee.ExitCode())
+	if hold && errors.As(runErr, &ee) && ee.ExitCode() == codeAPIRejected && pw.stillHolding() {
+		return nil, true, nil
 	}
-	return timings, err
+	timings = pw.finish()
+	if ctx.Err() != nil {
+		return timings, false, ctx.Err()
+	}
+	if errors.As(runErr, &ee) {
+		return timings, false, ExitError(baseName(inv.Path), ee.ExitCode())
+	}
+	if runErr != nil {
+		return timings, false, exit.New(exit.Builder, inv.Path, runErr, "the builder's lifecycle does not run here")
+	}
+	return timings, false, nil
 }
 
 func baseName(p string) string {
@@ -71,7 +106,11 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 // phaseWriter passes lines through and notices the lifecycle's phase
 // banners ("===> DETECTING") to time phases and tell the observer.
 type phaseWriter struct {
-	mu      sync.Mutex
+	mu sync.Mutex
+	// hold keeps lines in held until the first phase banner, so that an
+	// attempt the lifecycle rejects can be dropped without a trace.
+	hold    bool
+	held    [][]byte
 	out     io.Writer
 	obs     Observer
 	now     func() time.Time
@@ -97,7 +136,15 @@ func (w *phaseWriter) Write(p []byte) (int, error) {
 }
 
 func (w *phaseWriter) line(l []byte) {
-	if phase, ok := strings.CutPrefix(strings.TrimSpace(ansi.ReplaceAllString(string(l), "")), "===> "); ok {
+	phase, banner := strings.CutPrefix(strings.TrimSpace(ansi.ReplaceAllString(string(l), "")), "===> ")
+	if w.hold {
+		if !banner {
+			w.held = append(w.held, append([]byte(nil), l...))
+			return
+		}
+		w.release()
+	}
+	if banner {
 		w.end()
 		w.current, w.started = strings.ToLower(phase), w.now()
 		if w.obs != nil {
@@ -105,6 +152,21 @@ func (w *phaseWriter) line(l []byte) {
 		}
 	}
 	_, _ = w.out.Write(l)
+}
+
+// release writes the held lines and stops holding.
+func (w *phaseWriter) release() {
+	w.hold = false
+	for _, h := range w.held {
+		_, _ = w.out.Write(h)
+	}
+	w.held = nil
+}
+
+func (w *phaseWriter) stillHolding() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hold
 }
 
 func (w *phaseWriter) end() {
@@ -126,34 +188,7 @@ func (w *phaseWriter) finish() []PhaseTiming {
 		w.line(append(w.buf, '\n'))
 		w.buf = nil
 	}
+	w.release()
 	w.end()
 	return w.timings
-}
-
-// ExecProber probes API support by running `creator -version`.
-func ExecProber(b *Builder) Prober {
-	return func(ctx context.Context, api string) (bool, error) {
-		cmd := exec.CommandContext(ctx, b.Creator(), "-version")
-		cmd.Env = []string{"CNB_PLATFORM_API=" + api}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.As(err, &ee) && ee.ExitCode() == 11:
-			return false, nil
-		default:
-			return false, errors.Join(err, errors.New(strings.TrimSpace(firstLine(&out))))
-		}
-	}
-}
-
-func firstLine(r io.Reader) string {
-	s := bufio.NewScanner(r)
-	if s.Scan() {
-		return s.Text()
-	}
-	return ""
 }
