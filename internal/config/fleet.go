@@ -1,0 +1,232 @@
+// Package config reads the fleet file: the list of app images that
+// `cipack rebase` keeps patched, with their builders, run-image mirrors and
+// rebuild triggers. It is decoded strictly (unknown keys are errors) and
+// every error names the file, the line and the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"gopkg.in/yaml.v3"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+// Fleet is the whole file.
+type Fleet struct {
+	Defaults Defaults `yaml:"defaults"`
+	Images   []Image  `yaml:"images"`
+}
+
+// Defaults apply to every image that does not set its own value.
+type Defaults struct {
+	Builder         string   `yaml:"builder"`
+	RunImageMirrors []string `yaml:"runImageMirrors"`
+	Trigger         *Trigger `yaml:"trigger"`
+}
+
+// Image is one app image to keep patched.
+type Image struct {
+	// Image is the reference whose current digest is checked and moved.
+	Image string `yaml:"image"`
+	// Tags are more tags that must always point at the same digest.
+	Tags []string `yaml:"tags"`
+	// Builder whose buildpacks the image is compared with; empty: no
+	// buildpack check (only the run image is watched).
+	Builder string `yaml:"builder"`
+	// RunImage overrides the run image recorded in the image (e.g. a
+	// mirror closer to the image's registry).
+	RunImage        string   `yaml:"runImage"`
+	RunImageMirrors []string `yaml:"runImageMirrors"`
+	// AllowRunImageRename lets a rebase move the image onto a run image
+	// whose name is neither the recorded one nor one of its mirrors.
+	AllowRunImageRename bool     `yaml:"allowRunImageRename"`
+	Trigger             *Trigger `yaml:"trigger"`
+
+	// Line is where the entry starts in the file, for messages.
+	Line int `yaml:"-"`
+}
+
+// Trigger says how to start an app's own rebuild.
+type Trigger struct {
+	Webhook *Webhook `yaml:"webhook"`
+}
+
+// Webhook is an HTTP POST with a JSON payload.
+type Webhook struct {
+	URL string `yaml:"url"`
+	// TokenEnv names the environment variable holding a bearer token.
+	TokenEnv string `yaml:"tokenEnv"`
+	// EventType, when set, wraps the payload as GitHub's
+	// repository_dispatch body: {"event_type": ..., "client_payload": ...}.
+	EventType string `yaml:"eventType"`
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Load reads and validates a fleet file.
+func Load(path string) (*Fleet, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, exit.Usagef("--config", "point it at a readable fleet file (see examples/fleet.yaml)", "%v", err)
+	}
+	return Parse(path, b)
+}
+
+// Parse decodes and validates fleet YAML; path is only used in messages.
+func Parse(path string, data []byte) (*Fleet, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f Fleet
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fail(path, 0, "", "the file is empty", "list the images to watch under images:")
+		}
+		return nil, exit.Usagef(path, "fix the YAML (see examples/fleet.yaml for the schema)", "%s", yamlMessage(err))
+	}
+	// A second pass over the node tree gives each image its line.
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		if imgs := lookup(&root, "images"); imgs != nil {
+			for i, n := range imgs.Content {
+				if i < len(f.Images) {
+					f.Images[i].Line = n.Line
+				}
+			}
+		}
+	}
+	if err := f.validate(path); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func (f *Fleet) validate(path string) error {
+	if len(f.Images) == 0 {
+		return fail(path, 0, "images", "no images listed", "add at least one entry with an image: key")
+	}
+	if err := checkRef(path, 0, "defaults.builder", f.Defaults.Builder); err != nil {
+		return err
+	}
+	if err := f.Defaults.Trigger.validate(path, 0, "defaults.trigger"); err != nil {
+		return err
+	}
+	seen := map[string]int{}
+	for i, img := range f.Images {
+		key := fmt.Sprintf("images[%d]", i)
+		if img.Image == "" {
+			return fail(path, img.Line, key+".image", "missing", "every entry needs the image reference to watch")
+		}
+		if err := checkRef(path, img.Line, key+".image", img.Image); err != nil {
+			return err
+		}
+		if prev, dup := seen[img.Image]; dup {
+			return fail(path, img.Line, key+".image", fmt.Sprintf("%s is listed twice (first at images[%d])", img.Image, prev), "list each image once")
+		}
+		seen[img.Image] = i
+		for j, t := range img.Tags {
+			if err := checkRef(path, img.Line, fmt.Sprintf("%s.tags[%d]", key, j), t); err != nil {
+				return err
+			}
+		}
+		for k, v := range map[string]string{key + ".builder": img.Builder, key + ".runImage": img.RunImage} {
+			if err := checkRef(path, img.Line, k, v); err != nil {
+				return err
+			}
+		}
+		for j, m := range img.RunImageMirrors {
+			if err := checkRef(path, img.Line, fmt.Sprintf("%s.runImageMirrors[%d]", key, j), m); err != nil {
+				return err
+			}
+		}
+		if err := img.Trigger.validate(path, img.Line, key+".trigger"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Trigger) validate(path string, line int, key string) error {
+	if t == nil {
+		return nil
+	}
+	if t.Webhook == nil {
+		return fail(path, line, key, "no webhook", "set trigger.webhook.url, or remove the trigger")
+	}
+	u, err := url.Parse(t.Webhook.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fail(path, line, key+".webhook.url", fmt.Sprintf("%q is not an http(s) URL", t.Webhook.URL), "give the full URL of the EventListener or dispatch endpoint")
+	}
+	if t.Webhook.TokenEnv != "" && !envName.MatchString(t.Webhook.TokenEnv) {
+		return fail(path, line, key+".webhook.tokenEnv", fmt.Sprintf("%q is not an environment variable name", t.Webhook.TokenEnv), "name the variable that holds the token, not the token")
+	}
+	return nil
+}
+
+// For returns the effective settings of image i: its own, else the defaults.
+func (f *Fleet) For(i int) Image {
+	img := f.Images[i]
+	if img.Builder == "" {
+		img.Builder = f.Defaults.Builder
+	}
+	if len(img.RunImageMirrors) == 0 {
+		img.RunImageMirrors = f.Defaults.RunImageMirrors
+	}
+	if img.Trigger == nil {
+		img.Trigger = f.Defaults.Trigger
+	}
+	return img
+}
+
+func checkRef(path string, line int, key, ref string) error {
+	if ref == "" {
+		return nil
+	}
+	if _, err := name.ParseReference(ref); err != nil {
+		return fail(path, line, key, fmt.Sprintf("%q is not an image reference", ref), "use registry.example/team/app:tag")
+	}
+	return nil
+}
+
+func fail(path string, line int, key, problem, hint string) error {
+	where := path
+	if line > 0 {
+		where = fmt.Sprintf("%s:%d", path, line)
+	}
+	if key != "" {
+		where += ": " + key
+	}
+	return exit.Usagef(where, hint, "%s", problem)
+}
+
+// yamlMessage keeps yaml.v3's "line N: field x not found in type y" but
+// drops the Go type names, which mean nothing to a user.
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	msg = regexp.MustCompile(` in type config\.\w+`).ReplaceAllString(msg, "")
+	return strings.ReplaceAll(msg, "field ", "unknown key ")
+}
+
+func lookup(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+func TestParseErrorsNameFileLineAndKey(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "images:\n  - image: r.example/a\n    tagz: [x]\n", "fleet.yaml: line 3: unknown key tagz not found"},
+		{"unknown top key", "image: r.example/a\n", "line 1: unknown key image not found"},
+		{"empty", "", "the file is empty"},
+		{"no images", "defaults: {builder: r.example/b}\n", "images: no images listed"},
+		{"missing image", "images:\n  - tags: [r.example/a:v1]\n", "fleet.yaml:2: images[0].image: missing"},
+		{"bad ref", "images:\n  - image: r.example/a\n  - image: NOT VALID\n", "fleet.yaml:3: images[1].image: \"NOT VALID\" is not an image reference"},
+		{"bad tag", "images:\n  - image: r.example/a\n    tags: ['r.example/a:bad tag']\n", "images[0].tags[0]"},
+		{"duplicate", "images:\n  - image: r.example/a\n  - image: r.example/a\n", "listed twice"},
+		{"bad webhook", "images:\n  - image: r.example/a\n    trigger: {webhook: {url: 'ftp://x'}}\n", "images[0].trigger.webhook.url"},
+		{"token in tokenEnv", "defaults:\n  trigger: {webhook: {url: 'https://x.example/h', tokenEnv: 'ghp_abc-def'}}\nimages:\n  - image: r.example/a\n", "defaults.trigger.webhook.tokenEnv"},
+		{"wrong type", "images:\n  - image: r.example/a\n    allowRunImageRename: maybe\n", "line 3"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("fleet.yaml", []byte(c.yaml))
+			if exit.Code(err) != exit.Usage {
+				t.Fatalf("code %d (%v)", exit.Code(err), err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%q lacks %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDefaultsApply(t *testing.T) {
+	f, err := Parse("f.yaml", []byte(`
+defaults:
+  builder: r.example/builder:latest
+  runImageMirrors: [mirror.example/run]
+  trigger: {webhook: {url: "https://hooks.example/build", tokenEnv: HOOK_TOKEN}}
+images:
+  - image: r.example/a:latest
+    tags: [r.example/a:v1]
+  - image: r.example/b:latest
+    builder: r.example/other:1
+    trigger: {webhook: {url: "http://127.0.0.1:8080/", eventType: rebuild}}
+    allowRunImageRename: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := f.For(0), f.For(1)
+	if a.Builder != "r.example/builder:latest" || a.Trigger.Webhook.TokenEnv != "HOOK_TOKEN" || a.RunImageMirrors[0] != "mirror.example/run" || a.Line != 7 {
+		t.Fatalf("a = %+v", a)
+	}
+	if b.Builder != "r.example/other:1" || b.Trigger.Webhook.EventType != "rebuild" || !b.AllowRunImageRename {
+		t.Fatalf("b = %+v", b)
+	}
+}
+
+func TestExampleFleetFileIsValid(t *testing.T) {
+	path := filepath.Join("..", "..", "examples", "fleet.yaml")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Images) < 2 {
+		t.Fatalf("the example should show more than one image, has %d", len(f.Images))
+	}
+}
