@@ -25,6 +25,8 @@ const (
 	Build               = 8  // a buildpack failed during build
 	Export              = 9  // the lifecycle could not export the image
 	Lifecycle           = 10 // another lifecycle phase failed (analyze, restore, API mismatch)
+	SomeFailed          = 11 // cipack rebase: at least one image failed; the others were handled
+	ChangesPending      = 12 // cipack rebase --dry-run --exit-code: some image needs a rebase or rebuild
 	Canceled            = 130
 )
 
@@ -94,5 +96,7 @@ var Table = []struct {
 	{Build, "a buildpack failed during build"},
 	{Export, "exporting the image failed"},
 	{Lifecycle, "another lifecycle phase failed (analyze, restore, API mismatch)"},
+	{SomeFailed, "rebase: some images failed (the others were handled)"},
+	{ChangesPending, "rebase --dry-run --exit-code: some images need a rebase or rebuild"},
 	{Canceled, "interrupted (SIGINT/SIGTERM)"},
 }

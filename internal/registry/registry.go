@@ -43,8 +43,9 @@ type Options struct {
 
 // Client reads and checks images.
 type Client struct {
-	opts     Options
-	keychain authn.Keychain
+	opts      Options
+	keychain  authn.Keychain
+	transport http.RoundTripper
 }
 
 // New builds a Client. It fails only if CNBRegistryAuth is malformed.
@@ -59,7 +60,11 @@ func New(opts Options) (*Client, error) {
 		chains = append(chains, githubKeychain{actor: opts.GitHubActor, token: opts.GitHubToken})
 	}
 	chains = append(chains, authn.DefaultKeychain)
-	return &Client{opts: opts, keychain: authn.NewMultiKeychain(chains...)}, nil
+	base := opts.Transport
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	return &Client{opts: opts, keychain: authn.NewMultiKeychain(chains...), transport: newPingCache(base)}, nil
 }
 
 // Keychain is the keychain every registry call uses.
@@ -89,20 +94,13 @@ func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
 		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
 			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
 	}
-	if c.opts.Transport != nil {
-		opts = append(opts, remote.WithTransport(c.opts.Transport))
-	}
-	return opts
+	return append(opts, remote.WithTransport(c.transport))
 }
 
 // CheckPush verifies that the credentials may push to ref's repository
 // without writing anything that a user could see (no manifest, no tag).
 func (c *Client) CheckPush(ctx context.Context, ref name.Reference) error {
-	t := http.DefaultTransport
-	if c.opts.Transport != nil {
-		t = c.opts.Transport
-	}
-	if err := remote.CheckPushPermission(ref, c.keychain, t); err != nil {
+	if err := remote.CheckPushPermission(ref, c.keychain, c.transport); err != nil {
 		return Classify(ref.String(), "push", err)
 	}
 	_ = ctx // CheckPushPermission takes no context; it makes two bounded requests.

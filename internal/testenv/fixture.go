@@ -8,6 +8,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Fixture is one complete test world: lifecycle, registry, run image,
@@ -19,6 +21,7 @@ type Fixture struct {
 	Cipack       string
 	RunImage     string // 127.0.0.1:PORT/cipack-test/run:v1
 	BuilderDir   string // the builder's /cnb
+	BuilderImage string // the same builder as an image, in pack's layout
 	UID, GID     int
 }
 
@@ -59,6 +62,11 @@ func NewFixture(ctx context.Context, dir string) (*Fixture, error) {
 	if f.BuilderDir, err = MakeBuilder(filepath.Join(dir, "cnb"), BuilderSpec{
 		LifecycleDir: f.LifecycleDir, RunImage: f.RunImage, Buildpacks: bps,
 	}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.BuilderImage = f.Registry.Host + "/cipack-test/builder:latest"
+	if _, err := f.PushBuilder(ctx, f.BuilderDir, f.BuilderImage, img); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -108,4 +116,13 @@ func (f *Fixture) CipackBuild(ctx context.Context, m Mounts, args ...string) *ex
 	cmd := InBuilder(ctx, m, argv...)
 	cmd.Env = append(os.Environ(), "CNB_USER_ID="+strconv.Itoa(f.UID), "CNB_GROUP_ID="+strconv.Itoa(f.GID))
 	return cmd
+}
+
+// PushBuilder pushes the builder laid out in cnbDir as an image on base.
+func (f *Fixture) PushBuilder(ctx context.Context, cnbDir, ref string, base v1.Image) (v1.Hash, error) {
+	img, err := BuilderImage(base, cnbDir, f.UID, f.GID)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return Push(ctx, ref, img)
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"bytes"
 	"context"
 	"fmt"
@@ -78,7 +79,7 @@ func LayerFromFiles(files []TarFile) (v1.Layer, error) {
 	}
 	b := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
-		tarball.WithMediaType(types.OCILayer))
+		tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.BestSpeed))
 }
 
 // RunImage builds a tiny run image: busybox-static as /bin/sh and friends,

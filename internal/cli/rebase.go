@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cipack/cipack/internal/ci"
+	"github.com/cipack/cipack/internal/config"
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/rebase"
+	"github.com/cipack/cipack/internal/registry"
+)
+
+// rebaseOptions are the flags of `cipack rebase`.
+type rebaseOptions struct {
+	Config     string
+	Images     []string
+	Builder    string
+	DryRun     bool
+	ExitCode   bool
+	Jobs       int
+	Output     string
+	ReportFile string
+	Insecure   []string
+}
+
+func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.Config, "config", "c", "", "fleet file (YAML) listing the images to keep patched")
+	f.StringArrayVar(&o.Images, "image", nil, "image to check, like an IMAGE argument; repeatable (CIPACK_IMAGE: one per line)")
+	f.StringVar(&o.Builder, "builder", "", "builder to compare buildpacks with, for images given as arguments")
+	f.BoolVar(&o.DryRun, "dry-run", false, "decide and print the plan; push nothing, trigger nothing")
+	f.BoolVar(&o.ExitCode, "exit-code", false, "with --dry-run: exit 12 when some image needs a rebase or rebuild")
+	f.IntVarP(&o.Jobs, "jobs", "j", 4, "images checked at once")
+	f.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text (a table) or json")
+	f.StringVar(&o.ReportFile, "report-file", "", "also write the JSON report to this file")
+	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+}
+
+func (o *rebaseOptions) Validate(args []string) error {
+	if o.Output != "text" && o.Output != "json" {
+		return exit.Usagef("--output", "use text or json", "unknown output format %q", o.Output)
+	}
+	if o.Jobs < 1 || o.Jobs > 64 {
+		return exit.Usagef("--jobs", "use a number from 1 to 64", "%d images at once is out of range", o.Jobs)
+	}
+	if o.ExitCode && !o.DryRun {
+		return exit.Usagef("--exit-code", "add --dry-run, or drop --exit-code", "--exit-code only applies to --dry-run")
+	}
+	if o.Config == "" && len(args)+len(o.Images) == 0 {
+		return exit.Usagef("--config", "pass --config FLEET.yaml or image references as arguments", "nothing to check")
+	}
+	return nil
+}
+
+// targets merges the fleet file and the ad-hoc images.
+func (o *rebaseOptions) targets(args []string) ([]rebase.Target, error) {
+	var out []rebase.Target
+	if o.Config != "" {
+		f, err := config.Load(o.Config)
+		if err != nil {
+			return nil, err
+		}
+		for i := range f.Images {
+			out = append(out, f.For(i))
+		}
+	}
+	for _, a := range append(append([]string{}, o.Images...), args...) {
+		fleet, err := config.Parse("argument", []byte(fmt.Sprintf("images:\n  - image: %q\n    builder: %q\n", a, o.Builder)))
+		if err != nil {
+			return nil, exit.Usagef("IMAGE", "use registry.example/team/app:tag", "%q is not an image reference", a)
+		}
+		out = append(out, fleet.Images[0])
+	}
+	return out, nil
+}
+
+func newRebaseCmd(env Env) *cobra.Command {
+	o := &rebaseOptions{}
+	cmd := &cobra.Command{
+		Use:   "rebase [IMAGE...]",
+		Short: "Keep app images patched: rebase when only the run image moved, trigger a rebuild when buildpacks moved",
+		Long: `Rebase checks each image against its current run image and builder:
+  up-to-date  nothing moved: nothing is pushed
+  rebase      only the run image moved: its layers are swapped in place, every tag moves or none
+  rebuild     a buildpack moved (or the new run image is incompatible): the fleet's trigger is called
+  skipped     not rebasable, or not a buildpacks image
+Every flag can also be set as CIPACK_<FLAG> (e.g. CIPACK_CONFIG, CIPACK_DRY_RUN).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep := ci.Detect(env.Getenv, env.Stderr)
+			for _, s := range secrets(env.Getenv) {
+				rep.Mask(s)
+			}
+			err := runRebase(cmd, o, args, env, rep)
+			if err != nil {
+				var subject string
+				if e, ok := err.(*exit.Error); ok {
+					subject = e.Subject
+				}
+				rep.Error(subject, err)
+			}
+			return err
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep ci.Reporter) error {
+	if err := bindEnv(cmd.Flags(), env.Getenv); err != nil {
+		return err
+	}
+	if err := o.Validate(args); err != nil {
+		return err
+	}
+	targets, err := o.targets(args)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.New(registry.Options{
+		Insecure:        o.Insecure,
+		CNBRegistryAuth: env.Getenv("CNB_REGISTRY_AUTH"),
+		GitHubToken:     env.Getenv("CIPACK_GITHUB_TOKEN"),
+		GitHubActor:     env.Getenv("GITHUB_ACTOR"),
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	outcomes := rebase.Sweep(cmd.Context(), targets, rebase.Options{DryRun: o.DryRun, Jobs: o.Jobs}, rebase.Deps{
+		Registry: reg, Trigger: rebase.NewWebhook(env.Getenv), Log: env.Stderr,
+	})
+	report := rebase.NewReport(outcomes, o.DryRun, time.Since(start))
+
+	doc, err := json.MarshalIndent(report, "", "  ")
+	if err != nil {
+		return err
+	}
+	if o.ReportFile != "" {
+		if err := os.WriteFile(o.ReportFile, append(doc, '\n'), 0o644); err != nil {
+			return exit.Usagef("--report-file", "point it at a writable path", "%v", err)
+		}
+	}
+	if o.Output == "json" {
+		fmt.Fprintln(env.Stdout, string(doc))
+	} else if err := report.WriteTable(env.Stdout); err != nil {
+		return err
+	}
+	outputs := map[string]string{"report-file": o.ReportFile, "moved": movedLines(report.Moved())}
+	for k, v := range report.Counts {
+		outputs[k] = strconv.Itoa(v)
+	}
+	if err := rep.Outputs(outputs); err != nil {
+		return err
+	}
+	if err := rep.Summary(report.Markdown()); err != nil {
+		return err
+	}
+	if n := report.Failed(); n > 0 {
+		return exit.New(exit.SomeFailed, "rebase", fmt.Errorf("%d of %d images failed", n, len(outcomes)), "see the table above; the other images were handled")
+	}
+	if o.DryRun && o.ExitCode && report.Pending() > 0 {
+		return exit.New(exit.ChangesPending, "rebase", fmt.Errorf("%d images need a rebase or rebuild", report.Pending()), "run without --dry-run to apply")
+	}
+	return nil
+}
+
+func movedLines(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s@%s\n", k, m[k])
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}

@@ -1,0 +1,166 @@
+// Package rebase is `cipack rebase`, the scheduled companion: it inspects
+// app images (manifest and config only), resolves each unique run image and
+// builder once, decides per image with a pure function, then rebases in
+// place with the lifecycle's own phase.Rebaser, triggers rebuilds, or does
+// nothing — and reports what it did.
+package rebase
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// Verdict is what should happen to one image.
+type Verdict string
+
+const (
+	UpToDate Verdict = "up-to-date"
+	Rebase   Verdict = "rebase"
+	Rebuild  Verdict = "rebuild"
+	Skipped  Verdict = "skipped"
+	Failed   Verdict = "error"
+)
+
+// Reasons, in kpack's words where they fit.
+const (
+	ReasonStack        = "STACK"     // the run image moved
+	ReasonBuildpack    = "BUILDPACK" // a buildpack moved in the builder
+	ReasonIncompatible = "STACK_INCOMPATIBLE"
+	ReasonNotRebasable = "NOT_REBASABLE"
+	ReasonNotCNB       = "NOT_CNB"
+	ReasonNone         = ""
+)
+
+// AppImage is what decide needs to know of an app image: its CNB metadata.
+type AppImage struct {
+	Ref             string
+	Digest          string
+	HasCNBMetadata  bool
+	Rebasable       bool   // io.buildpacks.rebasable != "false"
+	RunImageTop     string // runImage.topLayer (diffID)
+	RunImageName    string // runImage.image
+	RunImageMirrors []string
+	BaseID          string // io.buildpacks.base.id or stack id
+	OS, Arch        string
+	Buildpacks      []BuildpackRef
+}
+
+// BuildpackRef is a buildpack id and version.
+type BuildpackRef struct{ ID, Version string }
+
+func (b BuildpackRef) String() string { return b.ID + "@" + b.Version }
+
+// RunImage is the current state of a run image.
+type RunImage struct {
+	Ref      string // the name checked
+	Digest   string
+	TopLayer string // diffID of its top layer
+	BaseID   string
+	OS, Arch string
+}
+
+// Builder is the current state of a builder: its buildpacks by id.
+type Builder struct {
+	Ref        string
+	Buildpacks map[string][]string // id → versions the builder ships
+}
+
+// Decision is decide's answer.
+type Decision struct {
+	Verdict Verdict
+	Reason  string
+	Detail  string
+}
+
+// Decide is the heart of cipack rebase: a pure function of the image's
+// metadata, the current run image and (when known) the current builder.
+// Like kpack, any buildpack or builder change means a rebuild; only a run
+// image change on a compatible base is a rebase.
+func Decide(app AppImage, run RunImage, builder *Builder) Decision {
+	if !app.HasCNBMetadata {
+		return Decision{Skipped, ReasonNotCNB, "the image has no io.buildpacks.lifecycle.metadata label: it was not built with buildpacks"}
+	}
+	if builder != nil {
+		if moved := movedBuildpacks(app.Buildpacks, builder); len(moved) > 0 {
+			return Decision{Rebuild, ReasonBuildpack, strings.Join(moved, ", ")}
+		}
+	}
+	if run.TopLayer == "" || run.TopLayer == app.RunImageTop {
+		return Decision{UpToDate, ReasonNone, "run image unchanged"}
+	}
+	if !app.Rebasable {
+		return Decision{Skipped, ReasonNotRebasable, "io.buildpacks.rebasable=false: the image's buildpacks forbid rebasing; rebuild it instead"}
+	}
+	if why := incompatible(app, run); why != "" {
+		return Decision{Rebuild, ReasonIncompatible, why}
+	}
+	return Decision{Rebase, ReasonStack, fmt.Sprintf("run image %s moved: top layer %s → %s", run.Ref, short(app.RunImageTop), short(run.TopLayer))}
+}
+
+// movedBuildpacks lists the image's buildpacks whose version the builder no
+// longer ships, as "id a → b" (or "id a → removed").
+func movedBuildpacks(used []BuildpackRef, b *Builder) []string {
+	var out []string
+	for _, bp := range used {
+		versions, ok := b.Buildpacks[bp.ID]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s %s → removed from %s", bp.ID, bp.Version, b.Ref))
+		case !slices.Contains(versions, bp.Version):
+			out = append(out, fmt.Sprintf("%s %s → %s", bp.ID, bp.Version, strings.Join(versions, "/")))
+		}
+	}
+	return out
+}
+
+func incompatible(app AppImage, run RunImage) string {
+	switch {
+	case app.BaseID != "" && run.BaseID != "" && app.BaseID != run.BaseID:
+		return fmt.Sprintf("new run image base %q differs from the image's %q", run.BaseID, app.BaseID)
+	case app.OS != "" && run.OS != "" && app.OS != run.OS:
+		return fmt.Sprintf("new run image os %s differs from the image's %s", run.OS, app.OS)
+	case app.Arch != "" && run.Arch != "" && app.Arch != run.Arch:
+		return fmt.Sprintf("new run image architecture %s differs from the image's %s", run.Arch, app.Arch)
+	}
+	return ""
+}
+
+func short(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
+// NamePolicy decides whether the rebase may record runImage under a name
+// the image does not list. Since platform API 0.12 the lifecycle refuses
+// that unless forced; cipack forces only when this policy allows it.
+func NamePolicy(app AppImage, runImage string, allowRename bool) (force bool, err error) {
+	if sameName(app.RunImageName, runImage) || slices.ContainsFunc(app.RunImageMirrors, func(m string) bool { return sameName(m, runImage) }) {
+		return false, nil
+	}
+	if allowRename {
+		return true, nil
+	}
+	return false, fmt.Errorf("run image %s is neither the image's recorded run image %q nor one of its mirrors %v: set allowRunImageRename: true in the fleet entry to allow it",
+		runImage, app.RunImageName, app.RunImageMirrors)
+}
+
+// sameName compares image names as the lifecycle does: registry and
+// repository normalized, digests ignored ("run" is "index.docker.io/library/run:latest").
+func sameName(a, b string) bool {
+	return normalize(a) == normalize(b)
+}
+
+func normalize(s string) string {
+	if i := strings.Index(s, "@"); i >= 0 {
+		s = s[:i]
+	}
+	if r, err := name.ParseReference(s, name.WeakValidation); err == nil {
+		return r.Name()
+	}
+	return s
+}

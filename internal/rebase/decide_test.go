@@ -1,0 +1,88 @@
+package rebase
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDecide(t *testing.T) {
+	app := AppImage{
+		Ref: "r.example/app:latest", HasCNBMetadata: true, Rebasable: true,
+		RunImageTop: "sha256:old", RunImageName: "r.example/run:jammy", BaseID: "io.example.jammy", OS: "linux", Arch: "amd64",
+		Buildpacks: []BuildpackRef{{"bp/node", "1.0.0"}, {"bp/npm", "2.0.0"}},
+	}
+	sameRun := RunImage{Ref: "r.example/run:jammy", TopLayer: "sha256:old", BaseID: "io.example.jammy", OS: "linux", Arch: "amd64"}
+	newRun := sameRun
+	newRun.TopLayer = "sha256:new"
+	builder := &Builder{Ref: "r.example/builder", Buildpacks: map[string][]string{"bp/node": {"1.0.0"}, "bp/npm": {"2.0.0"}}}
+	bumped := &Builder{Ref: "r.example/builder", Buildpacks: map[string][]string{"bp/node": {"1.1.0"}, "bp/npm": {"2.0.0"}}}
+	removed := &Builder{Ref: "r.example/builder", Buildpacks: map[string][]string{"bp/node": {"1.0.0"}}}
+	both := &Builder{Ref: "r.example/builder", Buildpacks: map[string][]string{"bp/node": {"1.0.0", "1.1.0"}, "bp/npm": {"2.0.0"}}}
+
+	with := func(f func(*AppImage)) AppImage { a := app; f(&a); return a }
+	runWith := func(f func(*RunImage)) RunImage { r := newRun; f(&r); return r }
+
+	cases := []struct {
+		name    string
+		app     AppImage
+		run     RunImage
+		builder *Builder
+		verdict Verdict
+		reason  string
+		detail  string
+	}{
+		{"nothing moved", app, sameRun, builder, UpToDate, ReasonNone, "unchanged"},
+		{"nothing moved, no builder known", app, sameRun, nil, UpToDate, ReasonNone, ""},
+		{"run image moved", app, newRun, builder, Rebase, ReasonStack, "sha256:old → sha256:new"},
+		{"run image moved, no builder known", app, newRun, nil, Rebase, ReasonStack, ""},
+		{"buildpack bumped", app, sameRun, bumped, Rebuild, ReasonBuildpack, "bp/node 1.0.0 → 1.1.0"},
+		{"buildpack bumped and run image moved: rebuild wins", app, newRun, bumped, Rebuild, ReasonBuildpack, ""},
+		{"buildpack removed from builder", app, sameRun, removed, Rebuild, ReasonBuildpack, "bp/npm 2.0.0 → removed"},
+		{"builder still ships the old version too", app, sameRun, both, UpToDate, ReasonNone, ""},
+		{"not rebasable", with(func(a *AppImage) { a.Rebasable = false }), newRun, builder, Skipped, ReasonNotRebasable, "rebasable=false"},
+		{"not rebasable but nothing moved", with(func(a *AppImage) { a.Rebasable = false }), sameRun, builder, UpToDate, ReasonNone, ""},
+		{"not a CNB image", AppImage{Ref: "r.example/nginx"}, newRun, builder, Skipped, ReasonNotCNB, "not built with buildpacks"},
+		{"other base id", app, runWith(func(r *RunImage) { r.BaseID = "io.example.noble" }), builder, Rebuild, ReasonIncompatible, "io.example.noble"},
+		{"other architecture", app, runWith(func(r *RunImage) { r.Arch = "arm64" }), builder, Rebuild, ReasonIncompatible, "architecture arm64"},
+		{"other os", app, runWith(func(r *RunImage) { r.OS = "windows" }), builder, Rebuild, ReasonIncompatible, "os windows"},
+		{"base id unknown on one side is not a conflict", with(func(a *AppImage) { a.BaseID = "" }), newRun, builder, Rebase, ReasonStack, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := Decide(c.app, c.run, c.builder)
+			if d.Verdict != c.verdict || d.Reason != c.reason || !strings.Contains(d.Detail, c.detail) {
+				t.Fatalf("got %+v, want %s %q containing %q", d, c.verdict, c.reason, c.detail)
+			}
+		})
+	}
+}
+
+func TestNamePolicy(t *testing.T) {
+	app := AppImage{RunImageName: "r.example/run:jammy", RunImageMirrors: []string{"mirror.example/run:jammy"}}
+	cases := []struct {
+		name     string
+		run      string
+		allow    bool
+		force    bool
+		errorHas string
+	}{
+		{"recorded name", "r.example/run:jammy", false, false, ""},
+		{"recorded name by digest", "r.example/run:jammy@sha256:" + strings.Repeat("a", 64), false, false, ""},
+		{"a recorded mirror", "mirror.example/run:jammy", false, false, ""},
+		{"docker hub spelling", "run", false, false, "allowRunImageRename"},
+		{"another name refused", "r.example/other:1", false, false, "neither"},
+		{"another name allowed by the fleet", "r.example/other:1", true, true, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			force, err := NamePolicy(app, c.run, c.allow)
+			if force != c.force || (c.errorHas == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.errorHas)) {
+				t.Fatalf("force %v err %v; want force %v, error containing %q", force, err, c.force, c.errorHas)
+			}
+		})
+	}
+	hub := AppImage{RunImageName: "index.docker.io/library/run:latest"}
+	if f, err := NamePolicy(hub, "run", false); f || err != nil {
+		t.Fatalf("names are compared normalized: %v %v", f, err)
+	}
+}
