@@ -2,8 +2,8 @@ package testenv
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
