@@ -125,7 +125,6 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		LayersDir:     layersDir,
 		PlatformDir:   platformDir,
 		ReportPath:    reportPath,
-		RunImage:      opts.RunImage,
 		CacheImage:    opts.CacheImage,
 		CacheDir:      opts.CacheDir,
 		PreviousImage: opts.PreviousImage,
@@ -137,6 +136,11 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 	for _, t := range refs.tags {
 		in.Tags = append(in.Tags, t.String())
+	}
+	if opts.RunImage != "" {
+		if in.RunToml, err = writeRunToml(platformDir, opts.RunImage); err != nil {
+			return nil, err
+		}
 	}
 	if len(auth) > 0 {
 		in.RegistryAuth = registry.EncodeAuth(auth)
@@ -297,6 +301,17 @@ func writePlatformDir(env []string) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// writeRunToml writes a run.toml naming the user's run image, so the image
+// records that name (runImage.image) and later rebases watch it.
+func writeRunToml(dir, image string) (string, error) {
+	p := filepath.Join(dir, "run.toml")
+	body := fmt.Sprintf("[[images]]\nimage = %q\n", image)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		return "", fmt.Errorf("write run.toml: %w", err)
+	}
+	return p, nil
 }
 
 // withoutCNB drops CNB_* variables inherited from the step so the

@@ -142,8 +142,8 @@ func TestPlanCreate(t *testing.T) {
 		{"defaults use run.toml and the ids", withRun, func(*CreateInputs) {},
 			[]string{"-run /cnb/run.toml", "-uid 1001", "-gid 1002", "-launcher /cnb/lifecycle/launcher", "-order /cnb/order.toml"},
 			[]string{"-process-type", "-run-image", "-stack"}, []string{"CNB_PLATFORM_API=0.14"}, "r.example/app"},
-		{"explicit run image wins over run.toml", withRun, func(in *CreateInputs) { in.RunImage = "r.example/run:2" },
-			[]string{"-run-image r.example/run:2"}, []string{"-run /cnb/run.toml"}, nil, "r.example/app"},
+		{"a platform run.toml wins over the builder's", withRun, func(in *CreateInputs) { in.RunToml = "/tmp/p/run.toml" },
+			[]string{"-run /tmp/p/run.toml"}, []string{"-run /cnb/run.toml", "-run-image"}, nil, "r.example/app"},
 		{"stack.toml when there is no run.toml", stackOnly, func(*CreateInputs) {},
 			[]string{"-stack /cnb/stack.toml"}, []string{"-run "}, nil, "r.example/app"},
 		{"tags, cache, previous, process type", withRun, func(in *CreateInputs) {

@@ -8,14 +8,16 @@ import (
 // CreateInputs are the platform's decisions for one creator run. All paths
 // are absolute; nothing here is read from the environment.
 type CreateInputs struct {
-	PlatformAPI    string
-	Image          string
-	Tags           []string
-	AppDir         string
-	LayersDir      string
-	PlatformDir    string
-	ReportPath     string
-	RunImage       string // explicit run image; empty: the builder's run.toml decides
+	PlatformAPI string
+	Image       string
+	Tags        []string
+	AppDir      string
+	LayersDir   string
+	PlatformDir string
+	ReportPath  string
+	// RunToml is a run.toml the platform wrote (for an explicit run image);
+	// empty: the builder's own run.toml decides.
+	RunToml        string
 	CacheImage     string
 	CacheDir       string
 	PreviousImage  string
@@ -51,8 +53,11 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 		"-gid", strconv.Itoa(in.GID),
 	}
 	switch {
-	case in.RunImage != "":
-		args = append(args, "-run-image", in.RunImage)
+	case in.RunToml != "":
+		// Not -run-image: the exporter would still record the builder's
+		// run.toml name as runImage.image, and rebase would then watch an
+		// image the user did not choose.
+		args = append(args, "-run", in.RunToml)
 	case b.HasRunToml:
 		args = append(args, "-run", b.Path("run.toml"))
 	case b.HasStackToml:
