@@ -61,7 +61,7 @@ func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*A
 		return nil, err
 	}
 	byDigest := p.App.Ref.Context().Digest(digest.String())
-	if err := remote.Write(byDigest, img, reg.RemoteOptions(ctx)...); err != nil {
+	if err := reg.Write(ctx, byDigest, img); err != nil {
 		return nil, registry.Classify(byDigest.String(), "push", err)
 	}
 	tags, err := moveTags(ctx, reg, p, img)
@@ -88,15 +88,15 @@ func moveTags(ctx context.Context, reg *registry.Client, p Plan, img v1.Image) (
 	}
 	var done []moved
 	for _, t := range targets {
-		old, err := remote.Get(t, reg.RemoteOptions(ctx)...)
+		old, err := reg.Get(ctx, t)
 		if err != nil {
 			old = nil // a tag that does not exist yet has nothing to restore
 		}
-		if err = remote.Tag(asTag(t), img, reg.RemoteOptions(ctx)...); err != nil {
+		if err = reg.Tag(ctx, asTag(t), img); err != nil {
 			var rollbackErr error
 			for _, m := range done {
 				if m.old != nil {
-					rollbackErr = errors.Join(rollbackErr, remote.Put(m.ref, m.old, reg.RemoteOptions(context.WithoutCancel(ctx))...))
+					rollbackErr = errors.Join(rollbackErr, reg.Put(context.WithoutCancel(ctx), m.ref, m.old))
 				}
 			}
 			err = registry.Classify(t.String(), "move tag", err)
