@@ -143,4 +143,5 @@ require (
 tool (
 	github.com/buildpacks/lifecycle/cmd/launcher
 	github.com/buildpacks/lifecycle/cmd/lifecycle
+	github.com/google/go-containerregistry/cmd/crane
 )

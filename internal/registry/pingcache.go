@@ -11,7 +11,7 @@ import (
 // after the first answer per scheme and host. ggcr pings before every
 // operation to learn the auth challenge; within one cipack run that answer
 // does not change, and a sweep of hundreds of images would otherwise spend
-// one request per image on it.
+// one request per image on it. Concurrent first pings wait for one answer.
 type pingCache struct {
 	next http.RoundTripper
 	mu   sync.Mutex
@@ -19,6 +19,8 @@ type pingCache struct {
 }
 
 type cachedPing struct {
+	done   chan struct{}
+	ok     bool // an answer worth reusing arrived
 	status int
 	header http.Header
 	body   []byte
@@ -36,26 +38,21 @@ func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := req.URL.Scheme + "://" + req.URL.Host
 	p.mu.Lock()
 	c, ok := p.seen[key]
+	if !ok {
+		c = &cachedPing{done: make(chan struct{})}
+		p.seen[key] = c
+	}
 	p.mu.Unlock()
 	if !ok {
-		resp, err := p.next.RoundTrip(req)
-		if err != nil {
-			// A failed https attempt on a plain-HTTP registry fails the
-			// same way every time: remember it too, unless it was ours
-			// (a cancelled context says nothing about the registry).
-			if req.Context().Err() == nil {
-				p.remember(key, &cachedPing{err: err})
-			}
-			return nil, err
+		p.fill(key, c, req)
+	} else {
+		select {
+		case <-c.done:
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
 		}
-		body, rerr := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
-		resp.Body.Close()
-		if rerr != nil {
-			return nil, rerr
-		}
-		c = &cachedPing{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
-		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-			p.remember(key, c)
+		if !c.ok {
+			return p.next.RoundTrip(req) // the first try was not reusable
 		}
 	}
 	if c.err != nil {
@@ -68,8 +65,35 @@ func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-func (p *pingCache) remember(key string, c *cachedPing) {
+// fill makes the real request and publishes its answer. A network error
+// is kept too (an https try against a plain-HTTP registry fails the same
+// way every time) unless the request's own context ended it.
+func (p *pingCache) fill(key string, c *cachedPing, req *http.Request) {
+	defer close(c.done)
+	resp, err := p.next.RoundTrip(req)
+	if err != nil {
+		c.err, c.ok = err, req.Context().Err() == nil
+		if !c.ok {
+			p.forget(key)
+		}
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
+	if err != nil {
+		c.err = err
+		p.forget(key)
+		return
+	}
+	c.status, c.header, c.body = resp.StatusCode, resp.Header.Clone(), body
+	c.ok = resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized
+	if !c.ok {
+		p.forget(key)
+	}
+}
+
+func (p *pingCache) forget(key string) {
 	p.mu.Lock()
-	p.seen[key] = c
+	delete(p.seen, key)
 	p.mu.Unlock()
 }

@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -115,5 +118,40 @@ func TestGitHubTokenOnlyForGHCR(t *testing.T) {
 	}
 	if _, ok := h["registry.example"]; ok {
 		t.Fatal("the GitHub token must not be sent to other registries")
+	}
+}
+
+func TestPingCacheAsksOncePerRegistry(t *testing.T) {
+	var pings atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			pings.Add(1)
+			time.Sleep(20 * time.Millisecond) // let the concurrent callers pile up
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	pc := newPingCache(http.DefaultTransport)
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/", nil)
+			resp, err := pc.RoundTrip(req)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("ping: %v %v", resp, err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if pings.Load() != 1 {
+		t.Fatalf("%d pings reached the registry, want 1", pings.Load())
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/x/manifests/y", nil)
+	if resp, err := pc.RoundTrip(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
 	}
 }

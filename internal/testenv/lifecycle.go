@@ -77,6 +77,35 @@ func LifecycleBinaries(ctx context.Context) (string, error) {
 	return dir, nil
 }
 
+// CraneBinary returns crane built from the pinned go-containerregistry
+// module (a benchmark anchor), cached like the lifecycle.
+func CraneBinary(ctx context.Context) (string, error) {
+	dir := filepath.Join(CacheDir(), "crane-v0.22.1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lock(filepath.Join(dir, ".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	bin := filepath.Join(dir, "crane")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin+".tmp", "github.com/google/go-containerregistry/cmd/crane")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build crane: %w\n%s", err, out)
+	}
+	return bin, os.Rename(bin+".tmp", bin)
+}
+
 // BuildCipack builds the cipack binary into dir and returns its path.
 func BuildCipack(ctx context.Context, dir string) (string, error) {
 	root, err := ModuleRoot()

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -16,6 +18,45 @@ type Proxy struct {
 	Requests atomic.Int64
 	srv      *http.Server
 	ln       net.Listener
+
+	mu    sync.Mutex
+	blobs []BlobTransfer
+}
+
+// BlobTransfer is a blob that crossed the proxy.
+type BlobTransfer struct {
+	Digest string
+	Upload bool
+}
+
+// Reset zeroes the counters.
+func (p *Proxy) Reset() {
+	p.Requests.Store(0)
+	p.mu.Lock()
+	p.blobs = nil
+	p.mu.Unlock()
+}
+
+// Blobs lists the blobs downloaded (GET) and uploaded (PUT with a digest).
+func (p *Proxy) Blobs() []BlobTransfer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]BlobTransfer(nil), p.blobs...)
+}
+
+func (p *Proxy) noteBlob(r *http.Request) {
+	var t BlobTransfer
+	switch {
+	case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:"):
+		t = BlobTransfer{Digest: r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]}
+	case r.Method == http.MethodPut && r.URL.Query().Get("digest") != "":
+		t = BlobTransfer{Digest: r.URL.Query().Get("digest"), Upload: true}
+	default:
+		return
+	}
+	p.mu.Lock()
+	p.blobs = append(p.blobs, t)
+	p.mu.Unlock()
 }
 
 // ProxyOptions configure a Proxy.
@@ -47,6 +88,7 @@ func StartProxy(target string, opts ProxyOptions) (*Proxy, error) {
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.Requests.Add(1)
+		p.noteBlob(r)
 		if opts.User != "" {
 			u, pw, ok := r.BasicAuth()
 			if !ok || u != opts.User || pw != opts.Password {
