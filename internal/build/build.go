@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,15 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, err
 	}
 
+	if opts.Builder != "" {
+		apis, err := builderAPIs(ctx, d.Registry, opts.Builder)
+		if err != nil {
+			return nil, err
+		}
+		if len(b.DeclaredAPIs) == 0 {
+			b.DeclaredAPIs = apis
+		}
+	}
 	candidates, err := lifecycle.Candidates(opts.PlatformAPI, b)
 	if err != nil {
 		return nil, err
@@ -228,11 +238,14 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 	}
 
 	pushRepos := map[string]name.Reference{p.image.Context().String(): p.image}
+	inputOf := map[string]string{p.image.Context().String(): "--image"}
 	for _, t := range p.tags {
-		pushRepos[t.Context().String()] = t
+		if _, dup := pushRepos[t.Context().String()]; !dup {
+			pushRepos[t.Context().String()], inputOf[t.Context().String()] = t, "--tag"
+		}
 	}
 	if p.cache != nil {
-		pushRepos[p.cache.Context().String()] = p.cache
+		pushRepos[p.cache.Context().String()], inputOf[p.cache.Context().String()] = p.cache, "--cache-image"
 	}
 	keys := make([]string, 0, len(pushRepos))
 	for k := range pushRepos {
@@ -244,11 +257,11 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 	errs := make([]error, len(keys)+1)
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Go(func() { errs[i] = reg.CheckPush(ctx, pushRepos[k]) })
+		wg.Go(func() { errs[i] = relabel(inputOf[k], reg.CheckPush(ctx, pushRepos[k])) })
 	}
 	wg.Go(func() {
 		if _, err := reg.Head(ctx, p.runImage); err != nil {
-			errs[len(keys)] = fmt.Errorf("run image: %w", err)
+			errs[len(keys)] = relabel("--run-image", err)
 		}
 	})
 	wg.Wait()
@@ -258,6 +271,51 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 		}
 	}
 	return p, nil
+}
+
+// builderAPIs reads the platform APIs from the builder image's
+// io.buildpacks.builder.metadata label (lifecycle.apis.platform.supported),
+// where `pack builder create` records them.
+func builderAPIs(ctx context.Context, reg *registry.Client, ref string) ([]string, error) {
+	r, err := reg.Parse(ref)
+	if err != nil {
+		return nil, exit.Usagef("--builder", "", "invalid builder reference %q: %v", ref, err)
+	}
+	img, err := reg.Image(ctx, r)
+	if err != nil {
+		return nil, relabel("--builder", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, relabel("--builder", registry.Classify(ref, "read", err))
+	}
+	var md struct {
+		Lifecycle struct {
+			APIs struct {
+				Platform struct {
+					Supported []string `json:"supported"`
+				} `json:"platform"`
+			} `json:"apis"`
+		} `json:"lifecycle"`
+	}
+	raw, ok := cf.Config.Labels["io.buildpacks.builder.metadata"]
+	if !ok {
+		return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("%s has no io.buildpacks.builder.metadata label", ref), "name a CNB builder image")
+	}
+	if err := json.Unmarshal([]byte(raw), &md); err != nil {
+		return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("%s: malformed builder metadata: %w", ref, err), "name a CNB builder image")
+	}
+	return md.Lifecycle.APIs.Platform.Supported, nil
+}
+
+// relabel makes the input the subject of an error about an image, so CI
+// reporters can name the input; the image stays in the message.
+func relabel(input string, err error) error {
+	var e *exit.Error
+	if errors.As(err, &e) {
+		return &exit.Error{Code: e.Code, Subject: input, Err: fmt.Errorf("%s: %w", e.Subject, e.Err), Hint: e.Hint}
+	}
+	return err
 }
 
 func pickID(flag, envName, given, builder string) (int, error) {

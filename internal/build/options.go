@@ -37,6 +37,10 @@ type Options struct {
 	Insecure      []string
 	CNBDir        string
 	LayersDir     string
+	// Builder names the builder image this step runs in. Optional: when
+	// set, it is checked before the build and its label tells the
+	// lifecycle's platform APIs.
+	Builder string
 	LogLevel      string
 }
 
@@ -59,7 +63,7 @@ func (o *Options) Validate() error {
 			return err
 		}
 	}
-	for _, r := range []struct{ flag, val string }{{"--run-image", o.RunImage}, {"--cache-image", o.CacheImage}, {"--previous-image", o.PreviousImage}} {
+	for _, r := range []struct{ flag, val string }{{"--run-image", o.RunImage}, {"--cache-image", o.CacheImage}, {"--previous-image", o.PreviousImage}, {"--builder", o.Builder}} {
 		if r.val == "" {
 			continue
 		}

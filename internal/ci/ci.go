@@ -1,7 +1,8 @@
 // Package ci is the only code that knows a CI vendor. It detects where
 // cipack runs (GitHub Actions, Tekton, or a plain shell) and turns cipack's
 // results into that vendor's outputs, summaries, log groups, annotations
-// and masks. Domain packages see only the Reporter interface.
+// and masks, and its error messages into the names the user typed (an
+// action input, a Task param). Domain packages see only the Reporter.
 package ci
 
 import (
@@ -14,8 +15,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 )
 
-// Reporter is what a command tells its CI about. Every method must be
-// safe to call with the plain reporter, where most do nothing.
+// Reporter is what a command tells its CI about.
 type Reporter interface {
 	Name() string
 	// Mask hides a secret in all later log lines. Call it before the
@@ -23,11 +23,13 @@ type Reporter interface {
 	Mask(secret string)
 	PhaseStart(phase string)
 	PhaseEnd(phase string, d time.Duration)
-	// Outputs publishes step outputs (GitHub) or results (Tekton).
+	// Outputs publishes step outputs (GitHub) or results (Tekton). Keys
+	// are cipack's generic names (image, digest, rebase, …).
 	Outputs(values map[string]string) error
 	// Summary appends markdown to the job summary, where there is one.
 	Summary(markdown string) error
-	// Error annotates a failure; subject names the input at fault.
+	// Error reports a failure; subject is the cipack input at fault
+	// ("--image"), which the reporter names as the user knows it.
 	Error(subject string, err error)
 }
 
@@ -35,26 +37,27 @@ type Reporter interface {
 type Getenv func(string) string
 
 // Detect picks the reporter for the environment. log receives workflow
-// commands (GitHub) and group markers.
+// commands (GitHub) and messages.
 func Detect(getenv Getenv, log io.Writer) Reporter {
 	switch {
 	case getenv("GITHUB_ACTIONS") == "true":
 		return newGitHub(getenv, log)
 	case getenv("CIPACK_TEKTON_RESULTS_DIR") != "":
-		return &tekton{dir: getenv("CIPACK_TEKTON_RESULTS_DIR"), log: log}
+		// The Task passes "$(results.X.path)/..": clean it to the directory.
+		return &tekton{dir: filepath.Clean(getenv("CIPACK_TEKTON_RESULTS_DIR")), log: log}
 	}
 	return &plain{log: log}
 }
 
 type plain struct{ log io.Writer }
 
-func (p *plain) Name() string                           { return "plain" }
-func (p *plain) Mask(string)                            {}
-func (p *plain) PhaseStart(string)                      {}
-func (p *plain) PhaseEnd(phase string, d time.Duration) {}
-func (p *plain) Outputs(map[string]string) error        { return nil }
-func (p *plain) Summary(string) error                   { return nil }
-func (p *plain) Error(string, error)                    {}
+func (p *plain) Name() string                    { return "plain" }
+func (p *plain) Mask(string)                     {}
+func (p *plain) PhaseStart(string)               {}
+func (p *plain) PhaseEnd(string, time.Duration)  {}
+func (p *plain) Outputs(map[string]string) error { return nil }
+func (p *plain) Summary(string) error            { return nil }
+func (p *plain) Error(string, error)             {}
 
 type github struct {
 	a *githubactions.Action
@@ -74,7 +77,11 @@ func (g *github) PhaseStart(phase string)        { g.a.Group(phase) }
 func (g *github) PhaseEnd(string, time.Duration) { g.a.EndGroup() }
 func (g *github) Summary(md string) error        { g.a.AddStepSummary(md); return nil }
 func (g *github) Error(subject string, err error) {
-	g.a.WithFieldsMap(map[string]string{"title": subject}).Errorf("%s", err)
+	title := subject
+	if in, ok := actionInputs[subject]; ok {
+		title = "input " + in
+	}
+	g.a.WithFieldsMap(map[string]string{"title": title}).Errorf("%s", err)
 }
 func (g *github) Outputs(v map[string]string) error {
 	for _, k := range sortedKeys(v) {
@@ -84,7 +91,8 @@ func (g *github) Outputs(v map[string]string) error {
 }
 
 // tekton writes results as files in the Task's results directory, the
-// contract Tekton (and Chains, for IMAGE_URL/IMAGE_DIGEST) reads.
+// contract Tekton (and Chains, for IMAGE_URL/IMAGE_DIGEST) reads. Only
+// results the Tasks declare are written.
 type tekton struct {
 	dir string
 	log io.Writer
@@ -95,11 +103,19 @@ func (t *tekton) Mask(string)                    {}
 func (t *tekton) PhaseStart(string)              {}
 func (t *tekton) PhaseEnd(string, time.Duration) {}
 func (t *tekton) Summary(string) error           { return nil }
-func (t *tekton) Error(string, error)            {}
+func (t *tekton) Error(subject string, err error) {
+	if p, ok := taskParams[subject]; ok {
+		fmt.Fprintf(t.log, "cipack: Task param %s is at fault: %v\n", p, err)
+	}
+}
 func (t *tekton) Outputs(v map[string]string) error {
 	for _, k := range sortedKeys(v) {
-		if err := os.WriteFile(filepath.Join(t.dir, k), []byte(v[k]), 0o644); err != nil {
-			return fmt.Errorf("write Tekton result %s: %w", k, err)
+		name, ok := taskResults[k]
+		if !ok {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(t.dir, name), []byte(v[k]), 0o644); err != nil {
+			return fmt.Errorf("write Tekton result %s: %w", name, err)
 		}
 	}
 	return nil

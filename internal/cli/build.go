@@ -35,6 +35,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.UID, "uid", "", "user id the build runs as (default: the builder's CNB_USER_ID)")
 	f.StringVar(&o.GID, "gid", "", "group id the build runs as (default: the builder's CNB_GROUP_ID)")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+	f.StringVar(&o.Builder, "builder", "", "the builder image this step runs in (optional: checked first, its label gives the platform APIs)")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
 	f.StringVar(&o.LayersDir, "layers-dir", "/layers", "the lifecycle's layers directory")
 	f.StringVar(&o.LogLevel, "log-level", "", "lifecycle log level: debug, info, warn, error")

@@ -74,8 +74,8 @@ func TestGitHubAnnotatesAndMasks(t *testing.T) {
 		t.Fatalf("code %d", code)
 	}
 	mask := strings.Index(stderr, "::add-mask::")
-	annot := strings.Index(stderr, "::error title=--env::")
+	annot := strings.Index(stderr, "::error title=input env::")
 	if mask < 0 || annot < 0 || mask > annot {
-		t.Fatalf("want the mask first, then an error annotation naming --env:\n%s", stderr)
+		t.Fatalf("want the mask first, then an error annotation naming the env input:\n%s", stderr)
 	}
 }
