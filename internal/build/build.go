@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/buildpacks/lifecycle/platform/files"
@@ -113,6 +115,9 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	appDir, err := filepath.Abs(orDot(opts.AppPath))
 	if err != nil {
 		return nil, exit.Usagef("--path", "", "%v", err)
+	}
+	if err := handOver(appDir, uid, gid, d.Log); err != nil {
+		return nil, err
 	}
 	layersDir, err := filepath.Abs(opts.LayersDir)
 	if err != nil {
@@ -359,6 +364,34 @@ func writePlatformDir(env []string) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// handOver gives the app directory to the build user when cipack runs as
+// root and the directory belongs to someone else (a CI checkout made by
+// root or by another uid): buildpacks run as the builder's user and often
+// write into the app dir. As a non-root user cipack leaves it alone.
+func handOver(dir string, uid, gid int, log io.Writer) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return exit.Usagef("--path", "", "%v", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+		return nil
+	}
+	fmt.Fprintf(log, "cipack: giving %s to the build user %d:%d\n", dir, uid, gid)
+	err = filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		return exit.Usagef("--path", "make the app directory writable by root, or run cipack as the build user", "hand the app to the build user: %v", err)
+	}
+	return nil
 }
 
 // writeRunToml writes a run.toml naming the user's run image, so the image

@@ -40,8 +40,8 @@ type Options struct {
 	// Builder names the builder image this step runs in. Optional: when
 	// set, it is checked before the build and its label tells the
 	// lifecycle's platform APIs.
-	Builder string
-	LogLevel      string
+	Builder  string
+	LogLevel string
 }
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

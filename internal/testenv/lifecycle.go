@@ -28,7 +28,8 @@ func CacheDir() string {
 	return filepath.Join(os.TempDir(), "cipack-cache")
 }
 
-// ModuleRoot is the directory of cipack's go.mod.
+// ModuleRoot is the directory of cipack's own go.mod, also when called
+// from a nested test module (tekton/tektontest, action/acttest).
 func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -38,7 +39,14 @@ func ModuleRoot() (string, error) {
 	if mod == "" || mod == os.DevNull {
 		return "", fmt.Errorf("not inside cipack's module")
 	}
-	return filepath.Dir(mod), nil
+	for dir := filepath.Dir(mod); ; dir = filepath.Dir(dir) {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module github.com/cipack/cipack\n") {
+			return dir, nil
+		}
+		if dir == filepath.Dir(dir) {
+			return "", fmt.Errorf("no cipack go.mod above %s", mod)
+		}
+	}
 }
 
 // LifecycleBinaries returns a directory holding `lifecycle` and `launcher`
