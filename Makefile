@@ -5,6 +5,8 @@ BIN := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cipack/cipack/internal/cli.Version=$(VERSION)
 APT_PACKAGES := busybox-static docker-registry util-linux coreutils
+# Test modules kept apart so their heavy dependencies stay out of go.mod.
+NESTED := tekton/tektontest
 export CGO_ENABLED := 0
 
 .PHONY: all setup build test unit e2e bench lint tidy demo image clean
@@ -20,6 +22,7 @@ setup:
 	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(GO) mod download
+	@for m in $(NESTED); do (cd $$m && $(GO) mod download); done
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cipack ./cmd/cipack
@@ -27,9 +30,11 @@ build:
 # The README's test command: unit and end-to-end tests with real parts.
 test: setup lint
 	$(GO) test -count=1 -timeout 40m ./...
+	@for m in $(NESTED); do echo "== $$m"; (cd $$m && $(GO) test -count=1 -timeout 30m ./...) || exit 1; done
 
 unit:
 	$(GO) test -count=1 -short ./...
+	@for m in $(NESTED); do (cd $$m && $(GO) test -count=1 -short ./...) || exit 1; done
 
 e2e: setup
 	$(GO) test -count=1 -timeout 30m -v ./internal/e2e/...
@@ -41,9 +46,11 @@ bench: setup
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@for m in $(NESTED); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
 tidy:
 	$(GO) mod tidy
+	@for m in $(NESTED); do (cd $$m && $(GO) mod tidy); done
 
 # The main job: build examples/app into a loopback registry and run it.
 demo: setup

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -28,15 +29,26 @@ type Mounts struct {
 // a fresh /layers and the app at /workspace bind-mounted, so the image the
 // lifecycle exports records the same paths a real builder container would.
 func InBuilder(ctx context.Context, m Mounts, argv ...string) *exec.Cmd {
-	script := `set -e
-mkdir -p /cnb /layers /workspace
-mount --bind "$1" /cnb
-mount --bind "$2" /layers
-mount --bind "$3" /workspace
-shift 3
-exec "$@"`
-	args := append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "cipack-builder", m.CNB, m.Layers, m.Workspace}, argv...)
-	return exec.CommandContext(ctx, "unshare", args...)
+	return InSandbox(ctx, []Bind{{m.CNB, "/cnb"}, {m.Layers, "/layers"}, {m.Workspace, "/workspace"}}, argv...)
+}
+
+// Bind mounts a host directory at a path inside the sandbox.
+type Bind struct{ Host, Path string }
+
+// InSandbox runs argv in a private mount namespace with binds applied in
+// order (the mount points are created on the host if missing). This is how
+// tests stand in for a container's volumes without a container engine.
+func InSandbox(ctx context.Context, binds []Bind, argv ...string) *exec.Cmd {
+	script := "set -e\n"
+	args := []string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", "", "cipack-sandbox"}
+	for i, b := range binds {
+		n := strconv.Itoa(2*i + 1)
+		script += `mkdir -p "${` + strconv.Itoa(2*i+2) + `}" && mount --bind "${` + n + `}" "${` + strconv.Itoa(2*i+2) + `}"` + "\n"
+		args = append(args, b.Host, b.Path)
+	}
+	script += "shift " + strconv.Itoa(2*len(binds)) + "\nexec \"$@\""
+	args[6] = script
+	return exec.CommandContext(ctx, "unshare", append(args, argv...)...)
 }
 
 // RunImageProcess pulls ref, unpacks its filesystem into dir and starts

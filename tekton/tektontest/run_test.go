@@ -1,0 +1,326 @@
+package tektontest
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/cipack/cipack/internal/testenv"
+)
+
+var fx *testenv.Fixture
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() || os.Geteuid() != 0 {
+		fmt.Println("tektontest: running Tasks locally needs root; only the YAML checks run")
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "cipack-tekton-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err == nil {
+		fx, err = testenv.NewFixture(context.Background(), dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tektontest setup:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	fx.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needFixture(t *testing.T) {
+	if fx == nil {
+		t.Skip("needs root")
+	}
+}
+
+// taskRun is a TaskRun of a Task, rendered with Tekton's own substitution
+// and run step by step on this machine: each step in a private mount
+// namespace where its volumes, workspaces and /tekton/results are bind
+// mounts of temp dirs, the step image standing in as described per step.
+type taskRun struct {
+	spec       *v1.TaskSpec
+	results    string
+	workspaces map[string]string
+	volumes    map[string]string
+	output     strings.Builder
+}
+
+func render(t *testing.T, task *v1.Task, params v1.Params, workspaces map[string]string) *taskRun {
+	t.Helper()
+	ctx := context.Background()
+	tr := &v1.TaskRun{}
+	tr.Name = task.Name + "-run"
+	tr.Spec.Params = params
+	tr.Spec.TaskRef = &v1.TaskRef{Name: task.Name}
+	for name := range workspaces {
+		tr.Spec.Workspaces = append(tr.Spec.Workspaces, v1.WorkspaceBinding{Name: name, EmptyDir: &corev1.EmptyDirVolumeSource{}})
+	}
+	tr.SetDefaults(ctx)
+	if fe := tr.Validate(ctx); fe != nil && fe.Error() != "" {
+		t.Fatalf("TaskRun: %v", fe)
+	}
+	spec := task.Spec.DeepCopy()
+	spec = resources.ApplyParameters(spec, tr, spec.Params...)
+	spec = resources.ApplyContexts(spec, task.Name, tr)
+	spec = resources.ApplyWorkspaces(ctx, spec, spec.Workspaces, tr.Spec.Workspaces, map[string]corev1.Volume{})
+	spec = resources.ApplyResults(spec)
+	r := &taskRun{spec: spec, results: dir(t), workspaces: map[string]string{}, volumes: map[string]string{}}
+	for _, w := range spec.Workspaces {
+		if host, ok := workspaces[w.Name]; ok {
+			r.workspaces[w.GetMountPath()] = host
+		}
+	}
+	for _, v := range spec.Volumes {
+		r.volumes[v.Name] = dir(t)
+	}
+	return r
+}
+
+func dir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp(fx.Dir, "tekton-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// run executes step i. image stands for the step's image: "cipack" (the
+// binary is the cipack built from this repository) or "builder" (the
+// fixture's builder: /cnb bound, its CNB_USER_ID/CNB_GROUP_ID in the env).
+func (r *taskRun) run(t *testing.T, i int, image string) error {
+	t.Helper()
+	step := r.spec.Steps[i]
+	binds := []testenv.Bind{{Host: r.results, Path: "/tekton/results"}}
+	for path, host := range r.workspaces {
+		binds = append(binds, testenv.Bind{Host: host, Path: path})
+	}
+	for _, vm := range step.VolumeMounts {
+		binds = append(binds, testenv.Bind{Host: r.volumes[vm.Name], Path: vm.MountPath})
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=/root"}
+	for _, e := range step.Env {
+		if e.ValueFrom != nil {
+			continue // secrets are not bound here
+		}
+		env = append(env, e.Name+"="+e.Value)
+	}
+	var argv []string
+	switch image {
+	case "builder":
+		binds = append(binds, testenv.Bind{Host: fx.BuilderDir, Path: "/cnb"})
+		env = append(env, "CNB_USER_ID="+strconv.Itoa(fx.UID), "CNB_GROUP_ID="+strconv.Itoa(fx.GID))
+	case "cipack":
+	default:
+		t.Fatalf("unknown stand-in %q", image)
+	}
+	if step.Script != "" {
+		scripts := dir(t)
+		if err := os.WriteFile(filepath.Join(scripts, "script"), []byte(step.Script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		binds = append(binds, testenv.Bind{Host: scripts, Path: "/tekton/scripts"})
+		argv = append([]string{"/bin/sh", "/tekton/scripts/script"}, step.Args...)
+	} else {
+		argv = append(append([]string{}, step.Command...), step.Args...)
+	}
+	if image == "cipack" && argv[0] == "/usr/local/bin/cipack" {
+		argv[0] = fx.Cipack // the cipack image's entrypoint binary
+	}
+	cmd := testenv.InSandbox(context.Background(), binds, argv...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	r.output.WriteString(fmt.Sprintf("--- step %s\n%s", step.Name, out))
+	return err
+}
+
+func (r *taskRun) result(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.results, name))
+	if err != nil {
+		t.Fatalf("result %s: %v\n%s", name, err, r.output.String())
+	}
+	return string(b)
+}
+
+func appWorkspace(t *testing.T) string {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := dir(t)
+	app := filepath.Join(ws, "apps", "hello")
+	if err := os.MkdirAll(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "examples", "app", "app.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app, "app.sh"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+func str(n, v string) v1.Param { return v1.Param{Name: n, Value: *v1.NewStructuredValues(v)} }
+func arr(n string, v ...string) v1.Param {
+	return v1.Param{Name: n, Value: *v1.NewStructuredValues(v[0], v[1:]...)}
+}
+
+func TestBuildTaskRunsAndWritesChainsResults(t *testing.T) {
+	needFixture(t)
+	image := fx.Registry.Host + "/tekton/app:latest"
+	run := render(t, loadTask(t, "cipack-build.yaml"), v1.Params{
+		str("IMAGE", image),
+		str("BUILDER_IMAGE", fx.BuilderImage),
+		str("SOURCE_SUBPATH", "apps/hello"),
+		arr("ADDITIONAL_TAGS", "v1", "stable"),
+		arr("ENV_VARS", "GREETING=from=tekton", "OTHER=a b c"),
+		str("PROCESS_TYPE", "web"),
+		str("CIPACK_IMAGE", "cipack:test"),
+	}, map[string]string{"source": appWorkspace(t), "cache": dir(t)})
+	if err := run.run(t, 0, "cipack"); err != nil {
+		t.Fatalf("install step: %v\n%s", err, run.output.String())
+	}
+	if err := run.run(t, 1, "builder"); err != nil {
+		t.Fatalf("build step: %v\n%s", err, run.output.String())
+	}
+	url, digest := run.result(t, "IMAGE_URL"), run.result(t, "IMAGE_DIGEST")
+	if url != image {
+		t.Fatalf("IMAGE_URL %q, want %q", url, image)
+	}
+	for _, ref := range []string{image, fx.Registry.Host + "/tekton/app:v1", fx.Registry.Host + "/tekton/app:stable"} {
+		r, _ := name.ParseReference(ref)
+		d, err := remote.Head(r)
+		if err != nil || d.Digest.String() != digest {
+			t.Fatalf("%s: %v %v, IMAGE_DIGEST %s", ref, d, err, digest)
+		}
+	}
+	out, err := testenv.RunImageProcess(context.Background(), url+"@"+digest, "web", dir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "GREETING=from=tekton") {
+		t.Fatalf("the image printed %q", out)
+	}
+	if !strings.Contains(run.output.String(), "===> EXPORTING") {
+		t.Fatalf("no lifecycle log:\n%s", run.output.String())
+	}
+}
+
+func TestBuildTaskBadParamsNameTheParam(t *testing.T) {
+	needFixture(t)
+	good := func() v1.Params {
+		return v1.Params{str("IMAGE", fx.Registry.Host+"/tekton/bad:latest"), str("BUILDER_IMAGE", fx.BuilderImage), str("SOURCE_SUBPATH", "apps/hello")}
+	}
+	cases := []struct {
+		name   string
+		params v1.Params
+		want   string
+	}{
+		{"empty IMAGE", append(good()[1:], str("IMAGE", "")), "Task param IMAGE is at fault"},
+		{"ENV_VARS item without =", append(good(), arr("ENV_VARS", "OK=1", "BROKEN")), "Task param ENV_VARS is at fault"},
+		{"unreadable BUILDER_IMAGE", append(good()[:1], str("BUILDER_IMAGE", fx.Registry.Host+"/no/such-builder:1"), str("SOURCE_SUBPATH", "apps/hello")), "Task param BUILDER_IMAGE is at fault"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			run := render(t, loadTask(t, "cipack-build.yaml"), c.params, map[string]string{"source": appWorkspace(t)})
+			if err := run.run(t, 0, "cipack"); err != nil {
+				t.Fatal(err)
+			}
+			err := run.run(t, 1, "builder")
+			var ee *exec.ExitError
+			if err == nil || !asExit(err, &ee) {
+				t.Fatalf("the step should fail: %v\n%s", err, run.output.String())
+			}
+			if !strings.Contains(run.output.String(), c.want) {
+				t.Fatalf("output lacks %q:\n%s", c.want, run.output.String())
+			}
+			if _, err := os.Stat(filepath.Join(run.results, "IMAGE_DIGEST")); err == nil {
+				t.Fatal("a failed build wrote IMAGE_DIGEST")
+			}
+		})
+	}
+}
+
+func asExit(err error, ee **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	*ee = e
+	return ok
+}
+
+func TestRebaseTaskAfterRunImageBump(t *testing.T) {
+	needFixture(t)
+	h := fx.Registry.Host
+	runImage := h + "/tekton-rebase/run:latest"
+	push := func(version string) {
+		img, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := testenv.Push(context.Background(), runImage, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push("v1")
+	app := h + "/tekton-rebase/app:latest"
+	build := render(t, loadTask(t, "cipack-build.yaml"), v1.Params{
+		str("IMAGE", app), str("BUILDER_IMAGE", fx.BuilderImage), str("SOURCE_SUBPATH", "apps/hello"), str("RUN_IMAGE", runImage),
+	}, map[string]string{"source": appWorkspace(t)})
+	if err := build.run(t, 0, "cipack"); err != nil {
+		t.Fatal(err)
+	}
+	if err := build.run(t, 1, "builder"); err != nil {
+		t.Fatalf("%v\n%s", err, build.output.String())
+	}
+	oldDigest := build.result(t, "IMAGE_DIGEST")
+	push("v2")
+
+	fleet := dir(t)
+	if err := os.WriteFile(filepath.Join(fleet, "fleet.yaml"), []byte("images:\n  - image: "+app+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rebase := render(t, loadTask(t, "cipack-rebase.yaml"), v1.Params{str("CIPACK_IMAGE", "cipack:test")}, map[string]string{"fleet": fleet})
+	if err := rebase.run(t, 0, "cipack"); err != nil {
+		t.Fatalf("rebase step: %v\n%s", err, rebase.output.String())
+	}
+	if got := rebase.result(t, "REBASED"); got != "1" {
+		t.Fatalf("REBASED = %q\n%s", got, rebase.output.String())
+	}
+	for _, res := range []string{"UP_TO_DATE", "REBUILD", "SKIPPED", "FAILED"} {
+		if got := rebase.result(t, res); got != "0" {
+			t.Fatalf("%s = %q", res, got)
+		}
+	}
+	r, _ := name.ParseReference(app)
+	d, err := remote.Head(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Digest.String() == oldDigest || rebase.result(t, "MOVED_DIGESTS") != app+"@"+d.Digest.String() {
+		t.Fatalf("MOVED_DIGESTS %q, registry %s, old %s", rebase.result(t, "MOVED_DIGESTS"), d.Digest, oldDigest)
+	}
+}
