@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/cipack/cipack/internal/build"
@@ -86,12 +87,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	reg, err := registry.New(registry.Options{
-		Insecure:        o.Insecure,
-		CNBRegistryAuth: env.Getenv("CNB_REGISTRY_AUTH"),
-		GitHubToken:     env.Getenv("CIPACK_GITHUB_TOKEN"),
-		GitHubActor:     env.Getenv("GITHUB_ACTOR"),
-	})
+	reg, err := newRegistry(env, o.Insecure, o.Image, o.CacheImage)
 	if err != nil {
 		return err
 	}
@@ -124,6 +120,28 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	}
 	_, err = fmt.Fprintln(env.Stdout, res.ImageRef)
 	return err
+}
+
+// newRegistry builds the registry client from the environment: the
+// CNB_REGISTRY_AUTH and GitHub token every command honours, and the
+// CIPACK_REGISTRY_USERNAME/PASSWORD pair (the actions' inputs), used for
+// the registries of the images the command writes.
+func newRegistry(env Env, insecure []string, images ...string) (*registry.Client, error) {
+	var regs []string
+	for _, img := range images {
+		if r, err := name.ParseReference(img); err == nil {
+			regs = append(regs, r.Context().RegistryStr())
+		}
+	}
+	return registry.New(registry.Options{
+		Insecure:        insecure,
+		CNBRegistryAuth: env.Getenv("CNB_REGISTRY_AUTH"),
+		GitHubToken:     env.Getenv("CIPACK_GITHUB_TOKEN"),
+		GitHubActor:     env.Getenv("GITHUB_ACTOR"),
+		Username:        env.Getenv("CIPACK_REGISTRY_USERNAME"),
+		Password:        env.Getenv("CIPACK_REGISTRY_PASSWORD"),
+		Registries:      regs,
+	})
 }
 
 // secrets are the values that must never reach a log line.

@@ -15,7 +15,6 @@ import (
 	"github.com/cipack/cipack/internal/config"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/rebase"
-	"github.com/cipack/cipack/internal/registry"
 )
 
 // rebaseOptions are the flags of `cipack rebase`.
@@ -124,12 +123,11 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	if err != nil {
 		return err
 	}
-	reg, err := registry.New(registry.Options{
-		Insecure:        o.Insecure,
-		CNBRegistryAuth: env.Getenv("CNB_REGISTRY_AUTH"),
-		GitHubToken:     env.Getenv("CIPACK_GITHUB_TOKEN"),
-		GitHubActor:     env.Getenv("GITHUB_ACTOR"),
-	})
+	var images []string
+	for _, t := range targets {
+		images = append(images, t.Image)
+	}
+	reg, err := newRegistry(env, o.Insecure, images...)
 	if err != nil {
 		return err
 	}

@@ -72,3 +72,18 @@ func EncodeAuth(headers map[string]string) string {
 	b, _ := json.Marshal(headers)
 	return string(b)
 }
+
+// staticKeychain serves one username and password for the registries given.
+type staticKeychain struct {
+	registries []string
+	auth       authn.AuthConfig
+}
+
+func (s staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	for _, reg := range s.registries {
+		if reg == r.RegistryStr() {
+			return authn.FromConfig(s.auth), nil
+		}
+	}
+	return authn.Anonymous, nil
+}

@@ -37,6 +37,10 @@ type Options struct {
 	// GitHubToken, when set, authenticates to ghcr.io (GITHUB_TOKEN).
 	GitHubToken string
 	GitHubActor string
+	// Username and Password, when set, are used for Registries (the
+	// action's registry-username / registry-password inputs).
+	Username, Password string
+	Registries         []string
 	// Transport overrides the HTTP transport (tests count requests with it).
 	Transport http.RoundTripper
 }
@@ -56,6 +60,9 @@ func New(opts Options) (*Client, error) {
 			`set it to a JSON object such as {"registry.example": "Basic <base64 user:pass>"}`)
 	}
 	chains := []authn.Keychain{env}
+	if opts.Username != "" || opts.Password != "" {
+		chains = append(chains, staticKeychain{registries: opts.Registries, auth: authn.AuthConfig{Username: opts.Username, Password: opts.Password}})
+	}
 	if opts.GitHubToken != "" {
 		chains = append(chains, githubKeychain{actor: opts.GitHubActor, token: opts.GitHubToken})
 	}

@@ -1,0 +1,196 @@
+package acttest
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+var root = filepath.Join("..", "..")
+
+type actionFile struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	Author      string `yaml:"author"`
+	Branding    map[string]string
+	Inputs      map[string]struct {
+		Description string `yaml:"description"`
+		Required    bool   `yaml:"required"`
+		Default     string `yaml:"default"`
+	} `yaml:"inputs"`
+	Outputs map[string]struct {
+		Description string `yaml:"description"`
+		Value       string `yaml:"value"`
+	} `yaml:"outputs"`
+	Runs struct {
+		Using string `yaml:"using"`
+		Steps []struct {
+			ID    string            `yaml:"id"`
+			Name  string            `yaml:"name"`
+			Shell string            `yaml:"shell"`
+			Run   string            `yaml:"run"`
+			Uses  string            `yaml:"uses"`
+			With  map[string]string `yaml:"with"`
+			Env   map[string]string `yaml:"env"`
+			If    string            `yaml:"if"`
+		} `yaml:"steps"`
+	} `yaml:"runs"`
+}
+
+var actionFiles = []string{"action.yml", filepath.Join("action", "rebase", "action.yml")}
+
+func loadAction(t *testing.T, rel string) *actionFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	var a actionFile
+	if err := dec.Decode(&a); err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+	return &a
+}
+
+// GitHub is stricter than act: composite run steps must declare shell:,
+// inputs reach run steps only through expressions (no INPUT_* variables),
+// and every input should be used and documented.
+func TestActionFilesFollowGitHubRules(t *testing.T) {
+	inputRef := regexp.MustCompile(`inputs\.([A-Za-z0-9_-]+)`)
+	for _, rel := range actionFiles {
+		a := loadAction(t, rel)
+		if a.Runs.Using != "composite" {
+			t.Errorf("%s: runs.using is %q, want composite", rel, a.Runs.Using)
+		}
+		if a.Name == "" || a.Description == "" || a.Branding["icon"] == "" {
+			t.Errorf("%s: name, description and branding are needed for the Marketplace", rel)
+		}
+		used := map[string]bool{}
+		stepIDs := map[string]bool{}
+		for i, s := range a.Runs.Steps {
+			where := rel + " step " + s.Name
+			if s.Run != "" && s.Shell == "" {
+				t.Errorf("%s: a composite run step must declare shell:", where)
+			}
+			if s.Run != "" && s.Uses != "" {
+				t.Errorf("%s: run and uses together", where)
+			}
+			all := s.Run + s.If
+			for _, v := range s.With {
+				all += v
+			}
+			for k, v := range s.Env {
+				all += v
+				if strings.HasPrefix(k, "INPUT_") {
+					t.Errorf("%s: sets %s; GitHub does not pass INPUT_* to composite steps, act does", where, k)
+				}
+			}
+			if strings.Contains(s.Run, "INPUT_") {
+				t.Errorf("%s: reads INPUT_*: GitHub passes composite inputs only through ${{ inputs.* }}", where)
+			}
+			if strings.Contains(s.Run, "${{") {
+				t.Errorf("%s: expressions in run: scripts are an injection risk; map them to env: instead", where)
+			}
+			for _, m := range inputRef.FindAllStringSubmatch(all, -1) {
+				used[m[1]] = true
+			}
+			if s.ID != "" {
+				stepIDs[s.ID] = true
+			}
+			_ = i
+		}
+		for name, in := range a.Inputs {
+			if in.Description == "" {
+				t.Errorf("%s: input %s has no description", rel, name)
+			}
+			if !used[name] {
+				t.Errorf("%s: input %s is never used by a step", rel, name)
+			}
+		}
+		for name := range used {
+			if _, ok := a.Inputs[name]; !ok {
+				t.Errorf("%s: steps use inputs.%s, which is not declared", rel, name)
+			}
+		}
+		for name, out := range a.Outputs {
+			m := regexp.MustCompile(`steps\.([a-z0-9_-]+)\.outputs\.`).FindStringSubmatch(out.Value)
+			if out.Description == "" || m == nil || !stepIDs[m[1]] {
+				t.Errorf("%s: output %s must be documented and come from a step of this action (%q)", rel, name, out.Value)
+			}
+		}
+	}
+}
+
+// The README's tables list exactly the actions' inputs and outputs.
+func TestREADMETablesMatchActions(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ file, heading string }{
+		{"action.yml", "### Action `cipack/cipack`"},
+		{filepath.Join("action", "rebase", "action.yml"), "### Action `cipack/cipack/action/rebase`"},
+	} {
+		a := loadAction(t, c.file)
+		section := section(t, string(readme), c.heading)
+		var ins, outs []string
+		for k := range a.Inputs {
+			ins = append(ins, k)
+		}
+		for k := range a.Outputs {
+			outs = append(outs, k)
+		}
+		for _, tc := range []struct {
+			header string
+			want   []string
+		}{{"| Input |", ins}, {"| Output |", outs}} {
+			got := tableNames(section, tc.header)
+			sort.Strings(got)
+			sort.Strings(tc.want)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("README %s for %s lists %v; the action has %v", tc.header, c.file, got, tc.want)
+			}
+		}
+	}
+}
+
+func section(t *testing.T, doc, heading string) string {
+	t.Helper()
+	i := strings.Index(doc, heading)
+	if i < 0 {
+		t.Fatalf("README has no %q", heading)
+	}
+	rest := doc[i+len(heading):]
+	for _, end := range []string{"\n### ", "\n## "} {
+		if j := strings.Index(rest, end); j >= 0 {
+			rest = rest[:j]
+		}
+	}
+	return rest
+}
+
+func tableNames(section, header string) []string {
+	var out []string
+	in := false
+	for _, l := range strings.Split(section, "\n") {
+		switch {
+		case strings.HasPrefix(l, header):
+			in = true
+		case in && strings.HasPrefix(l, "|---"):
+		case in && strings.HasPrefix(l, "| `"):
+			cell := strings.TrimPrefix(l, "| `")
+			out = append(out, cell[:strings.Index(cell, "`")])
+		case in:
+			return out
+		}
+	}
+	return out
+}
