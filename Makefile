@@ -4,12 +4,12 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cipack/cipack/internal/cli.Version=$(VERSION)
-APT_PACKAGES := busybox-static docker-registry util-linux coreutils
+APT_PACKAGES := busybox-static docker-registry util-linux coreutils curl git
 # Test modules kept apart so their heavy dependencies stay out of go.mod.
-NESTED := tekton/tektontest
+NESTED := tekton/tektontest action/acttest
 export CGO_ENABLED := 0
 
-.PHONY: all setup build test unit e2e bench lint tidy demo image clean
+.PHONY: all setup build test unit e2e bench lint tidy demo image release clean
 
 all: build
 
@@ -60,6 +60,14 @@ demo: setup
 # the tests assemble the same layout with go-containerregistry instead.
 image:
 	docker build --build-arg VERSION=$(VERSION) -t cipack:$(VERSION) .
+
+# Release assets for the action's download path: static binaries and checksums.
+release:
+	rm -rf dist && mkdir -p dist
+	for arch in amd64 arm64; do \
+	  GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/cipack_linux_$$arch ./cmd/cipack || exit 1; \
+	done
+	cd dist && sha256sum cipack_linux_* > checksums.txt && cat checksums.txt
 
 clean:
 	rm -rf $(BIN) dist

@@ -25,7 +25,7 @@ case "$(uname -m)" in
 esac
 
 if expr "$version" : 'v[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*$' >/dev/null && command -v curl >/dev/null 2>&1; then
-  base="https://github.com/cipack/cipack/releases/download/$version"
+  base="${CIPACK_RELEASE_BASE:-https://github.com/cipack/cipack/releases/download}/$version"
   asset="cipack_linux_$arch"
   if curl -fsSL --retry 3 -o "$dest/$asset" "$base/$asset" && curl -fsSL --retry 3 -o "$dest/checksums.txt" "$base/checksums.txt"; then
     if (cd "$dest" && grep " $asset\$" checksums.txt | sha256sum -c -); then

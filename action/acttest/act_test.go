@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/cipack/cipack/internal/testenv"
 )
 
@@ -87,13 +90,16 @@ func needFixture(t *testing.T) {
 
 // repo is an app repository made for one workflow run: the example app at
 // its root, workflows under .github/workflows, committed with git.
+var repos int
+
 type repo struct {
 	dir string
 }
 
 func newRepo(t *testing.T, files map[string]string) *repo {
 	t.Helper()
-	dir := filepath.Join(fx.Dir, "repo-"+strings.ReplaceAll(t.Name(), "/", "-"))
+	repos++
+	dir := filepath.Join(fx.Dir, fmt.Sprintf("repo-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), repos))
 	if err := os.MkdirAll(filepath.Join(dir, ".github", "workflows"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -204,13 +210,124 @@ func eventFile(t *testing.T, v any) string {
 	return p
 }
 
+var pushedLine = regexp.MustCompile(`pushed (\S+)@(sha256:[0-9a-f]{64}) \(digest (sha256:[0-9a-f]{64})\)`)
+
+// pushed returns the image-ref and digest outputs the example printed.
+func pushed(t *testing.T, out string) (string, string) {
+	t.Helper()
+	m := pushedLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the workflow printed no image-ref/digest outputs:\n%s", out)
+	}
+	if m[2] != m[3] {
+		t.Fatalf("image-ref digest %s and digest output %s differ", m[2], m[3])
+	}
+	return m[1], m[3]
+}
+
+func headDigest(t *testing.T, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(r)
+	if err != nil {
+		t.Fatalf("HEAD %s: %v", ref, err)
+	}
+	return d.Digest.String()
+}
+
 func TestBuildExampleOnPush(t *testing.T) {
 	needFixture(t)
 	image := fx.Registry.Host + "/gha/app:latest"
 	r := newRepo(t, map[string]string{".github/workflows/build.yml": example(t, "build.yml", true)})
 	res := r.run(t, "build.yml", "push", "--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+fx.BuilderImage, "-s", "GITHUB_TOKEN=ghs_not_a_real_token")
-	t.Log(res.out)
 	if res.code != 0 {
-		t.Fatalf("act exited %d", res.code)
+		t.Fatalf("act exited %d:\n%s", res.code, res.out)
+	}
+	repoName, digest := pushed(t, res.out)
+	if repoName != fx.Registry.Host+"/gha/app" || headDigest(t, image) != digest {
+		t.Fatalf("outputs say %s@%s, the registry has %s", repoName, digest, headDigest(t, image))
+	}
+	for _, want := range []string{"Summary - ### cipack build", "| Digest | `" + digest + "` |", "| cipack-examples/shell | 0.0.1 |", "| exporting |",
+		"::group::detecting", "cipack: building from"} {
+		if !strings.Contains(res.out, want) {
+			t.Errorf("act output lacks %q", want)
+		}
+	}
+	// The sha tag from the example's tags input was written too.
+	if !regexp.MustCompile(`/gha/app:[0-9a-f]{40}`).MatchString(res.out) {
+		t.Errorf("no commit-sha tag in the outputs")
+	}
+	if strings.Contains(res.out, "ghs_not_a_real_token") {
+		t.Error("the GitHub token reached the log")
+	}
+}
+
+// A workflow of the test's own, using the action as a consumer does.
+func consumer(with string) string {
+	return `name: consumer
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: cipack
+        uses: cipack/cipack@v1
+        with:
+` + with + `
+      - name: Outputs
+        run: echo "pushed ${{ steps.cipack.outputs.image-ref }} (digest ${{ steps.cipack.outputs.digest }})"
+`
+}
+
+func TestBuildActionBadInputIsAnnotated(t *testing.T) {
+	needFixture(t)
+	image := fx.Registry.Host + "/gha/bad:latest"
+	r := newRepo(t, map[string]string{".github/workflows/c.yml": consumer("          image: " + image + "\n          env: |\n            GOOD=1\n            NOEQUALS\n")})
+	res := r.run(t, "c.yml", "push")
+	if res.code == 0 {
+		t.Fatalf("the step should fail:\n%s", res.out)
+	}
+	if !strings.Contains(res.out, "::error title=input env::") || !strings.Contains(res.out, `env entry "NOEQUALS" has no '='`) {
+		t.Fatalf("no error annotation naming the env input:\n%s", res.out)
+	}
+	if !strings.Contains(res.out, "exit status 2") {
+		t.Errorf("want cipack's usage exit code 2:\n%s", res.out)
+	}
+}
+
+func TestBuildActionMasksRegistryPassword(t *testing.T) {
+	needFixture(t)
+	const password = "pa55-Very-Secret-9f3c"
+	proxy, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{User: "ci-bot", Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	image := proxy.Host + "/gha/private:latest"
+	r := newRepo(t, map[string]string{".github/workflows/c.yml": consumer(
+		"          image: " + image + "\n          registry-username: ci-bot\n          registry-password: ${{ secrets.REGISTRY_PASSWORD }}\n")})
+	res := r.run(t, "c.yml", "push", "-s", "REGISTRY_PASSWORD="+password)
+	if res.code != 0 {
+		t.Fatalf("act exited %d:\n%s", res.code, res.out)
+	}
+	if _, digest := pushed(t, res.out); headDigest(t, fx.Registry.Host+"/gha/private:latest") != digest {
+		t.Fatal("the digest output is not the registry's")
+	}
+	if strings.Contains(res.out, password) {
+		t.Fatalf("the password reached the output:\n%s", res.out)
+	}
+	// Wrong password: the build fails before the lifecycle, naming the registry problem.
+	r2 := newRepo(t, map[string]string{".github/workflows/c.yml": consumer(
+		"          image: " + image + "\n          registry-username: ci-bot\n          registry-password: ${{ secrets.REGISTRY_PASSWORD }}\n")})
+	res = r2.run(t, "c.yml", "push", "-s", "REGISTRY_PASSWORD=wrong-"+password)
+	if res.code == 0 || !strings.Contains(res.out, "registry refused") || strings.Contains(res.out, "===> ANALYZING") {
+		t.Fatalf("a refused password must fail early:\n%s", res.out)
+	}
+	if strings.Contains(res.out, "wrong-"+password) {
+		t.Fatal("the wrong password reached the output")
 	}
 }
