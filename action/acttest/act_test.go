@@ -26,28 +26,10 @@ var (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if testing.Short() || os.Geteuid() != 0 {
-		fmt.Println("acttest: running workflows needs root; only the static checks run")
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "cipack-act-")
-	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
-	if err == nil {
+	os.Exit(testenv.RunTests(m, "acttest", &fx, func(dir string) (err error) {
 		act, err = buildAct(dir)
-	}
-	if err == nil {
-		fx, err = testenv.NewFixture(context.Background(), dir)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "acttest setup:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	fx.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
+		return err
+	}))
 }
 
 // buildAct builds act from the version this module pins, cached.

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cipack/cipack/internal/testenv"
 )
 
 var root = filepath.Join("..", "..")
@@ -140,7 +142,10 @@ func TestREADMETablesMatchActions(t *testing.T) {
 		{filepath.Join("action", "rebase", "action.yml"), "### Action `cipack/cipack/action/rebase`"},
 	} {
 		a := loadAction(t, c.file)
-		section := section(t, string(readme), c.heading)
+		section, ok := testenv.MarkdownSection(string(readme), c.heading)
+		if !ok {
+			t.Fatalf("README has no %q", c.heading)
+		}
 		var ins, outs []string
 		for k := range a.Inputs {
 			ins = append(ins, k)
@@ -152,7 +157,7 @@ func TestREADMETablesMatchActions(t *testing.T) {
 			header string
 			want   []string
 		}{{"| Input |", ins}, {"| Output |", outs}} {
-			got := tableNames(section, tc.header)
+			got := testenv.TableNames(section, tc.header)
 			sort.Strings(got)
 			sort.Strings(tc.want)
 			if !slices.Equal(got, tc.want) {
@@ -160,37 +165,4 @@ func TestREADMETablesMatchActions(t *testing.T) {
 			}
 		}
 	}
-}
-
-func section(t *testing.T, doc, heading string) string {
-	t.Helper()
-	i := strings.Index(doc, heading)
-	if i < 0 {
-		t.Fatalf("README has no %q", heading)
-	}
-	rest := doc[i+len(heading):]
-	for _, end := range []string{"\n### ", "\n## "} {
-		if j := strings.Index(rest, end); j >= 0 {
-			rest = rest[:j]
-		}
-	}
-	return rest
-}
-
-func tableNames(section, header string) []string {
-	var out []string
-	in := false
-	for _, l := range strings.Split(section, "\n") {
-		switch {
-		case strings.HasPrefix(l, header):
-			in = true
-		case in && strings.HasPrefix(l, "|---"):
-		case in && strings.HasPrefix(l, "| `"):
-			cell := strings.TrimPrefix(l, "| `")
-			out = append(out, cell[:strings.Index(cell, "`")])
-		case in:
-			return out
-		}
-	}
-	return out
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -61,19 +62,7 @@ Every flag can also be set as CIPACK_<FLAG>, e.g. CIPACK_IMAGE, CIPACK_RUN_IMAGE
 multi-value flags take one value per line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rep := ci.Detect(env.Getenv, env.Stderr)
-			for _, s := range secrets(env.Getenv) {
-				rep.Mask(s)
-			}
-			err := runBuild(cmd, o, env, rep)
-			if err != nil {
-				var subject string
-				if e, ok := err.(*exit.Error); ok {
-					subject = e.Subject
-				}
-				rep.Error(subject, err)
-			}
-			return err
+			return withReporter(env, func(rep ci.Reporter) error { return runBuild(cmd, o, env, rep) })
 		},
 	}
 	o.addFlags(cmd)
@@ -142,6 +131,26 @@ func newRegistry(env Env, insecure []string, images ...string) (*registry.Client
 		Password:        env.Getenv("CIPACK_REGISTRY_PASSWORD"),
 		Registries:      regs,
 	})
+}
+
+// withReporter runs a command with its CI reporter: secrets are masked
+// before anything can print them, and a failure is reported under the name
+// the user knows the failing input by.
+func withReporter(env Env, run func(ci.Reporter) error) error {
+	rep := ci.Detect(env.Getenv, env.Stderr)
+	for _, s := range secrets(env.Getenv) {
+		rep.Mask(s)
+	}
+	err := run(rep)
+	if err != nil {
+		var subject string
+		var e *exit.Error
+		if errors.As(err, &e) {
+			subject = e.Subject
+		}
+		rep.Error(subject, err)
+	}
+	return err
 }
 
 // secrets are the values that must never reach a log line.

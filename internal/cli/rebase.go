@@ -93,19 +93,7 @@ func newRebaseCmd(env Env) *cobra.Command {
   skipped     not rebasable, or not a buildpacks image
 Every flag can also be set as CIPACK_<FLAG> (e.g. CIPACK_CONFIG, CIPACK_DRY_RUN).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rep := ci.Detect(env.Getenv, env.Stderr)
-			for _, s := range secrets(env.Getenv) {
-				rep.Mask(s)
-			}
-			err := runRebase(cmd, o, args, env, rep)
-			if err != nil {
-				var subject string
-				if e, ok := err.(*exit.Error); ok {
-					subject = e.Subject
-				}
-				rep.Error(subject, err)
-			}
-			return err
+			return withReporter(env, func(rep ci.Reporter) error { return runRebase(cmd, o, args, env, rep) })
 		},
 	}
 	o.addFlags(cmd)

@@ -23,29 +23,7 @@ var fx *testenv.Fixture
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if testing.Short() {
-		fmt.Println("e2e: skipped in -short mode")
-		os.Exit(m.Run())
-	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "e2e: needs root (mount namespaces, chroot, dropping to the build user)")
-		os.Exit(1)
-	}
-	dir, err := os.MkdirTemp("", "cipack-e2e-")
-	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
-	if err == nil {
-		fx, err = testenv.NewFixture(context.Background(), dir)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	fx.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.RunTests(m, "e2e", &fx, nil))
 }
 
 func needFixture(t testing.TB) {

@@ -51,34 +51,11 @@ func ModuleRoot() (string, error) {
 
 // LifecycleBinaries returns a directory holding `lifecycle` and `launcher`
 // built from the pinned module, building them once (about 2 minutes cold)
-// and reusing them after. Concurrent callers (go test runs packages in
-// parallel) wait on a file lock instead of building twice.
+// and reusing them after.
 func LifecycleBinaries(ctx context.Context) (string, error) {
 	dir := filepath.Join(CacheDir(), "lifecycle-"+LifecycleVersion)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	unlock, err := lock(filepath.Join(dir, ".lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
 	for _, bin := range []string{"lifecycle", "launcher"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); err == nil {
-			continue
-		}
-		tmp := filepath.Join(dir, bin+".tmp")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "github.com/buildpacks/lifecycle/cmd/"+bin)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build lifecycle %s: %w\n%s", bin, err, out)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, bin)); err != nil {
+		if err := buildTool(ctx, dir, bin, "github.com/buildpacks/lifecycle/cmd/"+bin); err != nil {
 			return "", err
 		}
 	}
@@ -89,29 +66,36 @@ func LifecycleBinaries(ctx context.Context) (string, error) {
 // module (a benchmark anchor), cached like the lifecycle.
 func CraneBinary(ctx context.Context) (string, error) {
 	dir := filepath.Join(CacheDir(), "crane-v0.22.1")
+	return filepath.Join(dir, "crane"), buildTool(ctx, dir, "crane", "github.com/google/go-containerregistry/cmd/crane")
+}
+
+// buildTool builds pkg (pinned by cipack's go.mod) as dir/name unless it
+// is there already. Concurrent callers (go test runs packages in parallel)
+// wait on a file lock instead of building twice.
+func buildTool(ctx context.Context, dir, name, pkg string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return err
 	}
 	unlock, err := lock(filepath.Join(dir, ".lock"))
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer unlock()
-	bin := filepath.Join(dir, "crane")
+	bin := filepath.Join(dir, name)
 	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
+		return nil
 	}
 	root, err := ModuleRoot()
 	if err != nil {
-		return "", err
+		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin+".tmp", "github.com/google/go-containerregistry/cmd/crane")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin+".tmp", pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build crane: %w\n%s", err, out)
+		return fmt.Errorf("build %s: %w\n%s", pkg, err, out)
 	}
-	return bin, os.Rename(bin+".tmp", bin)
+	return os.Rename(bin+".tmp", bin)
 }
 
 // BuildCipack builds the cipack binary into dir and returns its path.

@@ -24,25 +24,7 @@ var fx *testenv.Fixture
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if testing.Short() || os.Geteuid() != 0 {
-		fmt.Println("tektontest: running Tasks locally needs root; only the YAML checks run")
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "cipack-tekton-")
-	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
-	if err == nil {
-		fx, err = testenv.NewFixture(context.Background(), dir)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tektontest setup:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	fx.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.RunTests(m, "tektontest", &fx, nil))
 }
 
 func needFixture(t *testing.T) {

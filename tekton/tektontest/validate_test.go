@@ -1,7 +1,6 @@
 package tektontest
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
+
+	"github.com/cipack/cipack/internal/testenv"
 )
 
 // root is cipack's repository root.
@@ -297,7 +298,10 @@ func TestREADMETablesMatchTasks(t *testing.T) {
 	}
 	for _, file := range []string{"cipack-build.yaml", "cipack-rebase.yaml"} {
 		task := loadTask(t, file)
-		section := readmeSection(t, readme, "### Task `"+task.Name+"`")
+		section, ok := testenv.MarkdownSection(string(readme), "### Task `"+task.Name+"`")
+		if !ok {
+			t.Fatalf("README has no section for Task %s", task.Name)
+		}
 		var params, wss, results []string
 		for _, p := range task.Spec.Params {
 			params = append(params, p.Name)
@@ -312,7 +316,7 @@ func TestREADMETablesMatchTasks(t *testing.T) {
 			header string
 			want   []string
 		}{{"| Param |", params}, {"| Workspace |", wss}, {"| Result |", results}} {
-			got := tableNames(section, c.header)
+			got := testenv.TableNames(section, c.header)
 			sort.Strings(got)
 			sort.Strings(c.want)
 			if !slices.Equal(got, c.want) {
@@ -320,40 +324,4 @@ func TestREADMETablesMatchTasks(t *testing.T) {
 			}
 		}
 	}
-}
-
-func readmeSection(t *testing.T, readme []byte, heading string) string {
-	t.Helper()
-	i := bytes.Index(readme, []byte(heading))
-	if i < 0 {
-		t.Fatalf("README has no %q section", heading)
-	}
-	rest := string(readme[i+len(heading):])
-	if j := strings.Index(rest, "\n### "); j >= 0 {
-		rest = rest[:j]
-	}
-	if j := strings.Index(rest, "\n## "); j >= 0 {
-		rest = rest[:j]
-	}
-	return rest
-}
-
-// tableNames returns the backticked first cells of the table whose header
-// row starts with header.
-func tableNames(section, header string) []string {
-	var out []string
-	in := false
-	for _, l := range strings.Split(section, "\n") {
-		switch {
-		case strings.HasPrefix(l, header):
-			in = true
-		case in && strings.HasPrefix(l, "|---"):
-		case in && strings.HasPrefix(l, "| `"):
-			cell := strings.TrimPrefix(l, "| `")
-			out = append(out, cell[:strings.Index(cell, "`")])
-		case in:
-			return out
-		}
-	}
-	return out
 }

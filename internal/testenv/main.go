@@ -1,0 +1,40 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+)
+
+// RunTests is the TestMain of the packages that run real parts: with
+// -short, or without root (mount namespaces, chroot and dropping to the
+// build user need it), only the tests that need no fixture run and *fx
+// stays nil; otherwise a Fixture is made under a fresh directory, before
+// (run after the directory exists) prepares more, and all is removed after.
+func RunTests(m *testing.M, name string, fx **Fixture, before func(dir string) error) int {
+	if testing.Short() || os.Geteuid() != 0 {
+		fmt.Printf("%s: the end-to-end tests need root and no -short; only the others run\n", name)
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "cipack-"+name+"-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err == nil && before != nil {
+		err = before(dir)
+	}
+	var f *Fixture
+	if err == nil {
+		f, err = NewFixture(context.Background(), dir)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s setup: %v\n", name, err)
+		return 1
+	}
+	*fx = f
+	code := m.Run()
+	f.Close()
+	os.RemoveAll(dir)
+	return code
+}
