@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cipack/cipack/internal/cli.Version=$(VERSION)
-APT_PACKAGES := busybox-static docker-registry util-linux coreutils curl git
+APT_PACKAGES := busybox-static docker-registry util-linux coreutils curl git podman runc
 # Test modules kept apart so their heavy dependencies stay out of go.mod.
 NESTED := tekton/tektontest action/acttest
 export CGO_ENABLED := 0

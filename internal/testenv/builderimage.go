@@ -171,7 +171,7 @@ func BuilderImage(base v1.Image, cnbDir string, uid, gid int) (v1.Image, error) 
 	}
 	cf.Config.User = fmt.Sprintf("%d:%d", uid, gid)
 	cf.Config.WorkingDir = "/layers"
-	cf.Config.Env = []string{"PATH=/cnb/process:/cnb/lifecycle:/bin", "CNB_USER_ID=" + strconv.Itoa(uid), "CNB_GROUP_ID=" + strconv.Itoa(gid)}
+	cf.Config.Env = []string{"PATH=/cnb/process:/cnb/lifecycle:/usr/local/bin:/usr/bin:/bin", "CNB_USER_ID=" + strconv.Itoa(uid), "CNB_GROUP_ID=" + strconv.Itoa(gid)}
 	return mutate.ConfigFile(img, cf)
 }
 

@@ -106,7 +106,10 @@ func RunImage(spec RunImageSpec) (v1.Image, error) {
 		{Name: "home/cnb/", Dir: true, Mode: 0o755, Owner: Ownership{spec.UID, spec.GID}},
 		{Name: "tmp/", Dir: true, Mode: 0o1777},
 	}
-	for _, applet := range []string{"sh", "cat", "echo", "ls", "env", "id"} {
+	// Enough of a userland for a CI job container too (act keeps it alive
+	// with tail; the action's setup script uses the rest).
+	for _, applet := range []string{"sh", "cat", "echo", "ls", "env", "id", "tail", "mkdir", "rm", "cp", "mv", "chmod",
+		"sleep", "uname", "expr", "dirname", "grep", "sha256sum", "pwd", "true", "false", "test", "["} {
 		files = append(files, TarFile{Name: "bin/" + applet, Linkname: "busybox"})
 	}
 	layer, err := LayerFromFiles(files)
