@@ -114,6 +114,10 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	var images []string
 	for _, t := range targets {
 		images = append(images, t.Image)
+		// Webhook tokens are secrets too: hide them before anything runs.
+		if t.Trigger != nil && t.Trigger.Webhook != nil && t.Trigger.Webhook.TokenEnv != "" {
+			rep.Mask(env.Getenv(t.Trigger.Webhook.TokenEnv))
+		}
 	}
 	reg, err := newRegistry(env, o.Insecure, images...)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -51,26 +52,35 @@ func InSandbox(ctx context.Context, binds []Bind, argv ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "unshare", append(args, argv...)...)
 }
 
-// RunImageProcess pulls ref, unpacks its filesystem into dir and starts
-// /cnb/process/<process> in a chroot as the image's user, with the image's
-// env. It returns what the process printed. No container engine needed.
-func RunImageProcess(ctx context.Context, ref, process, dir string) (string, error) {
+// Unpack pulls ref and writes its flattened filesystem under dir.
+func Unpack(ctx context.Context, ref, dir string) (*v1.ConfigFile, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	img, err := remote.Image(r, remote.WithContext(ctx))
 	if err != nil {
-		return "", fmt.Errorf("pull %s: %w", ref, err)
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	if err := untar(rc, dir); err != nil {
-		return "", fmt.Errorf("unpack %s: %w", ref, err)
+		return nil, fmt.Errorf("unpack %s: %w", ref, err)
+	}
+	return cf, nil
+}
+
+// RunImageProcess pulls ref, unpacks its filesystem into dir and starts
+// /cnb/process/<process> in a chroot as the image's user, with the image's
+// env. It returns what the process printed. No container engine needed.
+func RunImageProcess(ctx context.Context, ref, process, dir string) (string, error) {
+	cf, err := Unpack(ctx, ref, dir)
+	if err != nil {
+		return "", err
 	}
 	user := cf.Config.User
 	if user == "" {

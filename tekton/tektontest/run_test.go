@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,6 +51,11 @@ func render(t *testing.T, task *v1.Task, params v1.Params, workspaces map[string
 	ctx := context.Background()
 	tr := &v1.TaskRun{}
 	tr.Name = task.Name + "-run"
+	// The Tasks' default CIPACK_IMAGE names a public registry; the tests
+	// use the image built from this tree on the loopback registry.
+	if !slices.ContainsFunc(params, func(p v1.Param) bool { return p.Name == "CIPACK_IMAGE" }) {
+		params = append(params, str("CIPACK_IMAGE", fx.CipackImage))
+	}
 	tr.Spec.Params = params
 	tr.Spec.TaskRef = &v1.TaskRef{Name: task.Name}
 	for name := range workspaces {
@@ -88,9 +94,11 @@ func dir(t *testing.T) string {
 	return d
 }
 
-// run executes step i. image stands for the step's image: "cipack" (the
-// binary is the cipack built from this repository) or "builder" (the
-// fixture's builder: /cnb bound, its CNB_USER_ID/CNB_GROUP_ID in the env).
+// run executes step i. image says how the step's image is stood in for:
+// "cipack" (the step's image is pulled from the registry and unpacked, and
+// its command runs from there: a static binary needs nothing else) or
+// "builder" (the fixture's builder: /cnb bound, its CNB_USER_ID and
+// CNB_GROUP_ID in the env, as the builder image sets them).
 func (r *taskRun) run(t *testing.T, i int, image string) error {
 	t.Helper()
 	step := r.spec.Steps[i]
@@ -127,8 +135,12 @@ func (r *taskRun) run(t *testing.T, i int, image string) error {
 	} else {
 		argv = append(append([]string{}, step.Command...), step.Args...)
 	}
-	if image == "cipack" && argv[0] == "/usr/local/bin/cipack" {
-		argv[0] = fx.Cipack // the cipack image's entrypoint binary
+	if image == "cipack" {
+		rootfs := dir(t)
+		if _, err := testenv.Unpack(context.Background(), step.Image, rootfs); err != nil {
+			t.Fatalf("step %s image: %v", step.Name, err)
+		}
+		argv[0] = filepath.Join(rootfs, argv[0])
 	}
 	cmd := testenv.InSandbox(context.Background(), binds, argv...)
 	cmd.Env = env
@@ -182,7 +194,7 @@ func TestBuildTaskRunsAndWritesChainsResults(t *testing.T) {
 		arr("ADDITIONAL_TAGS", "v1", "stable"),
 		arr("ENV_VARS", "GREETING=from=tekton", "OTHER=a b c"),
 		str("PROCESS_TYPE", "web"),
-		str("CIPACK_IMAGE", "cipack:test"),
+		str("CIPACK_IMAGE", fx.CipackImage),
 	}, map[string]string{"source": appWorkspace(t), "cache": dir(t)})
 	if err := run.run(t, 0, "cipack"); err != nil {
 		t.Fatalf("install step: %v\n%s", err, run.output.String())
@@ -285,7 +297,7 @@ func TestRebaseTaskAfterRunImageBump(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fleet, "fleet.yaml"), []byte("images:\n  - image: "+app+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rebase := render(t, loadTask(t, "cipack-rebase.yaml"), v1.Params{str("CIPACK_IMAGE", "cipack:test")}, map[string]string{"fleet": fleet})
+	rebase := render(t, loadTask(t, "cipack-rebase.yaml"), v1.Params{str("CIPACK_IMAGE", fx.CipackImage)}, map[string]string{"fleet": fleet})
 	if err := rebase.run(t, 0, "cipack"); err != nil {
 		t.Fatalf("rebase step: %v\n%s", err, rebase.output.String())
 	}
