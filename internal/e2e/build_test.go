@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,5 +96,41 @@ func TestWarmRebuildReusesCacheAndKeepsDigest(t *testing.T) {
 	// A default build forces no process type: no entrypoint is chosen.
 	if ep := configOf(t, image).Config.Entrypoint; len(ep) != 1 || ep[0] != "/cnb/lifecycle/launcher" {
 		t.Fatalf("entrypoint %v, want the launcher with no default process", ep)
+	}
+}
+
+// Credentials from a docker config reach both cipack's checks and the
+// lifecycle (as CNB_REGISTRY_AUTH, resolved before it drops privileges):
+// the whole build goes through a registry that demands them.
+func TestDockerConfigCredentialsReachTheLifecycle(t *testing.T) {
+	needFixture(t)
+	proxy, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{User: "builder", Password: "s3cret-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	cfgDir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("builder:s3cret-pw"))
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(`{"auths":{"`+proxy.Host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := proxy.Host + "/authed/run:v1"
+	img, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "authed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testenv.Push(t.Context(), fx.Registry.Host+"/authed/run:v1", img); err != nil {
+		t.Fatal(err)
+	}
+	image := proxy.Host + "/authed/app:latest"
+	r := cipackBuild(t, "authed", []string{"DOCKER_CONFIG=" + cfgDir}, "--image", image, "--run-image", run)
+	if r.code != 0 {
+		t.Fatalf("build through an authenticating registry: %d\n%s", r.code, r.stderr)
+	}
+	if got := strings.TrimSpace(r.stdout); !strings.HasSuffix(got, "@"+head(t, fx.Registry.Host+"/authed/app:latest").String()) {
+		t.Fatalf("printed %q", got)
+	}
+	if strings.Contains(r.stderr, "s3cret-pw") || strings.Contains(r.stderr, auth) {
+		t.Fatal("credentials reached the log")
 	}
 }

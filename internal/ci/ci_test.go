@@ -1,0 +1,81 @@
+package ci
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) Getenv { return func(k string) string { return m[k] } }
+
+func TestDetect(t *testing.T) {
+	var log strings.Builder
+	for want, e := range map[string]map[string]string{
+		"github": {"GITHUB_ACTIONS": "true"},
+		"tekton": {"CIPACK_TEKTON_RESULTS_DIR": "/tekton/results/IMAGE_URL/.."},
+		"plain":  {},
+	} {
+		if got := Detect(env(e), &log).Name(); got != want {
+			t.Errorf("%v → %s, want %s", e, got, want)
+		}
+	}
+}
+
+func TestTektonWritesDeclaredResultsOnly(t *testing.T) {
+	dir := t.TempDir()
+	var log strings.Builder
+	rep := Detect(env(map[string]string{"CIPACK_TEKTON_RESULTS_DIR": filepath.Join(dir, "IMAGE_URL") + "/.."}), &log)
+	if err := rep.Outputs(map[string]string{"image": "r/app:latest", "digest": "sha256:abc", "image-ref": "r/app@sha256:abc", "rebase": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"IMAGE_URL": "r/app:latest", "IMAGE_DIGEST": "sha256:abc", "REBASED": "2"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(b) != want {
+			t.Errorf("%s = %q (%v), want %q", name, b, err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("only declared results may be written, got %d files", len(entries))
+	}
+	rep.Error("--env", errors.New("bad"))
+	if !strings.Contains(log.String(), "Task param ENV_VARS is at fault: bad") {
+		t.Errorf("log %q", log.String())
+	}
+}
+
+func TestGitHubOutputsSummaryGroupsAndAnnotations(t *testing.T) {
+	dir := t.TempDir()
+	out, summary := filepath.Join(dir, "out"), filepath.Join(dir, "summary")
+	for _, f := range []string{out, summary} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log strings.Builder
+	rep := Detect(env(map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": out, "GITHUB_STEP_SUMMARY": summary}), &log)
+	rep.Mask("hunter2")
+	rep.PhaseStart("detecting")
+	rep.PhaseEnd("detecting", time.Second)
+	if err := rep.Outputs(map[string]string{"digest": "sha256:abc", "tags": "a:1\na:2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Summary("### cipack build\n"); err != nil {
+		t.Fatal(err)
+	}
+	rep.Error("--image", errors.New("no image given"))
+	for _, want := range []string{"::add-mask::hunter2", "::group::detecting", "::endgroup::", "::error title=input image::no image given"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+	b, _ := os.ReadFile(out)
+	if !strings.Contains(string(b), "digest<<") || !strings.Contains(string(b), "a:1\na:2") {
+		t.Errorf("GITHUB_OUTPUT: %q", b)
+	}
+	if b, _ := os.ReadFile(summary); !strings.HasPrefix(string(b), "### cipack build\n") {
+		t.Errorf("summary %q", b)
+	}
+}
