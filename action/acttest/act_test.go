@@ -13,9 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/cipack/cipack/internal/testenv"
 )
 
@@ -207,19 +204,6 @@ func pushed(t *testing.T, out string) (string, string) {
 	return m[1], m[3]
 }
 
-func headDigest(t *testing.T, ref string) string {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := remote.Head(r)
-	if err != nil {
-		t.Fatalf("HEAD %s: %v", ref, err)
-	}
-	return d.Digest.String()
-}
-
 func TestBuildExampleOnPush(t *testing.T) {
 	needFixture(t)
 	image := fx.Registry.Host + "/gha/app:latest"
@@ -229,8 +213,8 @@ func TestBuildExampleOnPush(t *testing.T) {
 		t.Fatalf("act exited %d:\n%s", res.code, res.out)
 	}
 	repoName, digest := pushed(t, res.out)
-	if repoName != fx.Registry.Host+"/gha/app" || headDigest(t, image) != digest {
-		t.Fatalf("outputs say %s@%s, the registry has %s", repoName, digest, headDigest(t, image))
+	if repoName != fx.Registry.Host+"/gha/app" || testenv.MustHead(t, image).String() != digest {
+		t.Fatalf("outputs say %s@%s, the registry has %s", repoName, digest, testenv.MustHead(t, image).String())
 	}
 	for _, want := range []string{"Summary - ### cipack build", "| Digest | `" + digest + "` |", "| cipack-examples/shell | 0.0.1 |", "| exporting |",
 		"::group::detecting", "cipack: building from"} {
@@ -296,7 +280,7 @@ func TestBuildActionMasksRegistryPassword(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("act exited %d:\n%s", res.code, res.out)
 	}
-	if _, digest := pushed(t, res.out); headDigest(t, fx.Registry.Host+"/gha/private:latest") != digest {
+	if _, digest := pushed(t, res.out); testenv.MustHead(t, fx.Registry.Host+"/gha/private:latest").String() != digest {
 		t.Fatal("the digest output is not the registry's")
 	}
 	if strings.Contains(res.out, password) {

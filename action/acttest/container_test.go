@@ -124,7 +124,7 @@ func TestBuildExampleInContainerJob(t *testing.T) {
 		t.Fatalf("act: %v\n%s", err, out)
 	}
 	_, digest := pushed(t, string(out))
-	if headDigest(t, image) != digest {
+	if testenv.MustHead(t, image).String() != digest {
 		t.Fatal("the digest output is not the registry's")
 	}
 	if !strings.Contains(string(out), "cipack: using /usr/local/bin/cipack from PATH") {

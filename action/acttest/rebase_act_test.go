@@ -28,7 +28,7 @@ func buildApp(t *testing.T, image, runImage string) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", image, err, out)
 	}
-	return headDigest(t, image)
+	return testenv.MustHead(t, image).String()
 }
 
 func pushRunImage(t *testing.T, ref, version string) {
@@ -114,7 +114,7 @@ func TestRebaseExampleOnScheduleAndDispatch(t *testing.T) {
 	if !strings.Contains(res.out, "rebased 1, rebuild 1") || !strings.Contains(res.out, "dry run: nothing pushed") {
 		t.Fatalf("dry run report missing:\n%s", res.out)
 	}
-	if headDigest(t, appA) != oldA || len(receiver.bodies) != 0 {
+	if testenv.MustHead(t, appA).String() != oldA || len(receiver.bodies) != 0 {
 		t.Fatal("a dry run pushed or dispatched")
 	}
 
@@ -123,7 +123,7 @@ func TestRebaseExampleOnScheduleAndDispatch(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("schedule: act exited %d\n%s", res.code, res.out)
 	}
-	newA := headDigest(t, appA)
+	newA := testenv.MustHead(t, appA).String()
 	if newA == oldA {
 		t.Fatal("app A was not rebased")
 	}
@@ -135,7 +135,7 @@ func TestRebaseExampleOnScheduleAndDispatch(t *testing.T) {
 	if strings.Contains(res.out, "dispatch-token-123") {
 		t.Error("the dispatch token reached the log")
 	}
-	if headDigest(t, appB) != oldB {
+	if testenv.MustHead(t, appB).String() != oldB {
 		t.Fatal("a rebuild verdict must not push")
 	}
 	receiver.mu.Lock()
@@ -173,7 +173,7 @@ func TestRebaseExampleOnScheduleAndDispatch(t *testing.T) {
 	if !strings.Contains(res.out, "rebuilding "+appB+" because BUILDPACK") {
 		t.Fatalf("the receiver did not read the payload:\n%s", res.out)
 	}
-	if _, digest := pushed(t, res.out); headDigest(t, appB) != digest {
+	if _, digest := pushed(t, res.out); testenv.MustHead(t, appB).String() != digest {
 		t.Fatal("the rebuilt image's digest output is not the registry's")
 	}
 }

@@ -44,7 +44,7 @@ func BenchmarkRebaseOne(b *testing.B) {
 		b.Fatalf("build: %s", r.stderr)
 	}
 	pushRun(b, run, "v2", testenv.StackID)
-	original := pull(b, app)
+	original := testenv.MustPull(b, app)
 	layers, _ := original.Layers()
 	layerDigests := map[string]bool{}
 	for _, l := range layers {
@@ -138,7 +138,7 @@ func BenchmarkNoDriftSweep(b *testing.B) {
 		if res := cipackBuild(b, "bench-sweep", nil, "--image", app, "--run-image", run); res.code != 0 {
 			b.Fatalf("build: %s", res.stderr)
 		}
-		img := pull(b, app)
+		img := testenv.MustPull(b, app)
 		// Copies in their own repositories (blobs are mounted, not sent).
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 8)
@@ -198,13 +198,13 @@ func BenchmarkNoDriftSweep(b *testing.B) {
 // naiveSweep is the anchor: one image at a time, no sharing.
 func naiveSweep(b *testing.B, refs []string) {
 	for _, ref := range refs {
-		app := pull(b, ref)
+		app := testenv.MustPull(b, ref)
 		cf, err := app.ConfigFile()
 		if err != nil {
 			b.Fatal(err)
 		}
 		run := runImageOf(b, cf.Config.Labels["io.buildpacks.lifecycle.metadata"])
-		runImg := pull(b, run)
+		runImg := testenv.MustPull(b, run)
 		if _, err := runImg.ConfigFile(); err != nil {
 			b.Fatal(err)
 		}

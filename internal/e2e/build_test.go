@@ -26,10 +26,10 @@ func TestBuildExampleAppPushesRunnableImage(t *testing.T) {
 		t.Fatalf("cipack build exited %d\n%s", r.code, r.stderr)
 	}
 	res := mustJSON(t, r.stdout)
-	if got := head(t, image).String(); got != res.Digest {
+	if got := testenv.MustHead(t, image).String(); got != res.Digest {
 		t.Fatalf("registry digest %s, cipack said %s", got, res.Digest)
 	}
-	if got := head(t, fx.Registry.Host+"/e2e/app:v1").String(); got != res.Digest {
+	if got := testenv.MustHead(t, fx.Registry.Host+"/e2e/app:v1").String(); got != res.Digest {
 		t.Fatalf("tag v1 digest %s, want %s", got, res.Digest)
 	}
 	if !strings.HasSuffix(res.ImageRef, "@"+res.Digest) || res.PlatformAPI != "0.15" {
@@ -42,7 +42,7 @@ func TestBuildExampleAppPushesRunnableImage(t *testing.T) {
 		t.Fatalf("lifecycle logs must go to stderr only; stdout:\n%s", r.stdout)
 	}
 
-	cf := configOf(t, image)
+	cf := testenv.MustConfig(t, image)
 	var md struct {
 		RunImage struct {
 			Reference string `json:"reference"`
@@ -94,7 +94,7 @@ func TestWarmRebuildReusesCacheAndKeepsDigest(t *testing.T) {
 		t.Fatalf("nothing changed, yet the digest moved: %s → %s", a, b)
 	}
 	// A default build forces no process type: no entrypoint is chosen.
-	if ep := configOf(t, image).Config.Entrypoint; len(ep) != 1 || ep[0] != "/cnb/lifecycle/launcher" {
+	if ep := testenv.MustConfig(t, image).Config.Entrypoint; len(ep) != 1 || ep[0] != "/cnb/lifecycle/launcher" {
 		t.Fatalf("entrypoint %v, want the launcher with no default process", ep)
 	}
 }
@@ -127,7 +127,7 @@ func TestDockerConfigCredentialsReachTheLifecycle(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("build through an authenticating registry: %d\n%s", r.code, r.stderr)
 	}
-	if got := strings.TrimSpace(r.stdout); !strings.HasSuffix(got, "@"+head(t, fx.Registry.Host+"/authed/app:latest").String()) {
+	if got := strings.TrimSpace(r.stdout); !strings.HasSuffix(got, "@"+testenv.MustHead(t, fx.Registry.Host+"/authed/app:latest").String()) {
 		t.Fatalf("printed %q", got)
 	}
 	if strings.Contains(r.stderr, "s3cret-pw") || strings.Contains(r.stderr, auth) {

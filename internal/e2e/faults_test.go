@@ -121,7 +121,7 @@ func TestRebaseSurvivesRegistryFaults(t *testing.T) {
 	f.mode.Store("stable-tag-broken")
 	before := map[string]string{}
 	for _, app := range apps {
-		before[app] = head(t, app).String()
+		before[app] = testenv.MustHead(t, app).String()
 	}
 	r, code, _ = cipackRebase(t, "images:\n  - image: "+apps[0]+"\n    tags: ["+h+"/faults/a:stable]\n  - image: "+apps[1]+"\n", nil)
 	if code != exit.SomeFailed {
@@ -130,13 +130,13 @@ func TestRebaseSurvivesRegistryFaults(t *testing.T) {
 	if v, _, _, e, _ := r.byImage(t, apps[0]); v != "error" || !strings.Contains(e, "put back") {
 		t.Fatalf("app a: %s %q", v, e)
 	}
-	if got := head(t, apps[0]).String(); got != before[apps[0]] {
+	if got := testenv.MustHead(t, apps[0]).String(); got != before[apps[0]] {
 		t.Fatalf("a:latest moved to %s although a:stable could not: tags half-moved", got)
 	}
-	if got := head(t, h+"/faults/a:stable").String(); got != before[apps[0]] {
+	if got := testenv.MustHead(t, h+"/faults/a:stable").String(); got != before[apps[0]] {
 		t.Fatalf("a:stable moved")
 	}
-	if v, _, _, _, d := r.byImage(t, apps[1]); v != "rebase" || head(t, apps[1]).String() != d {
+	if v, _, _, _, d := r.byImage(t, apps[1]); v != "rebase" || testenv.MustHead(t, apps[1]).String() != d {
 		t.Fatalf("app b should be rebased despite a's failure: %s", v)
 	}
 

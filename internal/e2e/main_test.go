@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cipack/cipack/internal/testenv"
@@ -94,36 +93,6 @@ func mustJSON(t testing.TB, s string) buildResult {
 		t.Fatalf("stdout is not the JSON result: %v\n%s", err, s)
 	}
 	return r
-}
-
-func head(t testing.TB, ref string) v1.Hash {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := remote.Head(r)
-	if err != nil {
-		t.Fatalf("HEAD %s: %v", ref, err)
-	}
-	return d.Digest
-}
-
-func configOf(t testing.TB, ref string) *v1.ConfigFile {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cf
 }
 
 // tags lists a repository's tags; a repository that does not exist has none.

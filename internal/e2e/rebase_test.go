@@ -14,10 +14,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/testenv"
@@ -97,7 +95,7 @@ func newRebaseWorld(t *testing.T, prefix string) rebaseWorld {
 		t.Fatal(err)
 	}
 	// An app whose buildpacks forbid rebasing.
-	img := pull(t, w.appB)
+	img := testenv.MustPull(t, w.appB)
 	cf, _ := img.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.Config.Labels["io.buildpacks.rebasable"] = "false"
@@ -124,19 +122,6 @@ func pushRun(t testing.TB, ref, version, stack string) v1.Hash {
 	return d
 }
 
-func pull(t testing.TB, ref string) v1.Image {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
 func TestRebaseSweep(t *testing.T) {
 	needFixture(t)
 	w := newRebaseWorld(t, "sweep")
@@ -151,7 +136,7 @@ images:
 `
 	before := map[string]string{}
 	for _, ref := range []string{w.appA, w.appAStable, w.appB, w.noRebase} {
-		before[ref] = head(t, ref).String()
+		before[ref] = testenv.MustHead(t, ref).String()
 	}
 
 	// Nothing moved: everything is up to date, nothing is pushed.
@@ -175,14 +160,14 @@ images:
 		t.Fatalf("not-rebasable image: %s %s", v, reason)
 	}
 	for ref, d := range before {
-		if got := head(t, ref).String(); got != d {
+		if got := testenv.MustHead(t, ref).String(); got != d {
 			t.Fatalf("dry run moved %s: %s → %s", ref, d, got)
 		}
 	}
 
 	// Anchor: the lifecycle's own rebaser binary on a copy of app A.
 	binCopy := fx.Registry.Host + "/sweep/a-by-rebaser:latest"
-	if _, err := testenv.Push(context.Background(), binCopy, pull(t, w.appA)); err != nil {
+	if _, err := testenv.Push(context.Background(), binCopy, testenv.MustPull(t, w.appA)); err != nil {
 		t.Fatal(err)
 	}
 	runRebaserBinary(t, binCopy, w.run)
@@ -197,16 +182,16 @@ images:
 		t.Fatalf("app A: reason %s digest %s", reason, newA)
 	}
 	for _, ref := range []string{w.appA, w.appAStable} {
-		if got := head(t, ref).String(); got != newA {
+		if got := testenv.MustHead(t, ref).String(); got != newA {
 			t.Fatalf("%s is on %s, want the new digest %s", ref, got, newA)
 		}
 	}
-	if got := head(t, w.noRebase).String(); got != before[w.noRebase] {
+	if got := testenv.MustHead(t, w.noRebase).String(); got != before[w.noRebase] {
 		t.Fatal("a not-rebasable image was moved")
 	}
 
 	// Same CNB metadata as the rebaser binary's result, same layers.
-	ours, theirs := configOf(t, w.appA), configOf(t, binCopy)
+	ours, theirs := testenv.MustConfig(t, w.appA), testenv.MustConfig(t, binCopy)
 	for _, l := range []string{"io.buildpacks.lifecycle.metadata", "io.buildpacks.build.metadata", "io.buildpacks.base.id", "io.buildpacks.stack.id"} {
 		if ours.Config.Labels[l] != theirs.Config.Labels[l] {
 			t.Errorf("label %s differs from the rebaser binary's:\ncipack:  %s\nrebaser: %s", l, ours.Config.Labels[l], theirs.Config.Labels[l])
@@ -215,15 +200,15 @@ images:
 	if strings.Join(diffIDs(ours), ",") != strings.Join(diffIDs(theirs), ",") {
 		t.Errorf("layers differ from the rebaser binary's")
 	}
-	if d := head(t, binCopy).String(); d != newA {
+	if d := testenv.MustHead(t, binCopy).String(); d != newA {
 		t.Errorf("digest %s differs from the rebaser binary's %s for the same inputs", newA, d)
 	}
 	// The app layers are the old ones; the base is the new one.
-	oldLayers := diffIDs(configOf(t, w.noRebase)) // same app, still on the old base
+	oldLayers := diffIDs(testenv.MustConfig(t, w.noRebase)) // same app, still on the old base
 	if strings.Join(diffIDs(ours)[1:], ",") != strings.Join(oldLayers[1:], ",") {
 		t.Fatalf("app layers changed in the rebase:\nold %v\nnew %v", oldLayers, diffIDs(ours))
 	}
-	runTop := configOf(t, w.run).RootFS.DiffIDs
+	runTop := testenv.MustConfig(t, w.run).RootFS.DiffIDs
 	if got := ours.RootFS.DiffIDs[0]; got != runTop[len(runTop)-1] {
 		t.Fatalf("rebased image's base layer %s is not the new run image's %s", got, runTop[len(runTop)-1])
 	}
@@ -241,7 +226,7 @@ images:
 	if code != 0 || r.Counts["up-to-date"] != 2 || r.Counts["skipped"] != 2 || r.Counts["rebase"] != 0 {
 		t.Fatalf("second sweep: exit %d counts %v", code, r.Counts)
 	}
-	if got := head(t, w.appA).String(); got != newA {
+	if got := testenv.MustHead(t, w.appA).String(); got != newA {
 		t.Fatalf("second sweep moved app A again")
 	}
 }
@@ -343,7 +328,7 @@ func TestRebaseVerdictsAndErrorsPerImage(t *testing.T) {
   - image: 127.0.0.1:` + strconv.Itoa(dead) + `/verdicts/a:latest
   - image: ` + w.noRebase + `
 `
-	beforeA, beforeB := head(t, w.appA).String(), head(t, w.appB).String()
+	beforeA, beforeB := testenv.MustHead(t, w.appA).String(), testenv.MustHead(t, w.appB).String()
 	r, code, stderr := cipackRebase(t, fleet, []string{"HOOK_TOKEN=hook-secret"})
 	if code != exit.SomeFailed {
 		t.Fatalf("exit %d, want %d (some images failed)\n%s", code, exit.SomeFailed, stderr)
@@ -363,7 +348,7 @@ func TestRebaseVerdictsAndErrorsPerImage(t *testing.T) {
 	if v, _, _, _, _ := r.byImage(t, w.noRebase); v != "up-to-date" {
 		t.Fatalf("not-rebasable, nothing moved: %s", v)
 	}
-	if head(t, w.appA).String() != beforeA || head(t, w.appB).String() != beforeB {
+	if testenv.MustHead(t, w.appA).String() != beforeA || testenv.MustHead(t, w.appB).String() != beforeB {
 		t.Fatal("rebuild verdicts must not push anything")
 	}
 	hook.mu.Lock()

@@ -59,7 +59,7 @@ func Sweep(ctx context.Context, targets []Target, opts Options, d Deps) []Outcom
 	if jobs < 1 {
 		jobs = 1
 	}
-	s := &sweep{opts: opts, d: d, runs: map[string]*runEntry{}, builders: map[string]*builderEntry{}}
+	s := &sweep{opts: opts, d: d}
 	out := make([]Outcome, len(targets))
 	sem := make(chan struct{}, jobs)
 	var wg sync.WaitGroup
@@ -79,28 +79,44 @@ func Sweep(ctx context.Context, targets []Target, opts Options, d Deps) []Outcom
 }
 
 type sweep struct {
-	opts     Options
-	d        Deps
-	mu       sync.Mutex
-	runs     map[string]*runEntry
-	builders map[string]*builderEntry
+	opts Options
+	d    Deps
+	// Lookups shared by all images of a sweep, each done at most once.
+	runDigests memo[string]    // run image → digest (one HEAD)
+	runConfigs memo[runConfig] // run image → config, only when needed
+	builders   memo[*Builder]  // builder → its buildpacks
 }
 
-// runEntry caches one run image: its digest (one HEAD), and its config
-// only if some image turns out to be on another digest.
-type runEntry struct {
-	headOnce, cfgOnce sync.Once
-	digest            string
-	headErr           error
-	state             RunImage
-	img               v1.Image
-	cfgErr            error
+type runConfig struct {
+	state RunImage
+	img   v1.Image
 }
 
-type builderEntry struct {
+// memo runs a lookup once per key, however many goroutines ask.
+type memo[T any] struct {
+	mu sync.Mutex
+	m  map[string]*memoEntry[T]
+}
+
+type memoEntry[T any] struct {
 	once sync.Once
-	b    *Builder
+	v    T
 	err  error
+}
+
+func (m *memo[T]) get(key string, lookup func() (T, error)) (T, error) {
+	m.mu.Lock()
+	if m.m == nil {
+		m.m = map[string]*memoEntry[T]{}
+	}
+	e, ok := m.m[key]
+	if !ok {
+		e = &memoEntry[T]{}
+		m.m[key] = e
+	}
+	m.mu.Unlock()
+	e.once.Do(func() { e.v, e.err = lookup() })
+	return e.v, e.err
 }
 
 func (s *sweep) one(ctx context.Context, t Target) Outcome {
@@ -201,55 +217,40 @@ func pickRunImage(in *Inspected, t Target) string {
 // another digest.
 func (s *sweep) runImage(ctx context.Context, ref name.Reference, in *Inspected) (RunImage, v1.Image, error) {
 	key := ref.String()
-	s.mu.Lock()
-	e, ok := s.runs[key]
-	if !ok {
-		e = &runEntry{}
-		s.runs[key] = e
-	}
-	s.mu.Unlock()
-	e.headOnce.Do(func() {
+	digest, err := s.runDigests.get(key, func() (string, error) {
 		desc, err := s.d.Registry.Head(ctx, ref)
 		if err != nil {
-			e.headErr = fmt.Errorf("run image: %w", err)
-			return
+			return "", fmt.Errorf("run image: %w", err)
 		}
-		e.digest = desc.Digest.String()
+		return desc.Digest.String(), nil
 	})
-	if e.headErr != nil {
-		return RunImage{}, nil, e.headErr
+	if err != nil {
+		return RunImage{}, nil, err
 	}
-	if strings.HasSuffix(in.RecordedRef, "@"+e.digest) {
+	if strings.HasSuffix(in.RecordedRef, "@"+digest) {
 		// Built on exactly this run image: nothing to compare.
-		return RunImage{Ref: key, Digest: e.digest, TopLayer: in.App.RunImageTop}, nil, nil
+		return RunImage{Ref: key, Digest: digest, TopLayer: in.App.RunImageTop}, nil, nil
 	}
-	e.cfgOnce.Do(func() {
-		e.state, e.img, e.cfgErr = ReadRunImage(ctx, s.d.Registry, ref, e.digest)
-		if e.cfgErr != nil {
-			e.cfgErr = fmt.Errorf("run image: %w", e.cfgErr)
+	cfg, err := s.runConfigs.get(key, func() (runConfig, error) {
+		state, img, err := ReadRunImage(ctx, s.d.Registry, ref, digest)
+		if err != nil {
+			return runConfig{}, fmt.Errorf("run image: %w", err)
 		}
+		return runConfig{state, img}, nil
 	})
-	return e.state, e.img, e.cfgErr
+	return cfg.state, cfg.img, err
 }
 
 func (s *sweep) builder(ctx context.Context, ref string) (*Builder, error) {
-	s.mu.Lock()
-	e, ok := s.builders[ref]
-	if !ok {
-		e = &builderEntry{}
-		s.builders[ref] = e
-	}
-	s.mu.Unlock()
-	e.once.Do(func() {
+	return s.builders.get(ref, func() (*Builder, error) {
 		r, err := s.d.Registry.Parse(ref)
 		if err != nil {
-			e.err = fmt.Errorf("builder %q: %w", ref, err)
-			return
+			return nil, fmt.Errorf("builder %q: %w", ref, err)
 		}
-		e.b, e.err = ReadBuilder(ctx, s.d.Registry, r)
-		if e.err != nil {
-			e.err = fmt.Errorf("builder: %w", e.err)
+		b, err := ReadBuilder(ctx, s.d.Registry, r)
+		if err != nil {
+			return nil, fmt.Errorf("builder: %w", err)
 		}
+		return b, nil
 	})
-	return e.b, e.err
 }
