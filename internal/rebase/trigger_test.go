@@ -1,0 +1,88 @@
+package rebase
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cipack/cipack/internal/config"
+)
+
+func TestWebhookRetriesBoundedAndShapesBody(t *testing.T) {
+	var calls atomic.Int32
+	var lastBody map[string]any
+	var lastAuth string
+	status := []int{503, 429, 202}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		_ = json.NewDecoder(r.Body).Decode(&lastBody)
+		lastAuth = r.Header.Get("Authorization")
+		w.WriteHeader(status[min(int(n)-1, len(status)-1)])
+	}))
+	defer srv.Close()
+	w := &Webhook{Client: srv.Client(), Getenv: func(k string) string { return map[string]string{"TOK": "t0k"}[k] },
+		Attempts: 3, Backoff: time.Millisecond, Timeout: time.Second}
+	p := Payload{Image: "r/app:latest", Digest: "sha256:1", Verdict: "rebuild", Reason: "BUILDPACK"}
+
+	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL, TokenEnv: "TOK", EventType: "cipack-rebuild"}}, p); err != nil {
+		t.Fatalf("503, 429, then 202 should succeed on the third try: %v", err)
+	}
+	if calls.Load() != 3 || lastAuth != "Bearer t0k" || lastBody["event_type"] != "cipack-rebuild" {
+		t.Fatalf("calls %d auth %q body %v", calls.Load(), lastAuth, lastBody)
+	}
+	if cp, _ := lastBody["client_payload"].(map[string]any); cp["image"] != "r/app:latest" || cp["reason"] != "BUILDPACK" {
+		t.Fatalf("client_payload %v", lastBody["client_payload"])
+	}
+
+	calls.Store(0)
+	status = []int{500}
+	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL}}, p); err == nil || calls.Load() != 3 {
+		t.Fatalf("a receiver that always fails: %v after %d calls, want an error after 3", err, calls.Load())
+	}
+	if lastBody["image"] != "r/app:latest" || lastAuth != "" {
+		t.Fatalf("plain payload %v, auth %q", lastBody, lastAuth)
+	}
+
+	calls.Store(0)
+	status = []int{401}
+	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL}}, p); err == nil || calls.Load() != 1 || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("a 401 is not retried and says to check the token: %v after %d calls", err, calls.Load())
+	}
+
+	err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL, TokenEnv: "MISSING"}}, p)
+	if err == nil || !strings.Contains(err.Error(), "MISSING is empty") {
+		t.Fatalf("an unset token variable must be named: %v", err)
+	}
+}
+
+func TestReportTableAndMarkdown(t *testing.T) {
+	outcomes := []Outcome{
+		{Image: "r/a:latest", Verdict: Rebase, Reason: ReasonStack, OldDigest: "sha256:aaaaaaaaaaaaaaaa", NewDigest: "sha256:bbbbbbbbbbbbbbbb", Applied: true},
+		{Image: "r/b:latest", Verdict: Rebuild, Reason: ReasonBuildpack, Detail: "bp 1 → 2", Triggered: true},
+		{Image: "r/c:latest", Verdict: Failed, Error: "registry unreachable"},
+		{Image: "r/d:latest", Verdict: UpToDate},
+	}
+	r := NewReport(outcomes, false, time.Second)
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"IMAGE", "r/a:latest", "sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb", "rebuild triggered: bp 1 → 2", "registry unreachable",
+		"4 images: 1 up-to-date, 1 rebase, 1 rebuild, 0 skipped, 1 error"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	md := r.Markdown()
+	if !strings.Contains(md, "| `r/a:latest` | rebase | STACK |") || !strings.Contains(md, "**registry unreachable**") {
+		t.Errorf("markdown:\n%s", md)
+	}
+	if r.Failed() != 1 || r.Pending() != 2 || r.Moved()["r/a:latest"] != "sha256:bbbbbbbbbbbbbbbb" {
+		t.Errorf("failed %d pending %d moved %v", r.Failed(), r.Pending(), r.Moved())
+	}
+}
