@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -105,12 +106,42 @@ func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
 }
 
 // CheckPush verifies that the credentials may push to ref's repository
-// without writing anything that a user could see (no manifest, no tag).
+// without writing anything that a user could see (no manifest, no tag): it
+// opens a blob upload with a push-scoped token and cancels it, as
+// go-containerregistry's CheckPushPermission does, but bounded by ctx.
 func (c *Client) CheckPush(ctx context.Context, ref name.Reference) error {
-	if err := remote.CheckPushPermission(ref, c.keychain, c.transport); err != nil {
+	repo := ref.Context()
+	auth, err := authn.Resolve(ctx, c.keychain, repo)
+	if err != nil {
+		return fmt.Errorf("resolve credentials for %s: %w", repo.RegistryStr(), err)
+	}
+	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, c.transport, []string{repo.Scope(transport.PushScope)})
+	if err != nil {
 		return Classify(ref.String(), "push", err)
 	}
-	_ = ctx // CheckPushPermission takes no context; it makes two bounded requests.
+	client := &http.Client{Transport: tr}
+	u := url.URL{Scheme: repo.Registry.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/blobs/uploads/"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return Classify(ref.String(), "push", err)
+	}
+	defer resp.Body.Close()
+	if err := transport.CheckError(resp, http.StatusAccepted); err != nil {
+		return Classify(ref.String(), "push", err)
+	}
+	// Give the upload session back (best effort: a failure here says
+	// nothing about the push permission).
+	if loc, err := resp.Location(); err == nil {
+		if req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil); err == nil {
+			if resp, err := client.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
 	return nil
 }
 
