@@ -134,3 +134,23 @@ func TestDockerConfigCredentialsReachTheLifecycle(t *testing.T) {
 		t.Fatal("credentials reached the log")
 	}
 }
+
+// The same warm rebuild with the cache kept in an image instead of a dir.
+func TestCacheImageKeepsTheCacheBetweenBuilds(t *testing.T) {
+	needFixture(t)
+	image, cache := fx.Registry.Host+"/e2e/cached:latest", fx.Registry.Host+"/e2e/cached-cache:latest"
+	first := cipackBuild(t, "ci1", nil, "--image", image, "--cache-image", cache)
+	if first.code != 0 || !strings.Contains(first.stderr, "created cache layer") {
+		t.Fatalf("first build: %d\n%s", first.code, first.stderr)
+	}
+	if len(tags(t, fx.Registry.Host+"/e2e/cached-cache")) == 0 {
+		t.Fatal("no cache image was written")
+	}
+	second := cipackBuild(t, "ci2", nil, "--image", image, "--cache-image", cache)
+	if second.code != 0 || !strings.Contains(second.stderr, "reused cached layer") {
+		t.Fatalf("second build should restore the layer from the cache image: %d\n%s", second.code, second.stderr)
+	}
+	if first.stdout != second.stdout {
+		t.Fatalf("digest moved: %s → %s", first.stdout, second.stdout)
+	}
+}
