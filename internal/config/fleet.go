@@ -125,7 +125,7 @@ func (f *Fleet) validate(path string) error {
 		if img.Image == "" {
 			return fail(path, img.Line, key+".image", "missing", "every entry needs the image reference to watch")
 		}
-		if err := checkRef(path, img.Line, key+".image", img.Image); err != nil {
+		if err := checkTag(path, img.Line, key+".image", img.Image); err != nil {
 			return err
 		}
 		if prev, dup := seen[img.Image]; dup {
@@ -133,7 +133,7 @@ func (f *Fleet) validate(path string) error {
 		}
 		seen[img.Image] = i
 		for j, t := range img.Tags {
-			if err := checkRef(path, img.Line, fmt.Sprintf("%s.tags[%d]", key, j), t); err != nil {
+			if err := checkTag(path, img.Line, fmt.Sprintf("%s.tags[%d]", key, j), t); err != nil {
 				return err
 			}
 		}
@@ -192,6 +192,18 @@ func checkRef(path string, line int, key, ref string) error {
 	}
 	if _, err := name.ParseReference(ref); err != nil {
 		return fail(path, line, key, fmt.Sprintf("%q is not an image reference", ref), "use registry.example/team/app:tag")
+	}
+	return nil
+}
+
+// checkTag accepts a tag reference only: rebase moves tags, and a digest
+// cannot move.
+func checkTag(path string, line int, key, ref string) error {
+	if err := checkRef(path, line, key, ref); err != nil {
+		return err
+	}
+	if _, err := name.NewDigest(ref); err == nil {
+		return fail(path, line, key, fmt.Sprintf("%q is a digest", ref), "list a tag (registry.example/team/app:latest): rebase moves tags to the new digest")
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"missing image", "images:\n  - tags: [r.example/a:v1]\n", "fleet.yaml:2: images[0].image: missing"},
 		{"bad ref", "images:\n  - image: r.example/a\n  - image: NOT VALID\n", "fleet.yaml:3: images[1].image: \"NOT VALID\" is not an image reference"},
 		{"bad tag", "images:\n  - image: r.example/a\n    tags: ['r.example/a:bad tag']\n", "images[0].tags[0]"},
+		{"digest image", "images:\n  - image: r.example/a@sha256:0123456789012345678901234567890123456789012345678901234567890123\n", "images[0].image: \"r.example/a@sha256"},
+		{"digest tag", "images:\n  - image: r.example/a\n    tags: ['r.example/a@sha256:0123456789012345678901234567890123456789012345678901234567890123']\n", "is a digest"},
 		{"duplicate", "images:\n  - image: r.example/a\n  - image: r.example/a\n", "listed twice"},
 		{"bad webhook", "images:\n  - image: r.example/a\n    trigger: {webhook: {url: 'ftp://x'}}\n", "images[0].trigger.webhook.url"},
 		{"token in tokenEnv", "defaults:\n  trigger: {webhook: {url: 'https://x.example/h', tokenEnv: 'ghp_abc-def'}}\nimages:\n  - image: r.example/a\n", "defaults.trigger.webhook.tokenEnv"},

@@ -197,14 +197,20 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 }
 
 // pickRunImage chooses which run image name to check: the fleet's
-// override, else a mirror in the app's own registry (as the lifecycle
-// does), else the recorded name.
+// override, else a name in the app's own registry (as the lifecycle picks
+// mirrors), else the recorded name. The fleet's extra mirrors are only
+// candidates when the entry allows renaming: rebasing onto a name the
+// image does not record rewrites its metadata.
 func pickRunImage(in *Inspected, t Target) string {
 	if t.RunImage != "" {
 		return t.RunImage
 	}
 	reg := in.Ref.Context().RegistryStr()
-	for _, m := range append(append([]string{in.App.RunImageName}, in.App.RunImageMirrors...), t.RunImageMirrors...) {
+	names := append([]string{in.App.RunImageName}, in.App.RunImageMirrors...)
+	if t.AllowRunImageRename {
+		names = append(names, t.RunImageMirrors...)
+	}
+	for _, m := range names {
 		if r, err := name.ParseReference(m); err == nil && r.Context().RegistryStr() == reg {
 			return m
 		}
