@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cipack/cipack/internal/testenv"
+)
+
+// The README's flag tables list exactly the commands' flags.
+func TestREADMEFlagTablesMatchCommands(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		heading string
+		cmd     *cobra.Command
+	}{
+		{"## `cipack build`", newBuildCmd(Env{})},
+		{"## `cipack rebase` — the scheduled companion", newRebaseCmd(Env{})},
+	} {
+		section, ok := testenv.MarkdownSection(string(readme), c.heading)
+		if !ok {
+			t.Fatalf("README has no %q", c.heading)
+		}
+		got := testenv.TableNames(section, "| Flag |")
+		var want []string
+		c.cmd.Flags().VisitAll(func(f *pflag.Flag) { want = append(want, "--"+f.Name) })
+		for i, g := range got {
+			// "--uid` / `--gid" rows document two flags.
+			if g == "--uid" {
+				got = append(got, "--gid")
+			}
+			if g == "IMAGE..." {
+				got[i] = "--image"
+			}
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("README table under %s lists %v; the command has %v", strings.TrimPrefix(c.heading, "## "), got, want)
+		}
+	}
+}
