@@ -40,12 +40,6 @@ type Runner struct {
 	Environ []string
 }
 
-// Run executes inv and returns the phase timings and the mapped error.
-func (r *Runner) Run(ctx context.Context, inv Invocation) ([]PhaseTiming, error) {
-	timings, _, err := r.run(ctx, inv, false)
-	return timings, err
-}
-
 // RunNegotiated runs plan(api) for each candidate API, newest first, until
 // the lifecycle accepts one: a lifecycle that does not speak an API exits
 // 11 before its first phase, so trying is as cheap as asking, and the
@@ -54,7 +48,7 @@ func (r *Runner) Run(ctx context.Context, inv Invocation) ([]PhaseTiming, error)
 // attempt leaves nothing in the log.
 func (r *Runner) RunNegotiated(ctx context.Context, candidates []string, plan func(api string) Invocation) (string, []PhaseTiming, error) {
 	for _, api := range candidates {
-		timings, rejected, err := r.run(ctx, plan(api), true)
+		timings, rejected, err := r.run(ctx, plan(api))
 		if rejected {
 			continue
 		}
@@ -68,17 +62,17 @@ func (r *Runner) RunNegotiated(ctx context.Context, candidates []string, plan fu
 // codeAPIRejected is the lifecycle's exit code for an unsupported platform API.
 const codeAPIRejected = 11
 
-func (r *Runner) run(ctx context.Context, inv Invocation, hold bool) (timings []PhaseTiming, rejected bool, err error) {
+func (r *Runner) run(ctx context.Context, inv Invocation) (timings []PhaseTiming, rejected bool, err error) {
 	cmd := exec.CommandContext(ctx, inv.Path, inv.Args...)
 	cmd.Env = append(append([]string{}, r.Environ...), inv.Env...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
-	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now, hold: hold}
+	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now, hold: true}
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	runErr := cmd.Run()
 	var ee *exec.ExitError
-	if hold && errors.As(runErr, &ee) && ee.ExitCode() == codeAPIRejected && pw.stillHolding() {
+	if errors.As(runErr, &ee) && ee.ExitCode() == codeAPIRejected && pw.stillHolding() {
 		return nil, true, nil
 	}
 	timings = pw.finish()

@@ -75,9 +75,6 @@ func New(opts Options) (*Client, error) {
 	return &Client{opts: opts, keychain: authn.NewMultiKeychain(chains...), transport: newPingCache(base)}, nil
 }
 
-// Keychain is the keychain every registry call uses.
-func (c *Client) Keychain() authn.Keychain { return c.keychain }
-
 // IsInsecure reports whether registry was opted in to plain HTTP.
 func (c *Client) IsInsecure(registry string) bool {
 	return slices.Contains(c.opts.Insecure, registry)
