@@ -76,20 +76,14 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, err
 	}
 
-	if opts.Builder != "" {
-		apis, err := builderAPIs(ctx, d.Registry, opts.Builder)
-		if err != nil {
-			return nil, err
-		}
-		if len(b.DeclaredAPIs) == 0 {
-			b.DeclaredAPIs = apis
-		}
-	}
-	candidates, err := lifecycle.Candidates(opts.PlatformAPI, b)
+	refs, err := preflight(ctx, d.Registry, opts, b)
 	if err != nil {
 		return nil, err
 	}
-	refs, err := preflight(ctx, d.Registry, opts, b)
+	if len(b.DeclaredAPIs) == 0 {
+		b.DeclaredAPIs = refs.builderAPIs
+	}
+	candidates, err := lifecycle.Candidates(opts.PlatformAPI, b)
 	if err != nil {
 		return nil, err
 	}
@@ -98,15 +92,8 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, exit.New(exit.RegistryAuth, "registry credentials", err, "check DOCKER_CONFIG and CNB_REGISTRY_AUTH")
 	}
 
-	env := append([]string{}, opts.Env...)
-	if opts.EnvFile != "" {
-		fileEnv, err := ReadEnvFile(opts.EnvFile)
-		if err != nil {
-			return nil, err
-		}
-		env = append(fileEnv, env...) // flags win over the file: written last
-	}
-	platformDir, err := writePlatformDir(env)
+	// The file first, so that --env entries, written after, win.
+	platformDir, err := writePlatformDir(append(append([]string{}, opts.fileEnv...), opts.Env...))
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +184,8 @@ type preflightRefs struct {
 	tags     []name.Tag
 	runImage name.Reference
 	cache    name.Reference
+	// builderAPIs are the platform APIs the --builder image's label lists.
+	builderAPIs []string
 }
 
 func (p preflightRefs) all() []name.Reference {
@@ -211,8 +200,9 @@ func (p preflightRefs) all() []name.Reference {
 }
 
 // preflight checks, before the lifecycle starts, that the target and cache
-// can be pushed and the run image read, so that bad credentials or a typo
-// fail in seconds with nothing pushed.
+// can be pushed, the run image read and (when named) the builder image
+// read, so that bad credentials or a typo fail in seconds with nothing
+// pushed.
 func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifecycle.Builder) (preflightRefs, error) {
 	var p preflightRefs
 	var err error
@@ -257,9 +247,9 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	// At most a handful of checks (target, tags' repos, cache, run image):
-	// run them at once, report the first failure in a stable order.
-	errs := make([]error, len(keys)+1)
+	// At most a handful of checks (target, tags' repos, cache, run image,
+	// builder): run them at once, report the first failure in a stable order.
+	errs := make([]error, len(keys)+2)
 	var wg sync.WaitGroup
 	for i, k := range keys {
 		wg.Go(func() { errs[i] = relabel(inputOf[k], reg.CheckPush(ctx, pushRepos[k])) })
@@ -269,6 +259,9 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 			errs[len(keys)] = relabel("--run-image", err)
 		}
 	})
+	if opts.Builder != "" {
+		wg.Go(func() { p.builderAPIs, errs[len(keys)+1] = builderAPIs(ctx, reg, opts.Builder) })
+	}
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {

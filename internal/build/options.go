@@ -42,6 +42,9 @@ type Options struct {
 	// lifecycle's platform APIs.
 	Builder  string
 	LogLevel string
+
+	// fileEnv holds EnvFile's entries, read once by Validate.
+	fileEnv []string
 }
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -83,9 +86,11 @@ func (o *Options) Validate() error {
 		}
 	}
 	if o.EnvFile != "" {
-		if _, err := ReadEnvFile(o.EnvFile); err != nil {
+		env, err := ReadEnvFile(o.EnvFile)
+		if err != nil {
 			return err
 		}
+		o.fileEnv = env
 	}
 	if o.PlatformAPI != "" && o.PlatformAPI != lifecycle.Auto {
 		if _, _, err := lifecycle.ParseAPI(o.PlatformAPI); err != nil {

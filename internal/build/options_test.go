@@ -108,3 +108,25 @@ func TestMarkdownSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestEnvFileIsReadOnceAndFlagsWin(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "build.env")
+	if err := os.WriteFile(f, []byte("A=from-file\nB=file-only\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Image: "r.example/app", AppPath: dir, EnvFile: f, Env: []string{"A=from-flag"}}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	platform, err := writePlatformDir(append(append([]string{}, o.fileEnv...), o.Env...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(platform)
+	for k, want := range map[string]string{"A": "from-flag", "B": "file-only"} {
+		if b, _ := os.ReadFile(filepath.Join(platform, "env", k)); string(b) != want {
+			t.Errorf("%s = %q, want %q", k, b, want)
+		}
+	}
+}

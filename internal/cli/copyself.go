@@ -2,13 +2,12 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/fsutil"
 )
 
 // newCopySelfCmd copies the running binary to a path. The cipack image has
@@ -25,35 +24,11 @@ func newCopySelfCmd(env Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("find own binary: %w", err)
 			}
-			if err := copyFile(self, args[0]); err != nil {
+			if err := fsutil.CopyFile(self, args[0], 0o755); err != nil {
 				return exit.Usagef("DEST", "give a writable path, e.g. a shared volume", "%v", err)
 			}
 			fmt.Fprintln(env.Stdout, args[0])
 			return nil
 		},
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
 }

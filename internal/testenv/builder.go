@@ -2,12 +2,13 @@ package testenv
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/cipack/cipack/internal/fsutil"
 )
 
 // Buildpack is a buildpack directory to put in the builder.
@@ -48,7 +49,7 @@ func MakeBuilder(dir string, spec BuilderSpec) (string, error) {
 		return "", err
 	}
 	for _, bin := range []string{"lifecycle", "launcher"} {
-		if err := copyFile(filepath.Join(spec.LifecycleDir, bin), filepath.Join(lc, bin), 0o755); err != nil {
+		if err := fsutil.CopyFile(filepath.Join(spec.LifecycleDir, bin), filepath.Join(lc, bin), 0o755); err != nil {
 			return "", err
 		}
 	}
@@ -122,30 +123,6 @@ func copyTree(src, dst string) error {
 		if fi.IsDir() {
 			return os.MkdirAll(target, 0o755)
 		}
-		return copyFile(p, target, fi.Mode().Perm()|0o444)
+		return fsutil.CopyFile(p, target, fi.Mode().Perm()|0o444)
 	})
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
 }
