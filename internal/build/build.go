@@ -279,13 +279,9 @@ func builderAPIs(ctx context.Context, reg *registry.Client, ref string) ([]strin
 	if err != nil {
 		return nil, exit.Usagef("--builder", "", "invalid builder reference %q: %v", ref, err)
 	}
-	img, err := reg.Image(ctx, r)
+	_, cf, err := reg.Config(ctx, r)
 	if err != nil {
 		return nil, relabel("--builder", err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, relabel("--builder", registry.Classify(ref, "read", err))
 	}
 	var md struct {
 		Lifecycle struct {

@@ -52,17 +52,13 @@ type Inspected struct {
 
 // Inspect reads ref's manifest and config and its CNB metadata.
 func Inspect(ctx context.Context, reg *registry.Client, ref name.Reference) (*Inspected, error) {
-	img, err := reg.Image(ctx, ref)
+	img, cf, err := reg.Config(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	digest, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("digest of %s: %w", ref, err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, registry.Classify(ref.String(), "read config of", err)
 	}
 	in := &Inspected{Image: img, Ref: ref, App: AppImage{Ref: ref.String(), Digest: digest.String(), OS: cf.OS, Arch: cf.Architecture}}
 	labels := cf.Config.Labels
@@ -113,13 +109,9 @@ func Inspect(ctx context.Context, reg *registry.Client, ref name.Reference) (*In
 
 // ReadRunImage reads a run image's config: its top layer and base.
 func ReadRunImage(ctx context.Context, reg *registry.Client, ref name.Reference, digest string) (RunImage, v1.Image, error) {
-	img, err := reg.Image(ctx, ref)
+	img, cf, err := reg.Config(ctx, ref)
 	if err != nil {
 		return RunImage{}, nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return RunImage{}, nil, registry.Classify(ref.String(), "read config of", err)
 	}
 	r := RunImage{Ref: ref.String(), Digest: digest, OS: cf.OS, Arch: cf.Architecture}
 	if n := len(cf.RootFS.DiffIDs); n > 0 {
@@ -134,13 +126,9 @@ func ReadRunImage(ctx context.Context, reg *registry.Client, ref name.Reference,
 
 // ReadBuilder reads a builder's buildpacks from its labels.
 func ReadBuilder(ctx context.Context, reg *registry.Client, ref name.Reference) (*Builder, error) {
-	img, err := reg.Image(ctx, ref)
+	_, cf, err := reg.Config(ctx, ref)
 	if err != nil {
 		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, registry.Classify(ref.String(), "read config of", err)
 	}
 	b := &Builder{Ref: ref.String(), Buildpacks: map[string][]string{}}
 	if raw := cf.Config.Labels[labelBuilderBPs]; raw != "" {

@@ -161,6 +161,20 @@ func (c *Client) Image(ctx context.Context, ref name.Reference) (v1.Image, error
 	return img, nil
 }
 
+// Config fetches ref's manifest and config (never a layer): what every
+// metadata read needs.
+func (c *Client) Config(ctx context.Context, ref name.Reference) (v1.Image, *v1.ConfigFile, error) {
+	img, err := c.Image(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, Classify(ref.String(), "read config of", err)
+	}
+	return img, cf, nil
+}
+
 // AuthHeaders returns CNB_REGISTRY_AUTH entries for the registries of refs:
 // registry → Authorization header value. Anonymous registries are left out.
 func (c *Client) AuthHeaders(ctx context.Context, refs ...name.Reference) (map[string]string, error) {

@@ -202,11 +202,16 @@ type objectMeta struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 }
 
-type triggerTemplate struct {
+// typeMeta is what every Triggers object starts with.
+type typeMeta struct {
 	APIVersion string     `json:"apiVersion"`
 	Kind       string     `json:"kind"`
 	Metadata   objectMeta `json:"metadata"`
-	Spec       struct {
+}
+
+type triggerTemplate struct {
+	typeMeta
+	Spec struct {
 		Params []struct {
 			Name        string  `json:"name"`
 			Description string  `json:"description"`
@@ -217,10 +222,8 @@ type triggerTemplate struct {
 }
 
 type triggerBinding struct {
-	APIVersion string     `json:"apiVersion"`
-	Kind       string     `json:"kind"`
-	Metadata   objectMeta `json:"metadata"`
-	Spec       struct {
+	typeMeta
+	Spec struct {
 		Params []struct {
 			Name  string `json:"name"`
 			Value string `json:"value"`
@@ -229,10 +232,8 @@ type triggerBinding struct {
 }
 
 type eventListener struct {
-	APIVersion string     `json:"apiVersion"`
-	Kind       string     `json:"kind"`
-	Metadata   objectMeta `json:"metadata"`
-	Spec       struct {
+	typeMeta
+	Spec struct {
 		ServiceAccountName string `json:"serviceAccountName"`
 		Triggers           []struct {
 			Name     string `json:"name"`
