@@ -6,16 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/buildpacks/lifecycle/platform/files"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/cipack/cipack/internal/exit"
@@ -93,15 +92,15 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 
 	// The file first, so that --env entries, written after, win.
-	platformDir, err := writePlatformDir(append(append([]string{}, opts.fileEnv...), opts.Env...))
+	platformDir, err := writePlatformDir(append(append([]string{}, opts.fileEnv...), opts.Env...), uid, gid)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(platformDir)
 
-	appDir, err := filepath.Abs(orDot(opts.AppPath))
+	appDir, err := ResolveApp(opts.AppPath, opts.SourceRoot)
 	if err != nil {
-		return nil, exit.Usagef("--path", "", "%v", err)
+		return nil, err
 	}
 	if err := handOver(appDir, uid, gid, d.Log); err != nil {
 		return nil, err
@@ -147,31 +146,45 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	if len(auth) > 0 {
 		in.RegistryAuth = registry.EncodeAuth(auth)
 	}
+	if os.Geteuid() != 0 && in.RegistryAuth != "" {
+		fmt.Fprintf(d.Log, "cipack: warning: cipack runs as uid %d, not root, so the lifecycle cannot drop privileges before build code runs: "+
+			"buildpacks run as the same user and could read the registry credentials from the lifecycle's environment. "+
+			"Run the step as root (GitHub: container options: --user 0; Tekton: securityContext.runAsUser: 0): cipack then runs buildpacks as %d:%d with no access to them.\n",
+			os.Geteuid(), uid, gid)
+	}
 	fmt.Fprintf(d.Log, "cipack: building %s as %d:%d (platform API: first of %v the lifecycle accepts)\n", refs.image, uid, gid, candidates)
-	runner := &lifecycle.Runner{Log: d.Log, Observer: d.Observer, Environ: withoutCNB(d.Environ)}
+	runner := &lifecycle.Runner{Log: d.Log, Observer: d.Observer, Environ: lifecycleEnv(d.Environ)}
 	api, timings, err := runner.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
 		in.PlatformAPI = api
 		return lifecycle.PlanCreate(b, in)
 	})
 	if err != nil {
+		reportWritten(ctx, d.Registry, refs.written(), refs.before, d.Log)
 		return nil, err
 	}
 
 	report, err := lifecycle.ReadReport(reportPath)
 	if err != nil {
-		return nil, exit.New(exit.Export, "export phase", err, "the lifecycle finished but wrote no report: check the builder's lifecycle version")
+		reportWritten(ctx, d.Registry, refs.written(), refs.before, d.Log)
+		return nil, exit.New(exit.Export, "export phase", err, "the lifecycle finished but left no readable report: check the builder's lifecycle version")
+	}
+	digest, err := verifyPushed(ctx, d.Registry, refs.written(), report.Image.Digest)
+	if err != nil {
+		return nil, err
 	}
 	res := &Result{
 		Image:       refs.image.String(),
-		Digest:      report.Image.Digest,
-		ImageRef:    refs.image.Context().Digest(report.Image.Digest).String(),
-		Tags:        report.Image.Tags,
+		Digest:      digest,
+		ImageRef:    refs.image.Context().Digest(digest).String(),
 		PlatformAPI: api,
 		RunImage:    refs.runImage.String(),
 		Phases:      timings,
 		Duration:    time.Since(start),
 	}
-	if group, err := files.NewHandler().ReadGroup(filepath.Join(layersDir, "group.toml")); err == nil {
+	for _, r := range refs.written() {
+		res.Tags = append(res.Tags, r.String())
+	}
+	if group, err := lifecycle.ReadGroup(filepath.Join(layersDir, "group.toml")); err == nil {
 		for _, bp := range group.Group {
 			res.Buildpacks = append(res.Buildpacks, Buildpack{ID: bp.ID, Version: bp.Version})
 		}
@@ -186,6 +199,17 @@ type preflightRefs struct {
 	cache    name.Reference
 	// builderAPIs are the platform APIs the --builder image's label lists.
 	builderAPIs []string
+	// before is what the image and its tags pointed at before the build.
+	before tagState
+}
+
+// written lists the references the build writes: the image, then its tags.
+func (p preflightRefs) written() []name.Reference {
+	out := []name.Reference{p.image}
+	for _, t := range p.tags {
+		out = append(out, t)
+	}
+	return out
 }
 
 func (p preflightRefs) all() []name.Reference {
@@ -249,7 +273,7 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 	sort.Strings(keys)
 	// At most a handful of checks (target, tags' repos, cache, run image,
 	// builder): run them at once, report the first failure in a stable order.
-	errs := make([]error, len(keys)+2)
+	errs := make([]error, len(keys)+3)
 	var wg sync.WaitGroup
 	for i, k := range keys {
 		wg.Go(func() { errs[i] = relabel(inputOf[k], reg.CheckPush(ctx, pushRepos[k])) })
@@ -262,6 +286,9 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 	if opts.Builder != "" {
 		wg.Go(func() { p.builderAPIs, errs[len(keys)+1] = builderAPIs(ctx, reg, opts.Builder) })
 	}
+	// Where the tags point now: if the build stops half-way, this tells
+	// which of them it moved.
+	wg.Go(func() { p.before, errs[len(keys)+2] = readTags(ctx, reg, p.written()) })
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
@@ -328,59 +355,72 @@ func pickID(flag, envName, given, builder string) (int, error) {
 	return n, nil
 }
 
+// platformPrefix names cipack's platform dirs in the temp dir; the pid
+// after it tells a later run whether the dir's owner is still alive.
+const platformPrefix = "cipack-platform-"
+
 // writePlatformDir writes one file per variable under env/, the contract
 // buildpacks read; values are written verbatim, '=' and newlines included.
-// The directory must be readable by the builder's user after the lifecycle
-// drops privileges.
-func writePlatformDir(env []string) (string, error) {
-	dir, err := os.MkdirTemp("", "cipack-platform-")
+// Build env values are often secrets (NPM_TOKEN): the dir is 0700 and the
+// files 0600, owned by the build user (who must read them after the
+// lifecycle drops privileges) and by no one else. Dirs left by a run that
+// was killed are removed first.
+func writePlatformDir(env []string, uid, gid int) (string, error) {
+	removeStalePlatformDirs(os.TempDir())
+	dir, err := os.MkdirTemp("", platformPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return "", fmt.Errorf("create platform dir: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "env"), 0o755); err != nil {
+	owned := func(p string, mode os.FileMode) error {
+		if err := os.Chmod(p, mode); err != nil {
+			return err
+		}
+		if os.Geteuid() == 0 {
+			return os.Lchown(p, uid, gid)
+		}
+		return nil
+	}
+	envDir := filepath.Join(dir, "env")
+	if err := os.Mkdir(envDir, 0o700); err != nil {
 		return "", fmt.Errorf("create platform dir: %w", err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create platform dir: %w", err)
+	for _, p := range []string{dir, envDir} {
+		if err := owned(p, 0o700); err != nil {
+			return "", fmt.Errorf("create platform dir: %w", err)
+		}
 	}
 	for _, e := range env {
 		k, v, err := splitEnv("--env", e)
 		if err != nil {
 			return "", err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "env", k), []byte(v), 0o644); err != nil {
+		p := filepath.Join(envDir, k)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			return "", fmt.Errorf("write platform env %s: %w", k, err)
+		}
+		if err := owned(p, 0o600); err != nil {
 			return "", fmt.Errorf("write platform env %s: %w", k, err)
 		}
 	}
 	return dir, nil
 }
 
-// handOver gives the app directory to the build user when cipack runs as
-// root and the directory belongs to someone else (a CI checkout made by
-// root or by another uid): buildpacks run as the builder's user and often
-// write into the app dir. As a non-root user cipack leaves it alone.
-func handOver(dir string, uid, gid int, log io.Writer) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return exit.Usagef("--path", "", "%v", err)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
-		return nil
-	}
-	fmt.Fprintf(log, "cipack: giving %s to the build user %d:%d\n", dir, uid, gid)
-	err = filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+// removeStalePlatformDirs deletes platform dirs whose cipack process is
+// gone (killed before its deferred cleanup ran), so build env values do
+// not outlive their build.
+func removeStalePlatformDirs(tmp string) {
+	matches, _ := filepath.Glob(filepath.Join(tmp, platformPrefix+"*"))
+	for _, m := range matches {
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(m), platformPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
 		}
-		return os.Lchown(p, uid, gid)
-	})
-	if err != nil {
-		return exit.Usagef("--path", "make the app directory writable by root, or run cipack as the build user", "hand the app to the build user: %v", err)
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // still running
+		}
+		_ = os.RemoveAll(m)
 	}
-	return nil
 }
 
 // writeRunToml writes a run.toml naming the user's run image, so the image
@@ -394,13 +434,23 @@ func writeRunToml(dir, image string) (string, error) {
 	return p, nil
 }
 
-// withoutCNB drops CNB_* variables inherited from the step so the
-// lifecycle sees only what cipack planned (a stray CNB_PLATFORM_API or
-// CNB_REGISTRY_AUTH would otherwise override the plan).
-func withoutCNB(env []string) []string {
+// lifecycleEnv is the environment the lifecycle inherits: only what a
+// lifecycle needs from the step (PATH, HOME, locale, proxies, CA files)
+// and the user's own CNB_* settings, minus those cipack plans itself. The
+// step's secrets (cipack's registry password, tokens, act's INPUT_*
+// copies) never reach a process that build code could inspect.
+func lifecycleEnv(env []string) []string {
+	keep := map[string]bool{"PATH": true, "HOME": true, "USER": true, "LANG": true, "TZ": true, "TMPDIR": true, "HOSTNAME": true,
+		"HTTP_PROXY": true, "HTTPS_PROXY": true, "NO_PROXY": true, "http_proxy": true, "https_proxy": true, "no_proxy": true,
+		"SSL_CERT_FILE": true, "SSL_CERT_DIR": true}
+	planned := map[string]bool{"CNB_PLATFORM_API": true, "CNB_REGISTRY_AUTH": true, "CNB_INSECURE_REGISTRIES": true}
 	out := make([]string, 0, len(env))
 	for _, e := range env {
-		if len(e) >= 4 && e[:4] == "CNB_" {
+		k, _, _ := strings.Cut(e, "=")
+		switch {
+		case keep[k], strings.HasPrefix(k, "LC_"):
+		case strings.HasPrefix(k, "CNB_") && !planned[k]:
+		default:
 			continue
 		}
 		out = append(out, e)

@@ -22,9 +22,13 @@ import (
 // Options are the inputs of one build, as plain values: the CLI fills them
 // from flags and CIPACK_* variables, CI packagings from their inputs.
 type Options struct {
-	Image         string
-	Tags          []string
-	AppPath       string
+	Image   string
+	Tags    []string
+	AppPath string
+	// SourceRoot is the directory the app must lie in: the CI workspace
+	// (GITHUB_WORKSPACE, the Tekton source workspace) or the working
+	// directory; the edge fills it in.
+	SourceRoot    string
 	RunImage      string
 	CacheImage    string
 	CacheDir      string
@@ -78,6 +82,9 @@ func (o *Options) Validate() error {
 		return exit.Usagef("--cache-image", "give either --cache-image or --cache-dir", "both a cache image and a cache dir were given")
 	}
 	if err := checkDir("--path", o.AppPath); err != nil {
+		return err
+	}
+	if _, err := ResolveApp(o.AppPath, o.SourceRoot); err != nil {
 		return err
 	}
 	for _, e := range o.Env {

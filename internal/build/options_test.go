@@ -19,7 +19,7 @@ func TestValidate(t *testing.T) {
 	if err := os.WriteFile(envFile, []byte("# c\n\nexport A=1\nB=x=y\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ok := Options{Image: "registry.example/team/app:latest", AppPath: app}
+	ok := Options{Image: "registry.example/team/app:latest", AppPath: app, SourceRoot: app}
 	cases := []struct {
 		name   string
 		mutate func(*Options)
@@ -63,7 +63,7 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-	if strings.Contains((&Options{Image: "a", AppPath: app, Env: []string{"ghp_0123456789abcdef"}}).Validate().Error(), "0123456789") {
+	if strings.Contains((&Options{Image: "a", AppPath: app, SourceRoot: app, Env: []string{"ghp_0123456789abcdef"}}).Validate().Error(), "0123456789") {
 		t.Fatal("a malformed env entry must not be echoed whole: it may be a pasted secret")
 	}
 }
@@ -82,7 +82,7 @@ func TestResolveTag(t *testing.T) {
 }
 
 func TestWritePlatformDirKeepsValuesVerbatim(t *testing.T) {
-	dir, err := writePlatformDir([]string{"A=x=y=z", "B=", "C=multi\nline"})
+	dir, err := writePlatformDir([]string{"A=x=y=z", "B=", "C=multi\nline"}, os.Getuid(), os.Getgid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +93,13 @@ func TestWritePlatformDirKeepsValuesVerbatim(t *testing.T) {
 			t.Errorf("%s = %q (%v), want %q", k, got, err, want)
 		}
 	}
-	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
-		t.Errorf("platform dir mode %v: the build user must be able to read it", fi.Mode().Perm())
+	// Values may be secrets: only the build user (here, the test's own
+	// uid) may read them.
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Errorf("platform dir mode %v, want 0700", fi.Mode().Perm())
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "env", "A")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("env file mode %v, want 0600", fi.Mode().Perm())
 	}
 }
 
@@ -115,11 +120,11 @@ func TestEnvFileIsReadOnceAndFlagsWin(t *testing.T) {
 	if err := os.WriteFile(f, []byte("A=from-file\nB=file-only\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Image: "r.example/app", AppPath: dir, EnvFile: f, Env: []string{"A=from-flag"}}
+	o := Options{Image: "r.example/app", AppPath: dir, SourceRoot: dir, EnvFile: f, Env: []string{"A=from-flag"}}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	platform, err := writePlatformDir(append(append([]string{}, o.fileEnv...), o.Env...))
+	platform, err := writePlatformDir(append(append([]string{}, o.fileEnv...), o.Env...), os.Getuid(), os.Getgid())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sethvargo/go-githubactions"
@@ -31,6 +32,9 @@ type Reporter interface {
 	// Error reports a failure; subject is the cipack input at fault
 	// ("--image"), which the reporter names as the user knows it.
 	Error(subject string, err error)
+	// Check verifies, before any push, that outputs can be written, so a
+	// command never fails to report what it already moved.
+	Check() error
 }
 
 // Getenv is how the edge hands the environment in.
@@ -49,6 +53,17 @@ func Detect(getenv Getenv, log io.Writer) Reporter {
 	return &plain{log: log}
 }
 
+// Workspace is the directory the CI checked the source out in, the root an
+// app path must stay inside: GITHUB_WORKSPACE on GitHub Actions. Tekton's
+// Task passes its source workspace as --source-root itself. Empty means
+// the working directory.
+func Workspace(getenv Getenv) string {
+	if getenv("GITHUB_ACTIONS") == "true" {
+		return getenv("GITHUB_WORKSPACE")
+	}
+	return ""
+}
+
 type plain struct{ log io.Writer }
 
 func (p *plain) Name() string                    { return "plain" }
@@ -58,13 +73,15 @@ func (p *plain) PhaseEnd(string, time.Duration)  {}
 func (p *plain) Outputs(map[string]string) error { return nil }
 func (p *plain) Summary(string) error            { return nil }
 func (p *plain) Error(string, error)             {}
+func (p *plain) Check() error                    { return nil }
 
 type github struct {
-	a *githubactions.Action
+	a      *githubactions.Action
+	getenv Getenv
 }
 
 func newGitHub(getenv Getenv, log io.Writer) *github {
-	return &github{a: githubactions.New(githubactions.WithGetenv(githubactions.GetenvFunc(getenv)), githubactions.WithWriter(log))}
+	return &github{a: githubactions.New(githubactions.WithGetenv(githubactions.GetenvFunc(getenv)), githubactions.WithWriter(log)), getenv: getenv}
 }
 
 func (g *github) Name() string { return "github" }
@@ -75,7 +92,15 @@ func (g *github) Mask(s string) {
 }
 func (g *github) PhaseStart(phase string)        { g.a.Group(phase) }
 func (g *github) PhaseEnd(string, time.Duration) { g.a.EndGroup() }
-func (g *github) Summary(md string) error        { g.a.AddStepSummary(md); return nil }
+func (g *github) Summary(md string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("write the GitHub job summary: %v", r)
+		}
+	}()
+	g.a.AddStepSummary(md)
+	return nil
+}
 func (g *github) Error(subject string, err error) {
 	title := subject
 	if in, ok := actionInputs[subject]; ok {
@@ -83,7 +108,39 @@ func (g *github) Error(subject string, err error) {
 	}
 	g.a.WithFieldsMap(map[string]string{"title": title}).Errorf("%s", err)
 }
-func (g *github) Outputs(v map[string]string) error {
+
+// Check opens the output and summary files the runner gave, for append,
+// without writing.
+func (g *github) Check() error {
+	for _, k := range []string{"GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"} {
+		if p := g.getenv(k); p != "" {
+			f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return fmt.Errorf("%s cannot be written: %w", k, err)
+			}
+			f.Close()
+		}
+	}
+	return nil
+}
+
+// heredocDelimiter is the fixed delimiter go-githubactions writes
+// multi-line outputs with: a value holding it would end the value early
+// and smuggle in more outputs.
+const heredocDelimiter = "_GitHubActionsFileCommandDelimeter_"
+
+func (g *github) Outputs(v map[string]string) (err error) {
+	for _, k := range sortedKeys(v) {
+		if strings.Contains(v[k], heredocDelimiter) || strings.ContainsAny(k, "\r\n<=") {
+			return fmt.Errorf("output %s: refusing a value that could forge other outputs", k)
+		}
+	}
+	// go-githubactions panics when the file cannot be written.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("write GitHub outputs: %v", r)
+		}
+	}()
 	for _, k := range sortedKeys(v) {
 		g.a.SetOutput(k, v[k])
 	}
@@ -108,6 +165,17 @@ func (t *tekton) Error(subject string, err error) {
 		fmt.Fprintf(t.log, "cipack: Task param %s is at fault: %v\n", p, err)
 	}
 }
+
+// Check makes sure the results directory takes files.
+func (t *tekton) Check() error {
+	f, err := os.CreateTemp(t.dir, ".cipack-check-")
+	if err != nil {
+		return fmt.Errorf("the Tekton results directory %s cannot be written: %w", t.dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 func (t *tekton) Outputs(v map[string]string) error {
 	for _, k := range sortedKeys(v) {
 		name, ok := taskResults[k]

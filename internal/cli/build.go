@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cipack/cipack/internal/build"
 	"github.com/cipack/cipack/internal/ci"
@@ -18,7 +20,8 @@ import (
 // buildOptions are the flags of `cipack build`.
 type buildOptions struct {
 	build.Options
-	Output string
+	Output          string
+	RegistryTimeout time.Duration
 }
 
 func (o *buildOptions) addFlags(cmd *cobra.Command) {
@@ -26,6 +29,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVarP(&o.Image, "image", "i", "", "image to build and push (required), e.g. registry.example/team/app:latest")
 	f.StringSliceVarP(&o.Tags, "tag", "t", nil, "additional tag: a bare tag (v1) or a full reference; repeatable")
 	f.StringVarP(&o.AppPath, "path", "p", ".", "app source directory")
+	f.StringVar(&o.SourceRoot, "source-root", "", "directory the app must lie in (default: the CI workspace, else the working directory)")
 	f.StringVar(&o.RunImage, "run-image", "", "run image (default: the builder's run.toml)")
 	f.StringVar(&o.CacheImage, "cache-image", "", "image to keep the build cache in")
 	f.StringVar(&o.CacheDir, "cache-dir", "", "directory to keep the build cache in")
@@ -37,6 +41,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.UID, "uid", "", "user id the build runs as (default: the builder's CNB_USER_ID)")
 	f.StringVar(&o.GID, "gid", "", "group id the build runs as (default: the builder's CNB_GROUP_ID)")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+	addTimeoutFlag(f, &o.RegistryTimeout)
 	f.StringVar(&o.Builder, "builder", "", "the builder image this step runs in (optional: checked first, its label gives the platform APIs)")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
 	f.StringVar(&o.LayersDir, "layers-dir", "/layers", "the lifecycle's layers directory")
@@ -47,6 +52,9 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 func (o *buildOptions) Validate() error {
 	if o.Output != "text" && o.Output != "json" {
 		return exit.Usagef("--output", "use text or json", "unknown output format %q", o.Output)
+	}
+	if err := validateTimeout(o.RegistryTimeout); err != nil {
+		return err
 	}
 	return o.Options.Validate()
 }
@@ -73,10 +81,13 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if err := bindEnv(cmd.Flags(), env.Getenv); err != nil {
 		return err
 	}
+	if o.SourceRoot == "" {
+		o.SourceRoot = ci.Workspace(env.Getenv)
+	}
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	reg, err := newRegistry(env, o.Insecure, o.Image, o.CacheImage)
+	reg, err := newRegistry(env, o.Insecure, o.RegistryTimeout, o.Image, o.CacheImage)
 	if err != nil {
 		return err
 	}
@@ -89,6 +100,9 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		BuilderGID: env.Getenv("CNB_GROUP_ID"),
 	})
 	if err != nil {
+		return err
+	}
+	if err := res.Check(); err != nil {
 		return err
 	}
 	if err := rep.Outputs(map[string]string{
@@ -115,7 +129,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 // CNB_REGISTRY_AUTH and GitHub token every command honours, and the
 // CIPACK_REGISTRY_USERNAME/PASSWORD pair (the actions' inputs), used for
 // the registries of the images the command writes.
-func newRegistry(env Env, insecure []string, images ...string) (*registry.Client, error) {
+func newRegistry(env Env, insecure []string, timeout time.Duration, images ...string) (*registry.Client, error) {
 	var regs []string
 	for _, img := range images {
 		if r, err := name.ParseReference(img); err == nil {
@@ -124,6 +138,7 @@ func newRegistry(env Env, insecure []string, images ...string) (*registry.Client
 	}
 	return registry.New(registry.Options{
 		Insecure:        insecure,
+		Timeout:         timeout,
 		CNBRegistryAuth: env.Getenv("CNB_REGISTRY_AUTH"),
 		GitHubToken:     env.Getenv("CIPACK_GITHUB_TOKEN"),
 		GitHubActor:     env.Getenv("GITHUB_ACTOR"),
@@ -133,15 +148,37 @@ func newRegistry(env Env, insecure []string, images ...string) (*registry.Client
 	})
 }
 
+// addTimeoutFlag registers --registry-timeout, the one setting that bounds
+// every registry request (connect and first byte, then each silence).
+func addTimeoutFlag(f *pflag.FlagSet, d *time.Duration) {
+	f.DurationVar(d, "registry-timeout", registry.DefaultTimeout, "longest wait for a registry to answer, and longest silence while it streams")
+}
+
+func validateTimeout(d time.Duration) error {
+	if d < time.Second || d > time.Hour {
+		return exit.Usagef("--registry-timeout", "use a duration from 1s to 1h, e.g. 30s", "%s is out of range", d)
+	}
+	return nil
+}
+
 // withReporter runs a command with its CI reporter: secrets are masked
 // before anything can print them, and a failure is reported under the name
 // the user knows the failing input by.
 func withReporter(env Env, run func(ci.Reporter) error) error {
-	rep := ci.Detect(env.Getenv, env.Stderr)
+	commands := env.commands
+	if commands == nil {
+		commands = env.Stderr
+	}
+	rep := ci.Detect(env.Getenv, commands)
 	for _, s := range secrets(env.Getenv) {
 		rep.Mask(s)
 	}
-	err := run(rep)
+	err := rep.Check()
+	if err != nil {
+		err = exit.New(exit.Usage, "CI outputs", err, "the step's output files must be writable before cipack pushes anything")
+	} else {
+		err = run(rep)
+	}
 	if err != nil {
 		var subject string
 		var e *exit.Error

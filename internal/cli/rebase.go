@@ -28,6 +28,7 @@ type rebaseOptions struct {
 	Output     string
 	ReportFile string
 	Insecure   []string
+	Timeout    time.Duration
 }
 
 func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
@@ -41,6 +42,7 @@ func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
 	f.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text (a table) or json")
 	f.StringVar(&o.ReportFile, "report-file", "", "also write the JSON report to this file")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+	addTimeoutFlag(f, &o.Timeout)
 }
 
 func (o *rebaseOptions) Validate(args []string) error {
@@ -52,6 +54,9 @@ func (o *rebaseOptions) Validate(args []string) error {
 	}
 	if o.ExitCode && !o.DryRun {
 		return exit.Usagef("--exit-code", "add --dry-run, or drop --exit-code", "--exit-code only applies to --dry-run")
+	}
+	if err := validateTimeout(o.Timeout); err != nil {
+		return err
 	}
 	if o.Config == "" && len(args)+len(o.Images) == 0 {
 		return exit.Usagef("--config", "pass --config FLEET.yaml or image references as arguments", "nothing to check")
@@ -111,15 +116,28 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	if err != nil {
 		return err
 	}
+	if o.ReportFile != "" {
+		// Found out now, not after the sweep has pushed.
+		f, err := os.OpenFile(o.ReportFile, os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			return exit.Usagef("--report-file", "point it at a writable path", "%v", err)
+		}
+		f.Close()
+	}
 	var images []string
 	for _, t := range targets {
 		images = append(images, t.Image)
 		// Webhook tokens are secrets too: hide them before anything runs.
-		if t.Trigger != nil && t.Trigger.Webhook != nil && t.Trigger.Webhook.TokenEnv != "" {
-			rep.Mask(env.Getenv(t.Trigger.Webhook.TokenEnv))
+		if t.Trigger != nil && t.Trigger.Webhook != nil {
+			if t.Trigger.Webhook.TokenEnv != "" && !config.IsCredentialVar(t.Trigger.Webhook.TokenEnv) {
+				rep.Mask(env.Getenv(t.Trigger.Webhook.TokenEnv))
+			}
+			for _, s := range config.SecretParts(t.Trigger.Webhook.URL) {
+				rep.Mask(s)
+			}
 		}
 	}
-	reg, err := newRegistry(env, o.Insecure, images...)
+	reg, err := newRegistry(env, o.Insecure, o.Timeout, images...)
 	if err != nil {
 		return err
 	}
@@ -133,15 +151,16 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	if err != nil {
 		return err
 	}
-	if o.ReportFile != "" {
-		if err := os.WriteFile(o.ReportFile, append(doc, '\n'), 0o644); err != nil {
-			return exit.Usagef("--report-file", "point it at a writable path", "%v", err)
-		}
-	}
+	// stdout first: whatever fails after, the record of what moved is out.
 	if o.Output == "json" {
 		fmt.Fprintln(env.Stdout, string(doc))
 	} else if err := report.WriteTable(env.Stdout); err != nil {
 		return err
+	}
+	if o.ReportFile != "" {
+		if err := os.WriteFile(o.ReportFile, append(doc, '\n'), 0o644); err != nil {
+			return exit.Usagef("--report-file", "point it at a writable path; the report is on stdout above", "%v", err)
+		}
 	}
 	outputs := map[string]string{"report-file": o.ReportFile, "moved": movedLines(report.Moved())}
 	for k, v := range report.Counts {

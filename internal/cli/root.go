@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/cipack/cipack/internal/ci"
 	"github.com/cipack/cipack/internal/exit"
 )
 
@@ -26,10 +28,18 @@ type Env struct {
 	Environ []string
 	Stdout  io.Writer
 	Stderr  io.Writer
+
+	// commands is the raw stderr, for the CI's own workflow commands;
+	// Stderr carries log text, defused where the CI would execute it.
+	commands io.Writer
 }
 
 // Execute runs cipack with args and returns the process exit code.
 func Execute(ctx context.Context, args []string, env Env) int {
+	hideEnviron()
+	safe := ci.SafeLog(env.Getenv, env.Stderr)
+	defer safe.Flush()
+	env.commands, env.Stderr = env.Stderr, safe
 	root := &cobra.Command{
 		Use:           "cipack",
 		Short:         "Build and keep patched OCI images with Cloud Native Buildpacks, inside your CI",
@@ -114,4 +124,14 @@ func newExitCodesCmd(env Env) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// hideEnviron marks the process not dumpable: its /proc/<pid>/environ and
+// memory are then closed to other processes of the same uid. When cipack
+// runs as the build user (not root), buildpacks are such processes, and
+// cipack's environment holds registry passwords and tokens. The flag is
+// reset on exec, so the lifecycle is not affected (see the warning in
+// build for that case).
+func hideEnviron() {
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0)
 }

@@ -163,10 +163,20 @@ func (t *Trigger) validate(path string, line int, key string) error {
 	}
 	u, err := url.Parse(t.Webhook.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fail(path, line, key+".webhook.url", fmt.Sprintf("%q is not an http(s) URL", t.Webhook.URL), "give the full URL of the EventListener or dispatch endpoint")
+		return fail(path, line, key+".webhook.url", fmt.Sprintf("%s is not an http(s) URL", RedactURL(t.Webhook.URL)), "give the full URL of the EventListener or dispatch endpoint")
 	}
-	if t.Webhook.TokenEnv != "" && !envName.MatchString(t.Webhook.TokenEnv) {
-		return fail(path, line, key+".webhook.tokenEnv", fmt.Sprintf("%q is not an environment variable name", t.Webhook.TokenEnv), "name the variable that holds the token, not the token")
+	if u.Scheme == "http" && !IsLoopbackURL(u) {
+		return fail(path, line, key+".webhook.url", fmt.Sprintf("%s is plain http", RedactURL(t.Webhook.URL)),
+			"use https: the payload and token would cross the network in clear (http is allowed only to loopback)")
+	}
+	if t.Webhook.TokenEnv != "" && (!envName.MatchString(t.Webhook.TokenEnv) || LooksLikeToken(t.Webhook.TokenEnv)) {
+		// Never echo it: a pasted token is the common mistake here.
+		return fail(path, line, key+".webhook.tokenEnv", "not an environment variable name (the value is not shown, in case it is a token)",
+			"name the variable that holds the token, e.g. CIPACK_TRIGGER_TOKEN, not the token")
+	}
+	if IsCredentialVar(t.Webhook.TokenEnv) {
+		return fail(path, line, key+".webhook.tokenEnv", t.Webhook.TokenEnv+" holds cipack's registry credentials",
+			"give the webhook its own token variable: cipack never sends its registry or GitHub credentials to a fleet's URL")
 	}
 	return nil
 }

@@ -86,3 +86,63 @@ func TestReportTableAndMarkdown(t *testing.T) {
 		t.Errorf("failed %d pending %d moved %v", r.Failed(), r.Pending(), r.Moved())
 	}
 }
+
+// A webhook never follows a redirect: the token stays with the origin the
+// fleet named, and a 3xx is a failure, not a trigger.
+func TestWebhookDoesNotFollowRedirects(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Add(1)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer other.Close()
+	for _, status := range []int{http.StatusFound, http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+"/landing?token=abc", status)
+		}))
+		w := NewWebhook(func(k string) string { return map[string]string{"TOK": "t0k"}[k] })
+		w.Backoff = time.Millisecond
+		err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL + "/hook?token=s3cret", TokenEnv: "TOK"}}, Payload{Image: "r/app"})
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), "redirect") {
+			t.Fatalf("%d: %v, want a redirect error", status, err)
+		}
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "abc") {
+			t.Errorf("%d: the error shows a URL secret: %v", status, err)
+		}
+	}
+	if leaked.Load() != 0 {
+		t.Fatalf("the token reached the redirect target %d times", leaked.Load())
+	}
+}
+
+func TestWebhookRefusesCredentialVarsAndHonoursRetryAfter(t *testing.T) {
+	w := NewWebhook(func(string) string { return "registry-password" })
+	err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: "http://127.0.0.1:1/", TokenEnv: "CIPACK_REGISTRY_PASSWORD"}}, Payload{})
+	if err == nil || strings.Contains(err.Error(), "registry-password") {
+		t.Fatalf("credential var: %v", err)
+	}
+	var calls atomic.Int32
+	var first, second time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			first = time.Now()
+			rw.Header().Set("Retry-After", "1")
+			rw.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		second = time.Now()
+		rw.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	w = NewWebhook(func(string) string { return "" })
+	w.Backoff = time.Millisecond
+	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL}}, Payload{}); err != nil {
+		t.Fatal(err)
+	}
+	if gap := second.Sub(first); gap < 900*time.Millisecond {
+		t.Errorf("retried after %s, but the receiver asked for 1s", gap)
+	}
+}

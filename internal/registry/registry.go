@@ -44,6 +44,9 @@ type Options struct {
 	Registries         []string
 	// Transport overrides the HTTP transport (tests count requests with it).
 	Transport http.RoundTripper
+	// Timeout bounds every request: connect and first byte, then each
+	// silence of the body. Zero means DefaultTimeout.
+	Timeout time.Duration
 }
 
 // Client reads and checks images.
@@ -72,6 +75,10 @@ func New(opts Options) (*Client, error) {
 	if base == nil {
 		base = remote.DefaultTransport
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	base = &deadlineTransport{next: base, timeout: opts.Timeout}
 	return &Client{opts: opts, keychain: authn.NewMultiKeychain(chains...), transport: newPingCache(base)}, nil
 }
 
@@ -223,6 +230,11 @@ func Classify(image, action string, err error) error {
 				return exit.New(exit.ImageNotFound, image, fmt.Errorf("image not found: %w", err), "check the image reference and that it was pushed")
 			}
 		}
+	}
+	var to *TimeoutError
+	if errors.As(err, &to) {
+		return exit.New(exit.RegistryUnreachable, image, fmt.Errorf("%s: %w", action, err),
+			"the registry accepted the connection but did not answer: check its health, or raise --registry-timeout (CIPACK_REGISTRY_TIMEOUT)")
 	}
 	if isNetwork(err) {
 		return exit.New(exit.RegistryUnreachable, image, fmt.Errorf("registry unreachable: %w", err),

@@ -57,6 +57,10 @@ func (c *Client) retry(ctx context.Context, op func() error) error {
 }
 
 func retryable(err error) bool {
+	var to *TimeoutError
+	if errors.As(err, &to) {
+		return false // a silent registry stays silent: do not multiply the wait
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		return te.StatusCode == http.StatusTooManyRequests || te.StatusCode >= 500

@@ -122,7 +122,7 @@ func (f *Fixture) Workspace(src, name string) (Mounts, error) {
 // args...` inside the builder mounts, with the builder's CNB_USER_ID and
 // CNB_GROUP_ID in its env as a builder image would set them.
 func (f *Fixture) CipackBuild(ctx context.Context, m Mounts, args ...string) *exec.Cmd {
-	argv := append([]string{f.Cipack, "build", "--path", "/workspace"}, args...)
+	argv := append([]string{f.Cipack, "build", "--path", "/workspace", "--source-root", "/workspace"}, args...)
 	cmd := InBuilder(ctx, m, argv...)
 	cmd.Env = append(os.Environ(), "CNB_USER_ID="+strconv.Itoa(f.UID), "CNB_GROUP_ID="+strconv.Itoa(f.GID))
 	return cmd

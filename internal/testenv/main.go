@@ -38,3 +38,17 @@ func RunTests(m *testing.M, name string, fx **Fixture, before func(dir string) e
 	os.RemoveAll(dir)
 	return code
 }
+
+// NeedRoot fails t when the process is not root, saying so: a test that
+// needs root must not pass by not running. With -short (make unit) it
+// skips instead, the one documented opt-out.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if testing.Short() {
+		t.Skip("needs root; skipped in -short mode")
+	}
+	t.Fatal("this test needs root (it changes file owners or mounts): run `make test` as root, or `make unit` to skip it")
+}

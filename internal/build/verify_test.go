@@ -1,0 +1,89 @@
+package build
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/registry"
+)
+
+// The digest a build reports is the registry's: a report that names
+// another digest, or a tag left on another image, fails with exit 9.
+func TestVerifyPushedTrustsTheRegistryNotTheReport(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	push := func(ref string) string {
+		img, _ := random.Image(64, 1)
+		r, _ := name.ParseReference(ref)
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return d.String()
+	}
+	built := push(host + "/app:latest")
+	push(host + "/app:v1")
+	if err := remote.Tag(mustTag(t, host+"/app:v2"), mustImage(t, host+"/app:latest")); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := func(tags ...string) []name.Reference {
+		out := []name.Reference{mustTag(t, host+"/app:latest")}
+		for _, tg := range tags {
+			out = append(out, mustTag(t, host+"/app:"+tg))
+		}
+		return out
+	}
+	ctx := context.Background()
+	if got, err := verifyPushed(ctx, reg, refs("v2"), built); err != nil || got != built {
+		t.Fatalf("consistent tags: %s %v", got, err)
+	}
+	forged := "sha256:" + strings.Repeat("de", 32)
+	if _, err := verifyPushed(ctx, reg, refs(), forged); exit.Code(err) != exit.Export || !strings.Contains(err.Error(), "report says") {
+		t.Fatalf("forged report: %v, want exit %d", err, exit.Export)
+	}
+	if _, err := verifyPushed(ctx, reg, refs("v2", "v1"), built); exit.Code(err) != exit.Export || !strings.Contains(err.Error(), "app:v1 is at") {
+		t.Fatalf("diverged tag: %v, want exit %d naming app:v1", err, exit.Export)
+	}
+	res := &Result{Image: host + "/app:latest", Digest: forged[:20], ImageRef: host + "/app@" + built, Tags: []string{host + "/app:latest"}}
+	if err := res.Check(); err == nil {
+		t.Fatal("a malformed digest must not become an output")
+	}
+	res.Digest = built
+	if err := res.Check(); err != nil {
+		t.Fatalf("a good result: %v", err)
+	}
+	res.Tags = append(res.Tags, "x\n::set-output name=a::b")
+	if err := res.Check(); err == nil {
+		t.Fatal("a tag with a newline must not become an output")
+	}
+}
+
+func mustTag(t *testing.T, s string) name.Tag {
+	tg, err := name.NewTag(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
+}
+
+func mustImage(t *testing.T, s string) v1.Image {
+	img, err := remote.Image(mustTag(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
