@@ -9,10 +9,10 @@ import (
 
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://user:s3cret@hooks.example/x":                                      "https://user:***@hooks.example/x",
-		"https://hooks.example/hook?token=abc&x=1":                                 "https://hooks.example/hook?token=***&x=***",
+		"https://user:s3cret@hooks.example/x":                                       "https://user:***@hooks.example/x",
+		"https://hooks.example/hook?token=abc&x=1":                                  "https://hooks.example/hook?token=***&x=***",
 		"https://hooks.slack.example/services/T0001/B0002/XXXXXXXXXXXXXXXXXXXXXXXX": "https://hooks.slack.example/services/T0001/B0002/***",
-		"https://api.github.com/repos/example-org/web/dispatches":                  "https://api.github.com/repos/example-org/web/dispatches",
+		"https://api.github.com/repos/example-org/web/dispatches":                   "https://api.github.com/repos/example-org/web/dispatches",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
