@@ -245,7 +245,11 @@ jobs:
         with:
 ` + with + `
       - name: Outputs
-        run: echo "pushed ${{ steps.cipack.outputs.image-ref }} (digest ${{ steps.cipack.outputs.digest }})"
+        # Outputs reach the script through env:, never ${{ }} inside it.
+        env:
+          IMAGE_REF: ${{ steps.cipack.outputs.image-ref }}
+          DIGEST: ${{ steps.cipack.outputs.digest }}
+        run: echo "pushed $IMAGE_REF (digest $DIGEST)"
 `
 }
 

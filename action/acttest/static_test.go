@@ -166,3 +166,42 @@ func TestREADMETablesMatchActions(t *testing.T) {
 		}
 	}
 }
+
+// No script interpolates an expression: ${{ }} inside run: is pasted into
+// the script before the shell sees it, so an output or event field that
+// holds shell syntax would run as a command. Values go in through env:.
+func TestNoExpressionInsideScripts(t *testing.T) {
+	files := append([]string{}, actionFiles...)
+	examples, _ := filepath.Glob(filepath.Join(root, "examples", "github", "*.yml"))
+	for _, e := range examples {
+		rel, _ := filepath.Rel(root, e)
+		files = append(files, rel)
+	}
+	if len(files) < 4 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, rel := range files {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		var walk func(n *yaml.Node)
+		walk = func(n *yaml.Node) {
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == "run" && strings.Contains(n.Content[i+1].Value, "${{") {
+						t.Errorf("%s:%d: run: interpolates an expression; pass it through env:", rel, n.Content[i+1].Line)
+					}
+				}
+			}
+			for _, c := range n.Content {
+				walk(c)
+			}
+		}
+		walk(&doc)
+	}
+}

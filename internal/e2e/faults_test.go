@@ -141,10 +141,21 @@ func TestRebaseSurvivesRegistryFaults(t *testing.T) {
 	}
 
 	// With the broken tag fixed (transient faults still on, now for the
-	// writes too), the next sweep finishes the job.
+	// writes too), the next sweep finishes the job: a and c are rebased,
+	// and b:stable, which the last sweep (whose fleet did not list it) left
+	// on the old base, is found diverged and moved back onto b:latest.
 	f.mode.Store("transient")
 	r, code, _ = cipackRebase(t, fleet, nil)
-	if code != 0 || r.Counts["rebase"] != 2 || r.Counts["up-to-date"] != 1 {
+	if code != 0 || r.Counts["rebase"] != 3 || r.Counts["up-to-date"] != 0 {
 		t.Fatalf("recovery sweep: exit %d counts %v\n%+v", code, r.Counts, r.Images)
+	}
+	if _, reason, _, _, _ := r.byImage(t, apps[1]); reason != "TAGS_DIVERGED" {
+		t.Fatalf("b: reason %s, want TAGS_DIVERGED", reason)
+	}
+	for _, app := range apps {
+		stable := strings.TrimSuffix(app, ":latest") + ":stable"
+		if testenv.MustHead(t, stable) != testenv.MustHead(t, app) {
+			t.Errorf("%s and %s differ after the recovery sweep", app, stable)
+		}
 	}
 }

@@ -53,7 +53,13 @@ type run struct {
 // app in a fresh workspace and layers dir.
 func cipackBuild(t testing.TB, name string, env []string, args ...string) run {
 	t.Helper()
-	m := workspace(t, name)
+	return cipackBuildIn(t, workspace(t, name), env, args...)
+}
+
+// cipackBuildIn is cipackBuild with the mounts given (another builder, a
+// changed workspace).
+func cipackBuildIn(t testing.TB, m testenv.Mounts, env []string, args ...string) run {
+	t.Helper()
 	cmd := fx.CipackBuild(context.Background(), m, args...)
 	cmd.Env = append(cmd.Env, env...)
 	var out, errb strings.Builder

@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -24,6 +25,10 @@ type Plan struct {
 	RunImage    v1.Image
 	Force       bool     // the name policy allowed a rename
 	Tags        []string // more tags that must land on the new digest
+	// Seen is where the image's tag and each of Tags pointed when the
+	// sweep inspected them (reference → digest, "" for absent): a tag that
+	// moved since then was pushed by someone else, and is not overwritten.
+	Seen map[string]string
 }
 
 // Applied is what a rebase pushed.
@@ -71,8 +76,26 @@ func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*A
 	return &Applied{Digest: digest.String(), Tags: tags}, nil
 }
 
-// moveTags points the image's tag and p.Tags at img. On failure it puts
-// the tags it moved back on their old manifests.
+// Converge points the tags of p that diverged from the image back at the
+// image's own digest (a sweep that was killed between tag moves leaves
+// them so), with the same compare-before-move as a rebase.
+func Converge(ctx context.Context, reg *registry.Client, p Plan) (*Applied, error) {
+	tags, err := moveTags(ctx, reg, p, p.App.Image)
+	if err != nil {
+		return nil, err
+	}
+	return &Applied{Digest: p.App.App.Digest, Tags: tags}, nil
+}
+
+// ErrMovedSinceInspection marks a tag that someone else moved while the
+// sweep ran: a rebase would overwrite a newer push.
+var ErrMovedSinceInspection = errors.New("moved since inspection")
+
+// moveTags points the image's tag and p.Tags at img. Right before, it
+// checks that every tag is still where the sweep saw it; if one is not,
+// nothing moves. On a failed move it puts the tags it moved back on their
+// old manifests. (Registries offer no compare-and-swap on tags: the check
+// narrows the window to the moves themselves.)
 func moveTags(ctx context.Context, reg *registry.Client, p Plan, img v1.Image) ([]string, error) {
 	targets := []name.Reference{p.App.Ref}
 	for _, t := range p.Tags {
@@ -81,6 +104,21 @@ func moveTags(ctx context.Context, reg *registry.Client, p Plan, img v1.Image) (
 			return nil, fmt.Errorf("tag %q: %w", t, err)
 		}
 		targets = append(targets, r)
+	}
+	if p.Seen != nil {
+		for _, t := range targets {
+			now := ""
+			d, err := reg.Head(ctx, t)
+			switch {
+			case err == nil:
+				now = d.Digest.String()
+			case exit.Code(err) != exit.ImageNotFound:
+				return nil, err
+			}
+			if was := p.Seen[t.String()]; now != was {
+				return nil, fmt.Errorf("%s %w (was %s, now %s): nothing was moved; rerun the sweep", t, ErrMovedSinceInspection, orAbsent(was), orAbsent(now))
+			}
+		}
 	}
 	type moved struct {
 		ref name.Reference
@@ -193,3 +231,10 @@ func (l *logger) Warn(m string)             { fmt.Fprintln(l.w, l.prefix+"warnin
 func (l *logger) Warnf(f string, a ...any)  { l.Warn(fmt.Sprintf(f, a...)) }
 func (l *logger) Error(m string)            { fmt.Fprintln(l.w, l.prefix+"error: "+m) }
 func (l *logger) Errorf(f string, a ...any) { l.Error(fmt.Sprintf(f, a...)) }
+
+func orAbsent(d string) string {
+	if d == "" {
+		return "absent"
+	}
+	return d
+}

@@ -31,6 +31,7 @@ const (
 	ReasonIncompatible = "STACK_INCOMPATIBLE"
 	ReasonNotRebasable = "NOT_REBASABLE"
 	ReasonNotCNB       = "NOT_CNB"
+	ReasonTagsDiverged = "TAGS_DIVERGED" // a fleet tag is not on the image's digest
 	ReasonNone         = ""
 )
 
@@ -163,4 +164,37 @@ func normalize(s string) string {
 		return r.Name()
 	}
 	return s
+}
+
+// Diverged lists the fleet tags that do not point at digest, as
+// "tag (at X)"; seen maps each tag to its digest ("" for absent).
+func Diverged(digest string, tags []string, seen map[string]string) []string {
+	var out []string
+	for _, t := range tags {
+		if d := seen[t]; d != digest {
+			at := d
+			if at == "" {
+				at = "absent"
+			} else {
+				at = short(at)
+			}
+			out = append(out, fmt.Sprintf("%s (at %s)", t, at))
+		}
+	}
+	return out
+}
+
+// WithTags folds diverged fleet tags into a decision: when nothing else is
+// to be done they are the work (the tags move back onto the image), and a
+// rebase moves them anyway.
+func WithTags(d Decision, diverged []string) Decision {
+	if len(diverged) == 0 {
+		return d
+	}
+	note := "tags not on the image's digest: " + strings.Join(diverged, ", ")
+	if d.Verdict == UpToDate {
+		return Decision{Rebase, ReasonTagsDiverged, note + "; they will be moved back onto it"}
+	}
+	d.Detail += "; " + note
+	return d
 }

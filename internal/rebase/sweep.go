@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cipack/cipack/internal/config"
+	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -137,6 +138,10 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		return fail(err)
 	}
 	o.OldDigest = in.App.Digest
+	seen, tags, err := s.readTags(ctx, in, t.Tags)
+	if err != nil {
+		return fail(err)
+	}
 	if !in.App.HasCNBMetadata {
 		d := Decide(in.App, RunImage{}, nil)
 		o.Verdict, o.Reason, o.Detail = d.Verdict, d.Reason, d.Detail
@@ -163,23 +168,29 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		}
 	}
 
-	dec := Decide(in.App, run, builder)
+	dec := WithTags(Decide(in.App, run, builder), Diverged(in.App.Digest, tags, seen))
 	o.Verdict, o.Reason, o.Detail = dec.Verdict, dec.Reason, dec.Detail
 	if s.opts.DryRun {
 		return o
 	}
-	switch dec.Verdict {
-	case Rebase:
-		force, err := NamePolicy(in.App, runName, t.AllowRunImageRename)
-		if err != nil {
-			return fail(err)
-		}
-		applied, err := Apply(ctx, s.d.Registry, Plan{App: in, RunImageRef: runRef, RunImage: runImg, Force: force, Tags: t.Tags}, s.d.Log)
+	switch {
+	case dec.Reason == ReasonTagsDiverged:
+		applied, err := Converge(ctx, s.d.Registry, Plan{App: in, Tags: tags, Seen: seen})
 		if err != nil {
 			return fail(err)
 		}
 		o.NewDigest, o.Tags, o.Applied = applied.Digest, applied.Tags, true
-	case Rebuild:
+	case dec.Verdict == Rebase:
+		force, err := NamePolicy(in.App, runName, t.AllowRunImageRename)
+		if err != nil {
+			return fail(err)
+		}
+		applied, err := Apply(ctx, s.d.Registry, Plan{App: in, RunImageRef: runRef, RunImage: runImg, Force: force, Tags: tags, Seen: seen}, s.d.Log)
+		if err != nil {
+			return fail(err)
+		}
+		o.NewDigest, o.Tags, o.Applied = applied.Digest, applied.Tags, true
+	case dec.Verdict == Rebuild:
 		if t.Trigger == nil || s.d.Trigger == nil {
 			o.Detail += " (no trigger configured: rebuild it yourself)"
 			return o
@@ -194,6 +205,33 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		o.Triggered, o.Applied = true, true
 	}
 	return o
+}
+
+// readTags reads where the image's fleet tags point (one HEAD each), so
+// that tags a killed sweep left behind are found, and a tag that moves
+// before the rebase lands is not overwritten. It returns reference →
+// digest ("" for absent), the image's own included, and the tags in their
+// canonical form.
+func (s *sweep) readTags(ctx context.Context, in *Inspected, tags []string) (map[string]string, []string, error) {
+	seen := map[string]string{in.Ref.String(): in.App.Digest}
+	var out []string
+	for _, t := range tags {
+		r, err := s.d.Registry.Parse(t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tag %q: %w", t, err)
+		}
+		out = append(out, r.String())
+		d, err := s.d.Registry.Head(ctx, r)
+		switch {
+		case err == nil:
+			seen[r.String()] = d.Digest.String()
+		case exit.Code(err) == exit.ImageNotFound:
+			seen[r.String()] = ""
+		default:
+			return nil, nil, fmt.Errorf("tag %s: %w", r, err)
+		}
+	}
+	return seen, out, nil
 }
 
 // pickRunImage chooses which run image name to check: the fleet's
