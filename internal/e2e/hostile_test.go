@@ -84,11 +84,11 @@ func TestBuildCodeCannotReachSecrets(t *testing.T) {
 	}
 	defer auth.Close()
 	secrets := map[string]string{
-		"registry password":         "registry-s3cret-pw",
-		"registry auth header":      base64.StdEncoding.EncodeToString([]byte("ci:registry-s3cret-pw")),
-		"CNB_REGISTRY_AUTH token":   "cnb-auth-s3cret",
-		"GitHub token":              "ghs_github-s3cret",
-		"webhook token":             "webhook-s3cret",
+		"registry password":        "registry-s3cret-pw",
+		"registry auth header":     base64.StdEncoding.EncodeToString([]byte("ci:registry-s3cret-pw")),
+		"CNB_REGISTRY_AUTH token":  "cnb-auth-s3cret",
+		"GitHub token":             "ghs_github-s3cret",
+		"webhook token":            "webhook-s3cret",
 		"act's copy of the inputs": "input-s3cret",
 	}
 	env := []string{
@@ -585,4 +585,3 @@ func mustTagRef(t *testing.T, s string) name.Tag {
 	}
 	return r
 }
-
