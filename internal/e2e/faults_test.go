@@ -34,12 +34,13 @@ func (f *faults) inject(w http.ResponseWriter, r *http.Request) bool {
 		f.mu.Lock()
 		f.seen[key]++
 		n := f.seen[key]
+		kind := len(f.seen) % 4 // the n-th distinct request gets the n-th kind of fault
 		f.mu.Unlock()
 		if n > 1 || r.URL.Path == "/v2/" {
 			return false
 		}
 		// The first time each request is made, misbehave in one of four ways.
-		switch len(key) % 4 {
+		switch kind {
 		case 0:
 			f.hit("500")
 			w.WriteHeader(http.StatusInternalServerError)

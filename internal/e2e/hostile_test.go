@@ -585,3 +585,51 @@ func mustTagRef(t *testing.T, s string) name.Tag {
 	}
 	return r
 }
+
+// As the build user (not root) cipack cannot keep the lifecycle's
+// credentials from buildpacks: it says so once, and says how to run as
+// root. Its own environment (the registry password) stays unreadable: the
+// process is not dumpable.
+func TestNonRootBuildWarnsAndHidesCipacksOwnEnv(t *testing.T) {
+	needFixture(t)
+	auth, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{User: "ci", Password: "nonroot-s3cret-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	m := hostileWorkspace(t, "nonroot")
+	for _, dir := range []string{m.Workspace, m.Layers} {
+		if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, fx.UID, fx.GID)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	id := func(n int) string { return fmt.Sprint(n) }
+	cmd := testenv.InBuilder(ctx, m, "setpriv", "--reuid", id(fx.UID), "--regid", id(fx.GID), "--clear-groups",
+		fx.Cipack, "build", "--path", "/workspace", "--source-root", "/workspace",
+		"--image", auth.Host+"/hostile/nonroot:latest", "--env", "HOSTILE=spy")
+	cmd.Env = append(os.Environ(), "CNB_USER_ID="+id(fx.UID), "CNB_GROUP_ID="+id(fx.GID), "HOME=/tmp",
+		"CIPACK_REGISTRY_USERNAME=ci", "CIPACK_REGISTRY_PASSWORD=nonroot-s3cret-pw")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("non-root build: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "not root, so the lifecycle cannot drop privileges"); n != 1 {
+		t.Errorf("the non-root warning appeared %d times, want once:\n%s", n, out)
+	}
+	if !strings.Contains(string(out), "securityContext.runAsUser: 0") {
+		t.Errorf("the warning should say how to run as root:\n%s", out)
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("proc files as %d", fx.UID)) {
+		t.Fatalf("the spy did not run:\n%s", out)
+	}
+	if strings.Contains(string(out), "spy-read") && strings.Contains(string(out), "nonroot-s3cret-pw") {
+		t.Errorf("build code read cipack's own registry password")
+	}
+}

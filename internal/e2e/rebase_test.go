@@ -34,6 +34,12 @@ type sweepReport struct {
 		Tags      []string `json:"tags"`
 		Triggered bool     `json:"triggered"`
 		Error     string   `json:"error"`
+		Platforms []struct {
+			Platform  string `json:"platform"`
+			Verdict   string `json:"verdict"`
+			OldDigest string `json:"oldDigest"`
+			NewDigest string `json:"newDigest"`
+		} `json:"platforms"`
 	} `json:"images"`
 }
 

@@ -1,7 +1,9 @@
 package rebase
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,18 +15,26 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
 )
 
-// Plan is one rebase to apply.
+// ChildPlan is one platform's image to rebase.
+type ChildPlan struct {
+	Child       *Child
+	RunImageRef name.Reference // the run image's name, as the rebaser records it
+	RunImage    v1.Image       // the run image of the child's own platform
+	Force       bool           // the name policy allowed a rename
+}
+
+// Plan is one rebase to apply: the children of an app tag that need it
+// (all others are kept byte for byte), and the tags that move with it.
 type Plan struct {
-	App         *Inspected
-	RunImageRef name.Reference
-	RunImage    v1.Image
-	Force       bool     // the name policy allowed a rename
-	Tags        []string // more tags that must land on the new digest
+	App    *Inspected
+	Rebase []ChildPlan
+	Tags   []string // more tags that must land on the new digest
 	// Seen is where the image's tag and each of Tags pointed when the
 	// sweep inspected them (reference → digest, "" for absent): a tag that
 	// moved since then was pushed by someone else, and is not overwritten.
@@ -35,56 +45,175 @@ type Plan struct {
 type Applied struct {
 	Digest string
 	Tags   []string
+	// Children maps each rebased child's old digest to its new one.
+	Children map[string]string
 }
 
 // Apply rebases with the lifecycle's own phase.Rebaser, in process, then
 // publishes the result so that every tag ends on the new digest or none
-// moves: the image is pushed by digest first (no tag touched), then the
-// tags move one by one; if one fails, those already moved go back.
-// Within one registry no layer bytes move: app layers exist, base layers
-// are mounted from the run image's repository.
+// moves: new images are pushed by digest first (no tag touched); for an
+// index, the rebased children first, then a new index that keeps every
+// other child, the media type and annotations; then the tags move. Within
+// one registry no layer bytes move: app layers exist, base layers are
+// mounted from the run image's repository.
 func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, error) {
-	api, err := api.NewVersion(p.App.PlatformAPI)
-	if err != nil {
-		return nil, fmt.Errorf("%s: recorded platform API %q: %w", p.App.Ref, p.App.PlatformAPI, err)
+	out := &Applied{Children: map[string]string{}}
+	rebased := map[*Child]v1.Image{}
+	for _, cp := range p.Rebase {
+		img, err := rebaseChild(p.App.Ref.String(), cp, log)
+		if err != nil {
+			return nil, err
+		}
+		digest, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		byDigest := p.App.Ref.Context().Digest(digest.String())
+		if err := reg.Write(ctx, byDigest, img); err != nil {
+			return nil, registry.Classify(byDigest.String(), "push", err)
+		}
+		rebased[cp.Child] = img
+		out.Children[cp.Child.App.Digest] = digest.String()
 	}
-	working, err := newStaged(p.App.Ref.String(), p.App.Image)
-	if err != nil {
-		return nil, fmt.Errorf("%s: prepare rebase: %w", p.App.Ref, err)
+	var result remote.Taggable
+	if p.App.Index == nil {
+		if len(p.Rebase) != 1 {
+			return nil, fmt.Errorf("%s: a single image takes one rebase, not %d", p.App.Ref, len(p.Rebase))
+		}
+		result = rebased[p.Rebase[0].Child]
+	} else {
+		idx, err := newIndex(p.App, rebased)
+		if err != nil {
+			return nil, fmt.Errorf("%s: write the new index: %w", p.App.Ref, err)
+		}
+		byDigest := p.App.Ref.Context().Digest(idx.digest.String())
+		if err := reg.Put(ctx, byDigest, idx); err != nil {
+			return nil, registry.Classify(byDigest.String(), "push", err)
+		}
+		result = idx
 	}
-	base, err := newStaged(p.RunImageRef.String(), p.RunImage)
-	if err != nil {
-		return nil, fmt.Errorf("%s: prepare run image: %w", p.RunImageRef, err)
-	}
-	rebaser := &phase.Rebaser{Logger: newLogger(log, p.App.Ref.String()), PlatformAPI: api, Force: p.Force}
-	if _, err := rebaser.Rebase(working, base, p.App.Ref.String(), nil); err != nil {
-		return nil, fmt.Errorf("%s: rebase onto %s: %w", p.App.Ref, p.RunImageRef, err)
-	}
-	img := working.UnderlyingImage()
-	digest, err := img.Digest()
+	digest, err := digestOf(result)
 	if err != nil {
 		return nil, err
 	}
-	byDigest := p.App.Ref.Context().Digest(digest.String())
-	if err := reg.Write(ctx, byDigest, img); err != nil {
-		return nil, registry.Classify(byDigest.String(), "push", err)
-	}
-	tags, err := moveTags(ctx, reg, p, img)
+	tags, err := moveTags(ctx, reg, p, result)
 	if err != nil {
 		return nil, err
 	}
-	return &Applied{Digest: digest.String(), Tags: tags}, nil
+	out.Digest, out.Tags = digest, tags
+	return out, nil
+}
+
+// rebaseChild runs the lifecycle's Rebaser on one platform's image.
+func rebaseChild(name string, cp ChildPlan, log io.Writer) (v1.Image, error) {
+	c := cp.Child
+	api, err := api.NewVersion(c.PlatformAPI)
+	if err != nil {
+		return nil, fmt.Errorf("%s: recorded platform API %q: %w", c.App.Ref, c.PlatformAPI, err)
+	}
+	working, err := newStaged(name, c.Image)
+	if err != nil {
+		return nil, fmt.Errorf("%s: prepare rebase: %w", c.App.Ref, err)
+	}
+	base, err := newStaged(cp.RunImageRef.String(), cp.RunImage)
+	if err != nil {
+		return nil, fmt.Errorf("%s: prepare run image: %w", cp.RunImageRef, err)
+	}
+	rebaser := &phase.Rebaser{Logger: newLogger(log, c.App.Ref), PlatformAPI: api, Force: cp.Force}
+	if _, err := rebaser.Rebase(working, base, name, nil); err != nil {
+		return nil, fmt.Errorf("%s: rebase onto %s: %w", c.App.Ref, cp.RunImageRef, err)
+	}
+	return working.UnderlyingImage(), nil
+}
+
+func digestOf(t remote.Taggable) (string, error) {
+	switch v := t.(type) {
+	case v1.Image:
+		d, err := v.Digest()
+		return d.String(), err
+	case *rawIndex:
+		return v.digest.String(), nil
+	}
+	return "", fmt.Errorf("unknown manifest kind %T", t)
+}
+
+// rawIndex is an index manifest as bytes, written as is.
+type rawIndex struct {
+	raw       []byte
+	mediaType types.MediaType
+	digest    v1.Hash
+}
+
+func (r *rawIndex) RawManifest() ([]byte, error)        { return r.raw, nil }
+func (r *rawIndex) MediaType() (types.MediaType, error) { return r.mediaType, nil }
+
+// newIndex is in's index with each rebased child's entry pointing at its
+// new image (digest, size, media type). Everything else — the other
+// children, platforms, annotations, the index's own media type and fields —
+// is kept as it was: the JSON is edited, not regenerated from a struct
+// that would drop what it does not know.
+func newIndex(in *Inspected, rebased map[*Child]v1.Image) (*rawIndex, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(in.Desc.Manifest, &doc); err != nil {
+		return nil, err
+	}
+	var entries []map[string]json.RawMessage
+	if err := json.Unmarshal(doc["manifests"], &entries); err != nil {
+		return nil, err
+	}
+	newDigest := map[string]v1.Image{}
+	for c, img := range rebased {
+		newDigest[c.Descriptor.Digest.String()] = img
+	}
+	for _, e := range entries {
+		var d string
+		if err := json.Unmarshal(e["digest"], &d); err != nil {
+			return nil, err
+		}
+		img, ok := newDigest[d]
+		if !ok {
+			continue
+		}
+		digest, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		size, err := img.Size()
+		if err != nil {
+			return nil, err
+		}
+		mt, err := img.MediaType()
+		if err != nil {
+			return nil, err
+		}
+		e["digest"], _ = json.Marshal(digest.String())
+		e["size"], _ = json.Marshal(size)
+		e["mediaType"], _ = json.Marshal(mt)
+	}
+	var err error
+	if doc["manifests"], err = json.Marshal(entries); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	return &rawIndex{raw: raw, mediaType: in.Desc.MediaType, digest: h}, nil
 }
 
 // Converge points the tags of p that diverged from the image back at the
 // image's own digest (a sweep that was killed between tag moves leaves
 // them so), with the same compare-before-move as a rebase.
 func Converge(ctx context.Context, reg *registry.Client, p Plan) (*Applied, error) {
-	tags, err := moveTags(ctx, reg, p, p.App.Image)
+	tags, err := moveTags(ctx, reg, p, p.App.Desc)
 	if err != nil {
 		return nil, err
 	}
-	return &Applied{Digest: p.App.App.Digest, Tags: tags}, nil
+	return &Applied{Digest: p.App.Digest, Tags: tags}, nil
 }
 
 // ErrMovedSinceInspection marks a tag that someone else moved while the
@@ -96,7 +225,7 @@ var ErrMovedSinceInspection = errors.New("moved since inspection")
 // nothing moves. On a failed move it puts the tags it moved back on their
 // old manifests. (Registries offer no compare-and-swap on tags: the check
 // narrows the window to the moves themselves.)
-func moveTags(ctx context.Context, reg *registry.Client, p Plan, img v1.Image) ([]string, error) {
+func moveTags(ctx context.Context, reg *registry.Client, p Plan, img remote.Taggable) ([]string, error) {
 	targets := []name.Reference{p.App.Ref}
 	for _, t := range p.Tags {
 		r, err := reg.Parse(t)

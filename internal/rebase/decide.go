@@ -61,6 +61,10 @@ type RunImage struct {
 	TopLayer string // diffID of its top layer
 	BaseID   string
 	OS, Arch string
+	// Missing says the run image is an index without an image for the
+	// app's Platform.
+	Missing  bool
+	Platform string
 }
 
 // Builder is the current state of a builder: its buildpacks by id.
@@ -88,6 +92,9 @@ func Decide(app AppImage, run RunImage, builder *Builder) Decision {
 		if moved := movedBuildpacks(app.Buildpacks, builder); len(moved) > 0 {
 			return Decision{Rebuild, ReasonBuildpack, strings.Join(moved, ", ")}
 		}
+	}
+	if run.Missing {
+		return Decision{Rebuild, ReasonIncompatible, fmt.Sprintf("run image %s has no %s image: rebuild on a run image that has one", run.Ref, run.Platform)}
 	}
 	if run.TopLayer == "" || run.TopLayer == app.RunImageTop {
 		return Decision{UpToDate, ReasonNone, "run image unchanged"}
@@ -197,4 +204,70 @@ func WithTags(d Decision, diverged []string) Decision {
 	}
 	d.Detail += "; " + note
 	return d
+}
+
+// ChildDecision is the decision for one platform's image of a tag.
+type ChildDecision struct {
+	Decision
+	Platform string // os/arch[/variant]
+	Digest   string
+	RunImage string
+}
+
+// Combine makes one decision of an image's platforms, the way a tag moves
+// as a whole: any rebuild makes the image a rebuild; otherwise any rebase
+// a rebase (the other platforms are kept as they are); otherwise up to
+// date. A skipped platform (not rebasable) makes the image skipped. Errors never get here:
+// any error fails the whole image before it is decided. A single image
+// passes through unchanged.
+func Combine(children []ChildDecision) Decision {
+	if len(children) == 1 {
+		return children[0].Decision
+	}
+	pick := func(v Verdict) []ChildDecision {
+		var out []ChildDecision
+		for _, c := range children {
+			if c.Verdict == v {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	detail := func(cs []ChildDecision) string {
+		var parts []string
+		for _, c := range cs {
+			parts = append(parts, c.Platform+": "+c.Detail)
+		}
+		return strings.Join(parts, "; ")
+	}
+	if r := pick(Rebuild); len(r) > 0 {
+		return Decision{Rebuild, r[0].Reason, detail(r)}
+	}
+	// A platform whose buildpacks forbid rebasing holds the whole tag
+	// back: it moves as one.
+	if s := pick(Skipped); len(s) > 0 {
+		return Decision{Skipped, s[0].Reason, detail(s)}
+	}
+	if r := pick(Rebase); len(r) > 0 {
+		return Decision{Rebase, r[0].Reason, detail(r)}
+	}
+	return Decision{UpToDate, ReasonNone, "run image unchanged for " + fmt.Sprint(len(children)) + " platforms"}
+}
+
+// PlatformOutcome is what happened to one platform's image of an index.
+type PlatformOutcome struct {
+	Platform  string  `json:"platform"`
+	Verdict   Verdict `json:"verdict"`
+	Reason    string  `json:"reason,omitempty"`
+	Detail    string  `json:"detail,omitempty"`
+	OldDigest string  `json:"oldDigest"`
+	NewDigest string  `json:"newDigest,omitempty"`
+}
+
+func platformOutcomes(cs []ChildDecision) []PlatformOutcome {
+	out := make([]PlatformOutcome, len(cs))
+	for i, c := range cs {
+		out[i] = PlatformOutcome{Platform: c.Platform, Verdict: c.Verdict, Reason: c.Reason, Detail: c.Detail, OldDigest: c.Digest}
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cipack/cipack/internal/registry"
 )
@@ -40,49 +41,127 @@ type lifecycleMD struct {
 	} `json:"stack"`
 }
 
-// Inspected is an app image as read from the registry: manifest and
-// config only, never a layer.
-type Inspected struct {
+// Child is one platform's image of an app tag: the image itself when the
+// tag names a single manifest, one entry of the index otherwise.
+type Child struct {
+	// Descriptor is the child's entry in the index, platform and
+	// annotations included (for a single manifest: its own descriptor).
+	Descriptor  v1.Descriptor
+	Platform    v1.Platform
 	App         AppImage
 	Image       v1.Image
-	Ref         name.Reference
 	RecordedRef string // runImage.reference: the run image digest it was built on
 	PlatformAPI string
+	// Other is a child that is not a CNB image (an attestation manifest,
+	// another artifact): kept byte for byte, never decided.
+	Other bool
 }
 
-// Inspect reads ref's manifest and config and its CNB metadata.
+// Inspected is an app tag as read from the registry: manifests and
+// configs only, never a layer.
+type Inspected struct {
+	Ref      name.Reference
+	Digest   string
+	Desc     *remote.Descriptor
+	Index    v1.ImageIndex // nil when the tag names a single manifest
+	Children []*Child
+}
+
+// CNB reports whether any child is a CNB image.
+func (in *Inspected) CNB() bool {
+	for _, c := range in.Children {
+		if !c.Other && c.App.HasCNBMetadata {
+			return true
+		}
+	}
+	return false
+}
+
+// Inspect reads what ref names: for an image manifest, its config; for an
+// OCI index or a Docker manifest list, each child's manifest and config.
+// Indexes are read as indexes, never resolved to a default platform.
 func Inspect(ctx context.Context, reg *registry.Client, ref name.Reference) (*Inspected, error) {
-	img, cf, err := reg.Config(ctx, ref)
+	desc, err := reg.Get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
+	in := &Inspected{Ref: ref, Digest: desc.Digest.String(), Desc: desc}
+	if !desc.MediaType.IsIndex() {
+		img, err := desc.Image()
+		if err != nil {
+			return nil, registry.Classify(ref.String(), "read", err)
+		}
+		c, err := inspectImage(ref.String(), img)
+		if err != nil {
+			return nil, err
+		}
+		c.Descriptor = desc.Descriptor
+		in.Children = []*Child{c}
+		return in, nil
+	}
+	if in.Index, err = desc.ImageIndex(); err != nil {
+		return nil, registry.Classify(ref.String(), "read", err)
+	}
+	im, err := in.Index.IndexManifest()
+	if err != nil {
+		return nil, registry.Classify(ref.String(), "read", err)
+	}
+	for _, m := range im.Manifests {
+		if !m.MediaType.IsImage() || m.Platform == nil || m.Platform.OS == "unknown" {
+			in.Children = append(in.Children, &Child{Descriptor: m, Other: true})
+			continue
+		}
+		img, err := in.Index.Image(m.Digest)
+		if err != nil {
+			return nil, registry.Classify(ref.String(), "read", err)
+		}
+		c, err := inspectImage(fmt.Sprintf("%s (%s)", ref, registry.PlatformString(*m.Platform)), img)
+		if err != nil {
+			return nil, err
+		}
+		c.Descriptor, c.Platform = m, *m.Platform
+		// A platform image built without buildpacks is kept, like an
+		// attestation: cipack has nothing to decide about it.
+		c.Other = !c.App.HasCNBMetadata
+		in.Children = append(in.Children, c)
+	}
+	return in, nil
+}
+
+// inspectImage reads one image's config and CNB metadata.
+func inspectImage(what string, img v1.Image) (*Child, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("%s: read config: %w", what, err)
+	}
 	digest, err := img.Digest()
 	if err != nil {
-		return nil, fmt.Errorf("digest of %s: %w", ref, err)
+		return nil, fmt.Errorf("digest of %s: %w", what, err)
 	}
-	in := &Inspected{Image: img, Ref: ref, App: AppImage{Ref: ref.String(), Digest: digest.String(), OS: cf.OS, Arch: cf.Architecture}}
+	c := &Child{Image: img, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
+		App: AppImage{Ref: what, Digest: digest.String(), OS: cf.OS, Arch: cf.Architecture}}
 	labels := cf.Config.Labels
 	raw, ok := labels[labelLifecycle]
 	if !ok {
-		return in, nil
+		return c, nil
 	}
 	var md lifecycleMD
 	if err := json.Unmarshal([]byte(raw), &md); err != nil {
-		return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", ref, labelLifecycle, err)
+		return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, labelLifecycle, err)
 	}
 	run := md.RunImage
 	if run.Image == "" && md.Stack != nil {
 		run.Image, run.Mirrors = md.Stack.RunImage.Image, md.Stack.RunImage.Mirrors
 	}
-	in.App.HasCNBMetadata = true
-	in.App.Rebasable = labels[labelRebasable] != "false"
-	in.App.RunImageTop = run.TopLayer
-	in.App.RunImageName = run.Image
-	in.App.RunImageMirrors = run.Mirrors
-	in.RecordedRef = run.Reference
-	in.App.BaseID = labels[labelBaseID]
-	if in.App.BaseID == "" {
-		in.App.BaseID = labels[labelStackID]
+	c.App.HasCNBMetadata = true
+	c.App.Rebasable = labels[labelRebasable] != "false"
+	c.App.RunImageTop = run.TopLayer
+	c.App.RunImageName = run.Image
+	c.App.RunImageMirrors = run.Mirrors
+	c.RecordedRef = run.Reference
+	c.App.BaseID = labels[labelBaseID]
+	if c.App.BaseID == "" {
+		c.App.BaseID = labels[labelStackID]
 	}
 	var build struct {
 		Buildpacks []struct {
@@ -92,28 +171,29 @@ func Inspect(ctx context.Context, reg *registry.Client, ref name.Reference) (*In
 	}
 	if raw := labels[labelBuild]; raw != "" {
 		if err := json.Unmarshal([]byte(raw), &build); err != nil {
-			return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", ref, labelBuild, err)
+			return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, labelBuild, err)
 		}
 	}
 	for _, bp := range build.Buildpacks {
-		in.App.Buildpacks = append(in.App.Buildpacks, BuildpackRef{bp.ID, bp.Version})
+		c.App.Buildpacks = append(c.App.Buildpacks, BuildpackRef{bp.ID, bp.Version})
 	}
-	in.PlatformAPI = defaultAPIForOld
+	c.PlatformAPI = defaultAPIForOld
 	for _, e := range cf.Config.Env {
 		if v, ok := strings.CutPrefix(e, envPlatformAPI+"="); ok {
-			in.PlatformAPI = v
+			c.PlatformAPI = v
 		}
 	}
-	return in, nil
+	return c, nil
 }
 
-// ReadRunImage reads a run image's config: its top layer and base.
-func ReadRunImage(ctx context.Context, reg *registry.Client, ref name.Reference, digest string) (RunImage, v1.Image, error) {
-	img, cf, err := reg.Config(ctx, ref)
+// ReadRunImage reads a run image's config (one platform's image): its top
+// layer, base and platform.
+func ReadRunImage(ref, digest string, img v1.Image) (RunImage, error) {
+	cf, err := img.ConfigFile()
 	if err != nil {
-		return RunImage{}, nil, err
+		return RunImage{}, fmt.Errorf("run image %s: read config: %w", ref, err)
 	}
-	r := RunImage{Ref: ref.String(), Digest: digest, OS: cf.OS, Arch: cf.Architecture}
+	r := RunImage{Ref: ref, Digest: digest, OS: cf.OS, Arch: cf.Architecture}
 	if n := len(cf.RootFS.DiffIDs); n > 0 {
 		r.TopLayer = cf.RootFS.DiffIDs[n-1].String()
 	}
@@ -121,7 +201,7 @@ func ReadRunImage(ctx context.Context, reg *registry.Client, ref name.Reference,
 	if r.BaseID == "" {
 		r.BaseID = cf.Config.Labels[labelStackID]
 	}
-	return r, img, nil
+	return r, nil
 }
 
 // ReadBuilder reads a builder's buildpacks from its labels.

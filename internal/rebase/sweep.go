@@ -14,6 +14,7 @@ import (
 	"github.com/cipack/cipack/internal/config"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Target is one image to check, with its fleet settings.
@@ -34,19 +35,21 @@ type Deps struct {
 
 // Outcome is what happened to one image.
 type Outcome struct {
-	Image     string        `json:"image"`
-	Verdict   Verdict       `json:"verdict"`
-	Reason    string        `json:"reason,omitempty"`
-	Detail    string        `json:"detail,omitempty"`
-	OldDigest string        `json:"oldDigest,omitempty"`
-	NewDigest string        `json:"newDigest,omitempty"`
-	Tags      []string      `json:"tags,omitempty"`
-	RunImage  string        `json:"runImage,omitempty"`
-	Builder   string        `json:"builder,omitempty"`
-	Triggered bool          `json:"triggered,omitempty"`
-	Applied   bool          `json:"applied"`
-	Error     string        `json:"error,omitempty"`
-	Duration  time.Duration `json:"duration_ns"`
+	Image     string   `json:"image"`
+	Verdict   Verdict  `json:"verdict"`
+	Reason    string   `json:"reason,omitempty"`
+	Detail    string   `json:"detail,omitempty"`
+	OldDigest string   `json:"oldDigest,omitempty"`
+	NewDigest string   `json:"newDigest,omitempty"`
+	Tags      []string `json:"tags,omitempty"`
+	RunImage  string   `json:"runImage,omitempty"`
+	Builder   string   `json:"builder,omitempty"`
+	Triggered bool     `json:"triggered,omitempty"`
+	// Platforms details an index, one entry per platform's image.
+	Platforms []PlatformOutcome `json:"platforms,omitempty"`
+	Applied   bool              `json:"applied"`
+	Error     string            `json:"error,omitempty"`
+	Duration  time.Duration     `json:"duration_ns"`
 }
 
 // Failed reports whether the image needs attention.
@@ -83,9 +86,10 @@ type sweep struct {
 	opts Options
 	d    Deps
 	// Lookups shared by all images of a sweep, each done at most once.
-	runDigests memo[string]    // run image → digest (one HEAD)
-	runConfigs memo[runConfig] // run image → config, only when needed
-	builders   memo[*Builder]  // builder → its buildpacks
+	runHeads   memo[*v1.Descriptor] // run image → descriptor (one HEAD)
+	runIndexes memo[v1.ImageIndex]  // run image index → its manifest, once
+	runConfigs memo[runConfig]      // run image (one platform) → config, only when needed
+	builders   memo[*Builder]       // builder → its buildpacks
 }
 
 type runConfig struct {
@@ -137,29 +141,15 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 	if err != nil {
 		return fail(err)
 	}
-	o.OldDigest = in.App.Digest
+	o.OldDigest = in.Digest
 	seen, tags, err := s.readTags(ctx, in, t.Tags)
 	if err != nil {
 		return fail(err)
 	}
-	if !in.App.HasCNBMetadata {
-		d := Decide(in.App, RunImage{}, nil)
+	if !in.CNB() {
+		d := Decide(AppImage{}, RunImage{}, nil)
 		o.Verdict, o.Reason, o.Detail = d.Verdict, d.Reason, d.Detail
 		return o
-	}
-
-	runName := pickRunImage(in, t)
-	if runName == "" {
-		return fail(fmt.Errorf("the image records no run image and the fleet entry sets no runImage"))
-	}
-	o.RunImage = runName
-	runRef, err := s.d.Registry.Parse(runName)
-	if err != nil {
-		return fail(fmt.Errorf("run image %q: %w", runName, err))
-	}
-	run, runImg, err := s.runImage(ctx, runRef, in)
-	if err != nil {
-		return fail(err)
 	}
 	var builder *Builder
 	if t.Builder != "" {
@@ -168,8 +158,31 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		}
 	}
 
-	dec := WithTags(Decide(in.App, run, builder), Diverged(in.App.Digest, tags, seen))
+	// Decide each platform's image against the run image of its own
+	// platform; children that are not CNB images are kept as they are.
+	var decided []ChildDecision
+	var plans []ChildPlan
+	for _, c := range in.Children {
+		if c.Other {
+			continue
+		}
+		cd, plan, err := s.decideChild(ctx, in, c, t, builder)
+		if err != nil {
+			return fail(err)
+		}
+		if o.RunImage == "" {
+			o.RunImage = cd.RunImage
+		}
+		decided = append(decided, cd)
+		if plan != nil {
+			plans = append(plans, *plan)
+		}
+	}
+	dec := WithTags(Combine(decided), Diverged(in.Digest, tags, seen))
 	o.Verdict, o.Reason, o.Detail = dec.Verdict, dec.Reason, dec.Detail
+	if in.Index != nil {
+		o.Platforms = platformOutcomes(decided)
+	}
 	if s.opts.DryRun {
 		return o
 	}
@@ -181,23 +194,29 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		}
 		o.NewDigest, o.Tags, o.Applied = applied.Digest, applied.Tags, true
 	case dec.Verdict == Rebase:
-		force, err := NamePolicy(in.App, runName, t.AllowRunImageRename)
-		if err != nil {
-			return fail(err)
+		for i := range plans {
+			if plans[i].Force, err = NamePolicy(plans[i].Child.App, plans[i].RunImageRef.String(), t.AllowRunImageRename); err != nil {
+				return fail(err)
+			}
 		}
-		applied, err := Apply(ctx, s.d.Registry, Plan{App: in, RunImageRef: runRef, RunImage: runImg, Force: force, Tags: tags, Seen: seen}, s.d.Log)
+		applied, err := Apply(ctx, s.d.Registry, Plan{App: in, Rebase: plans, Tags: tags, Seen: seen}, s.d.Log)
 		if err != nil {
 			return fail(err)
 		}
 		o.NewDigest, o.Tags, o.Applied = applied.Digest, applied.Tags, true
+		for i := range o.Platforms {
+			if nd, ok := applied.Children[o.Platforms[i].OldDigest]; ok {
+				o.Platforms[i].NewDigest = nd
+			}
+		}
 	case dec.Verdict == Rebuild:
 		if t.Trigger == nil || s.d.Trigger == nil {
 			o.Detail += " (no trigger configured: rebuild it yourself)"
 			return o
 		}
 		err := s.d.Trigger.Trigger(ctx, *t.Trigger, Payload{
-			Image: t.Image, Digest: in.App.Digest, Verdict: string(dec.Verdict), Reason: dec.Reason,
-			Detail: dec.Detail, Builder: t.Builder, RunImage: runName,
+			Image: t.Image, Digest: in.Digest, Verdict: string(dec.Verdict), Reason: dec.Reason,
+			Detail: dec.Detail, Builder: t.Builder, RunImage: o.RunImage,
 		})
 		if err != nil {
 			return fail(fmt.Errorf("trigger rebuild: %w", err))
@@ -207,13 +226,44 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 	return o
 }
 
+// decideChild decides one platform's image, and plans its rebase when
+// that is the verdict.
+func (s *sweep) decideChild(ctx context.Context, in *Inspected, c *Child, t Target, builder *Builder) (ChildDecision, *ChildPlan, error) {
+	cd := ChildDecision{Platform: registry.PlatformString(c.Platform), Digest: c.App.Digest}
+	if !c.App.HasCNBMetadata {
+		cd.Decision = Decide(c.App, RunImage{}, nil)
+		return cd, nil, nil
+	}
+	runName := pickRunImage(in, c, t)
+	if runName == "" {
+		return cd, nil, fmt.Errorf("%s records no run image and the fleet entry sets no runImage", c.App.Ref)
+	}
+	cd.RunImage = runName
+	runRef, err := s.d.Registry.Parse(runName)
+	if err != nil {
+		return cd, nil, fmt.Errorf("run image %q: %w", runName, err)
+	}
+	run, runImg, err := s.runImage(ctx, runRef, c)
+	if err != nil {
+		return cd, nil, err
+	}
+	cd.Decision = Decide(c.App, run, builder)
+	if cd.Verdict != Rebase {
+		return cd, nil, nil
+	}
+	if _, err := NamePolicy(c.App, runName, t.AllowRunImageRename); err != nil {
+		return cd, nil, err
+	}
+	return cd, &ChildPlan{Child: c, RunImageRef: runRef, RunImage: runImg}, nil
+}
+
 // readTags reads where the image's fleet tags point (one HEAD each), so
 // that tags a killed sweep left behind are found, and a tag that moves
 // before the rebase lands is not overwritten. It returns reference →
 // digest ("" for absent), the image's own included, and the tags in their
 // canonical form.
 func (s *sweep) readTags(ctx context.Context, in *Inspected, tags []string) (map[string]string, []string, error) {
-	seen := map[string]string{in.Ref.String(): in.App.Digest}
+	seen := map[string]string{in.Ref.String(): in.Digest}
 	var out []string
 	for _, t := range tags {
 		r, err := s.d.Registry.Parse(t)
@@ -234,17 +284,17 @@ func (s *sweep) readTags(ctx context.Context, in *Inspected, tags []string) (map
 	return seen, out, nil
 }
 
-// pickRunImage chooses which run image name to check: the fleet's
-// override, else a name in the app's own registry (as the lifecycle picks
-// mirrors), else the recorded name. The fleet's extra mirrors are only
-// candidates when the entry allows renaming: rebasing onto a name the
-// image does not record rewrites its metadata.
-func pickRunImage(in *Inspected, t Target) string {
+// pickRunImage chooses which run image name to check for child c: the
+// fleet's override, else a name in the app's own registry (as the
+// lifecycle picks mirrors), else the recorded name. The fleet's extra
+// mirrors are only candidates when the entry allows renaming: rebasing
+// onto a name the image does not record rewrites its metadata.
+func pickRunImage(in *Inspected, c *Child, t Target) string {
 	if t.RunImage != "" {
 		return t.RunImage
 	}
 	reg := in.Ref.Context().RegistryStr()
-	names := append([]string{in.App.RunImageName}, in.App.RunImageMirrors...)
+	names := append([]string{c.App.RunImageName}, c.App.RunImageMirrors...)
 	if t.AllowRunImageRename {
 		names = append(names, t.RunImageMirrors...)
 	}
@@ -253,34 +303,77 @@ func pickRunImage(in *Inspected, t Target) string {
 			return m
 		}
 	}
-	return in.App.RunImageName
+	return c.App.RunImageName
 }
 
-// runImage returns the run image's state as it matters for in: one HEAD
-// per run image per sweep, and its config only when in was built on
-// another digest.
-func (s *sweep) runImage(ctx context.Context, ref name.Reference, in *Inspected) (RunImage, v1.Image, error) {
+// runImage returns the run image's state for child c's platform: one
+// HEAD per run image per sweep; for an index, its manifest once, and the
+// child of c's own platform (os, architecture, variant), never a default;
+// a config only when c was built on another digest.
+func (s *sweep) runImage(ctx context.Context, ref name.Reference, c *Child) (RunImage, v1.Image, error) {
 	key := ref.String()
-	digest, err := s.runDigests.get(key, func() (string, error) {
+	head, err := s.runHeads.get(key, func() (*v1.Descriptor, error) {
 		desc, err := s.d.Registry.Head(ctx, ref)
 		if err != nil {
-			return "", fmt.Errorf("run image: %w", err)
+			return nil, fmt.Errorf("run image: %w", err)
 		}
-		return desc.Digest.String(), nil
+		return desc, nil
 	})
 	if err != nil {
 		return RunImage{}, nil, err
 	}
-	if strings.HasSuffix(in.RecordedRef, "@"+digest) {
-		// Built on exactly this run image: nothing to compare.
-		return RunImage{Ref: key, Digest: digest, TopLayer: in.App.RunImageTop}, nil, nil
-	}
-	cfg, err := s.runConfigs.get(key, func() (runConfig, error) {
-		state, img, err := ReadRunImage(ctx, s.d.Registry, ref, digest)
+	digest := head.Digest.String()
+	platform := registry.PlatformString(c.Platform)
+	var fromIndex v1.ImageIndex
+	if head.MediaType.IsIndex() {
+		idx, err := s.runIndexes.get(key+"@"+digest, func() (v1.ImageIndex, error) {
+			desc, err := s.d.Registry.Get(ctx, ref.Context().Digest(digest))
+			if err != nil {
+				return nil, fmt.Errorf("run image: %w", err)
+			}
+			return desc.ImageIndex()
+		})
 		if err != nil {
-			return runConfig{}, fmt.Errorf("run image: %w", err)
+			return RunImage{}, nil, err
 		}
-		return runConfig{state, img}, nil
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return RunImage{}, nil, fmt.Errorf("run image %s: %w", key, err)
+		}
+		child := ""
+		for _, m := range im.Manifests {
+			if m.Platform != nil && m.MediaType.IsImage() && registry.SamePlatform(*m.Platform, c.Platform) {
+				child = m.Digest.String()
+				break
+			}
+		}
+		if child == "" {
+			return RunImage{Ref: key, Digest: digest, Missing: true, Platform: platform}, nil, nil
+		}
+		if strings.HasSuffix(c.RecordedRef, "@"+digest) || strings.HasSuffix(c.RecordedRef, "@"+child) {
+			return RunImage{Ref: key, Digest: child, TopLayer: c.App.RunImageTop}, nil, nil
+		}
+		digest, fromIndex = child, idx
+	} else if strings.HasSuffix(c.RecordedRef, "@"+digest) {
+		// Built on exactly this run image: nothing to compare.
+		return RunImage{Ref: key, Digest: digest, TopLayer: c.App.RunImageTop}, nil, nil
+	}
+	cfg, err := s.runConfigs.get(key+"@"+digest, func() (runConfig, error) {
+		var img v1.Image
+		var err error
+		if fromIndex != nil {
+			img, err = fromIndex.Image(v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(digest, "sha256:")})
+		} else {
+			var desc *remote.Descriptor
+			if desc, err = s.d.Registry.Get(ctx, ref.Context().Digest(digest)); err == nil {
+				img, err = desc.Image()
+			}
+		}
+		if err != nil {
+			return runConfig{}, fmt.Errorf("run image %s: %w", key, err)
+		}
+		state, err := ReadRunImage(key, digest, img)
+		return runConfig{state, img}, err
 	})
 	return cfg.state, cfg.img, err
 }

@@ -146,3 +146,30 @@ func TestWebhookRefusesCredentialVarsAndHonoursRetryAfter(t *testing.T) {
 		t.Errorf("retried after %s, but the receiver asked for 1s", gap)
 	}
 }
+
+// https → http: the redirect is refused, so the token never crosses the
+// network in clear.
+func TestWebhookTokenNeverDowngradesToHTTP(t *testing.T) {
+	var leaked atomic.Int32
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Add(1)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer plain.Close()
+	tls := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+"/hook", http.StatusTemporaryRedirect)
+	}))
+	defer tls.Close()
+	w := NewWebhook(func(string) string { return "t0k" })
+	w.Client.Transport = tls.Client().Transport // trust the test certificate, keep the redirect policy
+	w.Backoff = time.Millisecond
+	err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: tls.URL + "/hook", TokenEnv: "TOK"}}, Payload{})
+	if err == nil || !strings.Contains(err.Error(), "redirect") {
+		t.Fatalf("https → http redirect: %v", err)
+	}
+	if leaked.Load() != 0 {
+		t.Fatal("the token was sent over plain http")
+	}
+}

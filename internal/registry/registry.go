@@ -158,20 +158,16 @@ func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, 
 	return d, nil
 }
 
-// Image fetches ref's manifest and config lazily (layers are only fetched
-// if the caller reads them).
-func (c *Client) Image(ctx context.Context, ref name.Reference) (v1.Image, error) {
-	img, err := remote.Image(ref, c.RemoteOptions(ctx)...)
-	if err != nil {
-		return nil, Classify(ref.String(), "read", err)
-	}
-	return img, nil
+// Config fetches the manifest and config (never a layer) of ref's image
+// for the host's platform: what every metadata read of a builder needs.
+// An index is resolved by ImageFor, explicitly.
+func (c *Client) Config(ctx context.Context, ref name.Reference) (v1.Image, *v1.ConfigFile, error) {
+	return c.ConfigFor(ctx, ref, HostPlatform())
 }
 
-// Config fetches ref's manifest and config (never a layer): what every
-// metadata read needs.
-func (c *Client) Config(ctx context.Context, ref name.Reference) (v1.Image, *v1.ConfigFile, error) {
-	img, err := c.Image(ctx, ref)
+// ConfigFor is Config for platform p.
+func (c *Client) ConfigFor(ctx context.Context, ref name.Reference, p v1.Platform) (v1.Image, *v1.ConfigFile, error) {
+	img, err := c.ImageFor(ctx, ref, p)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -23,18 +23,25 @@ func (c *Client) Write(ctx context.Context, ref name.Reference, img v1.Image) er
 }
 
 // Tag points tag at img's manifest.
-func (c *Client) Tag(ctx context.Context, tag name.Tag, img v1.Image) error {
+func (c *Client) Tag(ctx context.Context, tag name.Tag, img remote.Taggable) error {
 	return c.retry(ctx, func() error { return remote.Tag(tag, img, c.RemoteOptions(ctx)...) })
 }
 
-// Get fetches ref's descriptor (manifest included), to restore it later.
+// Get fetches ref's descriptor, manifest included, whatever it names: an
+// image manifest, an OCI index or a Docker manifest list. It never
+// resolves an index to a platform: callers look at the media type.
 func (c *Client) Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
-	return remote.Get(ref, c.RemoteOptions(ctx)...)
+	d, err := remote.Get(ref, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, Classify(ref.String(), "read", err)
+	}
+	return d, nil
 }
 
-// Put writes a manifest back under ref.
-func (c *Client) Put(ctx context.Context, ref name.Reference, d *remote.Descriptor) error {
-	return c.retry(ctx, func() error { return remote.Put(ref, d, c.RemoteOptions(ctx)...) })
+// Put writes a manifest (any remote.Taggable: an image, an index, a raw
+// manifest) under ref, a tag or its own digest.
+func (c *Client) Put(ctx context.Context, ref name.Reference, t remote.Taggable) error {
+	return c.retry(ctx, func() error { return remote.Put(ref, t, c.RemoteOptions(ctx)...) })
 }
 
 func (c *Client) retry(ctx context.Context, op func() error) error {

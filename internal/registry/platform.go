@@ -1,0 +1,85 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// HostPlatform is the platform cipack runs on: the one it picks, by name,
+// from a builder index.
+func HostPlatform() v1.Platform {
+	p := v1.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
+	if runtime.GOARCH == "arm" {
+		p.Variant = "v7"
+	}
+	return p
+}
+
+// SamePlatform compares os, architecture and variant, the way images are
+// matched to run images: arm64's variant "v8" is its default, so "" and
+// "v8" are one platform there.
+func SamePlatform(a, b v1.Platform) bool {
+	if a.OS != b.OS || a.Architecture != b.Architecture {
+		return false
+	}
+	va, vb := a.Variant, b.Variant
+	if a.Architecture == "arm64" {
+		va, vb = strings.TrimPrefix(va, "v8"), strings.TrimPrefix(vb, "v8")
+	}
+	return va == vb
+}
+
+// PlatformString renders os/arch[/variant].
+func PlatformString(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// ImageFor returns ref's image for platform p. When ref names an index (an
+// OCI index or a Docker manifest list), it is the child whose platform
+// matches p, chosen here by name: go-containerregistry's remote.Image would
+// silently take linux/amd64.
+func (c *Client) ImageFor(ctx context.Context, ref name.Reference, p v1.Platform) (v1.Image, error) {
+	desc, err := c.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if !desc.MediaType.IsIndex() {
+		img, err := desc.Image()
+		if err != nil {
+			return nil, Classify(ref.String(), "read", err)
+		}
+		return img, nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, Classify(ref.String(), "read", err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, Classify(ref.String(), "read", err)
+	}
+	var have []string
+	for _, m := range im.Manifests {
+		if m.Platform == nil || !m.MediaType.IsImage() {
+			continue
+		}
+		if SamePlatform(*m.Platform, p) {
+			img, err := idx.Image(m.Digest)
+			if err != nil {
+				return nil, Classify(ref.String(), "read", err)
+			}
+			return img, nil
+		}
+		have = append(have, PlatformString(*m.Platform))
+	}
+	return nil, fmt.Errorf("%s is an index without a %s image (it has %s)", ref, PlatformString(p), strings.Join(have, ", "))
+}
