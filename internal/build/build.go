@@ -44,15 +44,18 @@ type Buildpack struct {
 
 // Result is what a successful build pushed.
 type Result struct {
-	Image       string                  `json:"image"`
-	Digest      string                  `json:"digest"`
-	ImageRef    string                  `json:"imageRef"`
-	Tags        []string                `json:"tags"`
-	PlatformAPI string                  `json:"platformAPI"`
-	RunImage    string                  `json:"runImage"`
-	Buildpacks  []Buildpack             `json:"buildpacks"`
-	Phases      []lifecycle.PhaseTiming `json:"phases"`
-	Duration    time.Duration           `json:"duration_ns"`
+	Image       string   `json:"image"`
+	Digest      string   `json:"digest"`
+	ImageRef    string   `json:"imageRef"`
+	Tags        []string `json:"tags"`
+	PlatformAPI string   `json:"platformAPI"`
+	RunImage    string   `json:"runImage"`
+	// Platform is os/arch of the image: the lifecycle builds for the
+	// platform it runs on. A multi-arch merge takes it from each job.
+	Platform   string                  `json:"platform"`
+	Buildpacks []Buildpack             `json:"buildpacks"`
+	Phases     []lifecycle.PhaseTiming `json:"phases"`
+	Duration   time.Duration           `json:"duration_ns"`
 }
 
 // Run performs one build. opts must have passed Validate.
@@ -178,6 +181,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		ImageRef:    refs.image.Context().Digest(digest).String(),
 		PlatformAPI: api,
 		RunImage:    refs.runImage.String(),
+		Platform:    registry.PlatformString(registry.HostPlatform()),
 		Phases:      timings,
 		Duration:    time.Since(start),
 	}

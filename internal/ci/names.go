@@ -16,6 +16,7 @@ var taskParams = map[string]string{
 	"--config":             "FLEET_FILE",
 	"--dry-run":            "DRY_RUN",
 	"--jobs":               "JOBS",
+	"--source":             "SOURCES",
 	"run image":            "RUN_IMAGE",
 	"lifecycle":            "BUILDER_IMAGE",
 	"registry credentials": "dockerconfig workspace",
@@ -48,6 +49,7 @@ var actionInputs = map[string]string{
 	"--builder":      "builder",
 	"--config":       "config",
 	"--jobs":         "jobs",
+	"--source":       "sources",
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -110,6 +110,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		"digest":    res.Digest,
 		"image-ref": res.ImageRef,
 		"tags":      strings.Join(res.Tags, "\n"),
+		"platform":  res.Platform,
 	}); err != nil {
 		return err
 	}

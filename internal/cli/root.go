@@ -50,7 +50,7 @@ func Execute(ctx context.Context, args []string, env Env) int {
 	root.SetArgs(args)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	root.AddCommand(newBuildCmd(env), newRebaseCmd(env), newCopySelfCmd(env), newExitCodesCmd(env))
+	root.AddCommand(newBuildCmd(env), newRebaseCmd(env), newManifestCmd(env), newCopySelfCmd(env), newExitCodesCmd(env))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exit.OK

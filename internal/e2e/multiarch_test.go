@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -301,4 +303,81 @@ func TestMultiArchTagsMoveAllOrNone(t *testing.T) {
 	if testenv.MustHead(t, w.app) != before || testenv.MustHead(t, w.stable) != before {
 		t.Fatal("a tag moved although stable could not")
 	}
+}
+
+// cipackManifest runs `cipack manifest`.
+func cipackManifest(t *testing.T, args ...string) run {
+	t.Helper()
+	cmd := exec.Command(fx.Cipack, append([]string{"manifest"}, args...)...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	_ = cmd.Run()
+	return run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// Per-arch images from separate jobs become one index; a duplicate
+// platform, a non-CNB image or a different source is refused with exit 2
+// and nothing pushed.
+func TestManifestMergesPerArchBuilds(t *testing.T) {
+	needFixture(t)
+	h := fx.Registry.Host
+	w := newMAWorld(t, h, "merge", types.OCIImageIndex, false)
+	amdRef := h + "/merge/app-amd64@" + w.appAmdDigest
+	armTag := h + "/merge/app:arm64"
+	if _, err := testenv.Push(context.Background(), armTag, w.appArm); err != nil {
+		t.Fatal(err)
+	}
+	target := h + "/merge/multi:latest"
+	r := cipackManifest(t, "--image", target, "--tag", h+"/merge/multi:v1", amdRef, armTag)
+	if r.code != 0 {
+		t.Fatalf("merge: exit %d\n%s", r.code, r.stderr)
+	}
+	mt, children, _ := indexChildren(t, target)
+	if mt != types.OCIImageIndex || children["linux/amd64"] != w.appAmdDigest || children["linux/arm64"] != w.appArmDigest || len(children) != 2 {
+		t.Fatalf("index %s %v, want the two source digests", mt, children)
+	}
+	d := testenv.MustHead(t, target).String()
+	if strings.TrimSpace(r.stdout) != h+"/merge/multi@"+d || testenv.MustHead(t, h+"/merge/multi:v1").String() != d {
+		t.Fatalf("stdout %q, want the index by digest %s, and v1 on it", r.stdout, d)
+	}
+
+	otherSource, err := withLabel(w.appArm, "io.buildpacks.project.metadata", `{"source":{"type":"git","version":{"commit":"0ther"}}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := h + "/merge/app:other-source"
+	if _, err := testenv.Push(context.Background(), other, otherSource); err != nil {
+		t.Fatal(err)
+	}
+	refused := h + "/merge/refused:latest"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{amdRef, h + "/merge/app-amd64:latest"}, "are both linux/amd64"},
+		{[]string{amdRef, w.run}, "already an index"},
+		{[]string{amdRef, fx.RunImage}, "not a CNB image"},
+		{[]string{amdRef, other}, "different sources"},
+	} {
+		r := cipackManifest(t, append([]string{"--image", refused}, c.args...)...)
+		if r.code != exit.Usage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, want %d with %q\n%s", c.args, r.code, exit.Usage, c.want, r.stderr)
+		}
+	}
+	if got := tags(t, h+"/merge/refused"); len(got) != 0 {
+		t.Fatalf("a refused merge pushed %v", got)
+	}
+	if r := cipackManifest(t, "--image", refused, "--any-source", amdRef, other); r.code != 0 {
+		t.Fatalf("--any-source: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func withLabel(img v1.Image, k, v string) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Labels[k] = v
+	return mutate.ConfigFile(img, cf)
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -216,15 +215,8 @@ func Converge(ctx context.Context, reg *registry.Client, p Plan) (*Applied, erro
 	return &Applied{Digest: p.App.Digest, Tags: tags}, nil
 }
 
-// ErrMovedSinceInspection marks a tag that someone else moved while the
-// sweep ran: a rebase would overwrite a newer push.
-var ErrMovedSinceInspection = errors.New("moved since inspection")
-
-// moveTags points the image's tag and p.Tags at img. Right before, it
-// checks that every tag is still where the sweep saw it; if one is not,
-// nothing moves. On a failed move it puts the tags it moved back on their
-// old manifests. (Registries offer no compare-and-swap on tags: the check
-// narrows the window to the moves themselves.)
+// moveTags points the image's tag and p.Tags at img, all or none, after
+// checking that none moved since the sweep saw it (p.Seen).
 func moveTags(ctx context.Context, reg *registry.Client, p Plan, img remote.Taggable) ([]string, error) {
 	targets := []name.Reference{p.App.Ref}
 	for _, t := range p.Tags {
@@ -234,58 +226,7 @@ func moveTags(ctx context.Context, reg *registry.Client, p Plan, img remote.Tagg
 		}
 		targets = append(targets, r)
 	}
-	if p.Seen != nil {
-		for _, t := range targets {
-			now := ""
-			d, err := reg.Head(ctx, t)
-			switch {
-			case err == nil:
-				now = d.Digest.String()
-			case exit.Code(err) != exit.ImageNotFound:
-				return nil, err
-			}
-			if was := p.Seen[t.String()]; now != was {
-				return nil, fmt.Errorf("%s %w (was %s, now %s): nothing was moved; rerun the sweep", t, ErrMovedSinceInspection, orAbsent(was), orAbsent(now))
-			}
-		}
-	}
-	type moved struct {
-		ref name.Reference
-		old *remote.Descriptor
-	}
-	var done []moved
-	for _, t := range targets {
-		old, err := reg.Get(ctx, t)
-		if err != nil {
-			old = nil // a tag that does not exist yet has nothing to restore
-		}
-		if err = reg.Tag(ctx, asTag(t), img); err != nil {
-			var rollbackErr error
-			for _, m := range done {
-				if m.old != nil {
-					rollbackErr = errors.Join(rollbackErr, reg.Put(context.WithoutCancel(ctx), m.ref, m.old))
-				}
-			}
-			err = registry.Classify(t.String(), "move tag", err)
-			if rollbackErr != nil {
-				return nil, fmt.Errorf("%w; and restoring the tags already moved failed: %v", err, rollbackErr)
-			}
-			return nil, fmt.Errorf("%w (tags already moved were put back)", err)
-		}
-		done = append(done, moved{t, old})
-	}
-	out := make([]string, len(targets))
-	for i, t := range targets {
-		out[i] = t.String()
-	}
-	return out, nil
-}
-
-func asTag(r name.Reference) name.Tag {
-	if t, ok := r.(name.Tag); ok {
-		return t
-	}
-	return r.Context().Tag("latest")
+	return reg.MoveTags(ctx, targets, img, p.Seen)
 }
 
 // staged is an imgutil.Image over an image cipack already fetched. The
@@ -360,10 +301,3 @@ func (l *logger) Warn(m string)             { fmt.Fprintln(l.w, l.prefix+"warnin
 func (l *logger) Warnf(f string, a ...any)  { l.Warn(fmt.Sprintf(f, a...)) }
 func (l *logger) Error(m string)            { fmt.Fprintln(l.w, l.prefix+"error: "+m) }
 func (l *logger) Errorf(f string, a ...any) { l.Error(fmt.Sprintf(f, a...)) }
-
-func orAbsent(d string) string {
-	if d == "" {
-		return "absent"
-	}
-	return d
-}

@@ -74,3 +74,10 @@ func retryable(err error) bool {
 	}
 	return isNetwork(err)
 }
+
+// WriteIndex pushes idx to ref (by digest or tag), with each child that
+// is not yet in ref's repository.
+func (c *Client) WriteIndex(ctx context.Context, ref name.Reference, idx v1.ImageIndex) error {
+	err := c.retry(ctx, func() error { return remote.WriteIndex(ref, idx, c.RemoteOptions(ctx)...) })
+	return Classify(ref.String(), "push", err)
+}
