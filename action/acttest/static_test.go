@@ -45,7 +45,7 @@ type actionFile struct {
 	} `yaml:"runs"`
 }
 
-var actionFiles = []string{"action.yml", filepath.Join("action", "rebase", "action.yml")}
+var actionFiles = []string{"action.yml", filepath.Join("action", "rebase", "action.yml"), filepath.Join("action", "manifest", "action.yml")}
 
 func loadAction(t *testing.T, rel string) *actionFile {
 	t.Helper()
@@ -140,6 +140,7 @@ func TestREADMETablesMatchActions(t *testing.T) {
 	for _, c := range []struct{ file, heading string }{
 		{"action.yml", "### Action `cipack/cipack`"},
 		{filepath.Join("action", "rebase", "action.yml"), "### Action `cipack/cipack/action/rebase`"},
+		{filepath.Join("action", "manifest", "action.yml"), "### Action `cipack/cipack/action/manifest`"},
 	} {
 		a := loadAction(t, c.file)
 		section, ok := testenv.MarkdownSection(string(readme), c.heading)

@@ -26,6 +26,7 @@ var taskParams = map[string]string{
 var taskResults = map[string]string{
 	"image":      "IMAGE_URL",
 	"digest":     "IMAGE_DIGEST",
+	"image-ref":  "IMAGE_REF",
 	"up-to-date": "UP_TO_DATE",
 	"rebase":     "REBASED",
 	"rebuild":    "REBUILD",

@@ -26,6 +26,7 @@ func TestREADMEFlagTablesMatchCommands(t *testing.T) {
 	}{
 		{"## `cipack build`", newBuildCmd(Env{})},
 		{"## `cipack rebase` — the scheduled companion", newRebaseCmd(Env{})},
+		{"## `cipack manifest` — one index from per-arch builds", newManifestCmd(Env{})},
 	} {
 		section, ok := testenv.MarkdownSection(string(readme), c.heading)
 		if !ok {
@@ -41,6 +42,9 @@ func TestREADMEFlagTablesMatchCommands(t *testing.T) {
 			}
 			if g == "IMAGE..." {
 				got[i] = "--image"
+			}
+			if g == "SOURCE..." {
+				got[i] = "--source"
 			}
 		}
 		sort.Strings(got)

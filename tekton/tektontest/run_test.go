@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/cipack/cipack/internal/testenv"
+	gv1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 var fx *testenv.Fixture
@@ -316,5 +317,68 @@ func TestRebaseTaskAfterRunImageBump(t *testing.T) {
 	}
 	if d.Digest.String() == oldDigest || rebase.result(t, "MOVED_DIGESTS") != app+"@"+d.Digest.String() {
 		t.Fatalf("MOVED_DIGESTS %q, registry %s, old %s", rebase.result(t, "MOVED_DIGESTS"), d.Digest, oldDigest)
+	}
+}
+
+// The manifest Task combines a build TaskRun's image (by its IMAGE_REF
+// result) and an arm64 image into one index, and writes Chains' results.
+// The arm64 image is synthesized from the amd64 one (the lifecycle cannot
+// run arm64 here): same layers, config platform arm64.
+func TestManifestTaskMergesPerArchBuilds(t *testing.T) {
+	needFixture(t)
+	h := fx.Registry.Host
+	build := render(t, loadTask(t, "cipack-build.yaml"), v1.Params{
+		str("IMAGE", h+"/tekton-ma/app:amd64"), str("BUILDER_IMAGE", fx.BuilderImage), str("SOURCE_SUBPATH", "apps/hello"),
+	}, map[string]string{"source": appWorkspace(t)})
+	if err := build.run(t, 0, "cipack"); err != nil {
+		t.Fatal(err)
+	}
+	if err := build.run(t, 1, "builder"); err != nil {
+		t.Fatalf("%v\n%s", err, build.output.String())
+	}
+	amdRef := build.result(t, "IMAGE_REF")
+	if amdRef != h+"/tekton-ma/app@"+build.result(t, "IMAGE_DIGEST") {
+		t.Fatalf("IMAGE_REF %q does not match IMAGE_DIGEST", amdRef)
+	}
+	r, _ := name.ParseReference(amdRef)
+	amd, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm, err := testenv.ForPlatform(amd, gv1.Platform{OS: "linux", Architecture: "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	armRef := h + "/tekton-ma/app:arm64"
+	armDigest, err := testenv.Push(context.Background(), armRef, arm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := h + "/tekton-ma/app:latest"
+	merge := render(t, loadTask(t, "cipack-manifest.yaml"), v1.Params{
+		str("IMAGE", target), arr("SOURCES", amdRef, armRef), str("ADDITIONAL_TAGS", h+"/tekton-ma/app:v1"), str("CIPACK_IMAGE", fx.CipackImage),
+	}, map[string]string{})
+	if err := merge.run(t, 0, "cipack"); err != nil {
+		t.Fatalf("manifest step: %v\n%s", err, merge.output.String())
+	}
+	if got := merge.result(t, "IMAGE_URL"); got != target {
+		t.Fatalf("IMAGE_URL %q", got)
+	}
+	tr, _ := name.ParseReference(target)
+	idx, err := remote.Index(tr)
+	if err != nil {
+		t.Fatalf("%s is not an index: %v", target, err)
+	}
+	d, _ := idx.Digest()
+	if merge.result(t, "IMAGE_DIGEST") != d.String() {
+		t.Fatalf("IMAGE_DIGEST %q, registry %s", merge.result(t, "IMAGE_DIGEST"), d)
+	}
+	im, _ := idx.IndexManifest()
+	got := map[string]string{}
+	for _, m := range im.Manifests {
+		got[m.Platform.Architecture] = m.Digest.String()
+	}
+	if got["amd64"] != build.result(t, "IMAGE_DIGEST") || got["arm64"] != armDigest.String() {
+		t.Fatalf("index children %v", got)
 	}
 }

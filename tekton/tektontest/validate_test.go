@@ -297,7 +297,7 @@ func TestREADMETablesMatchTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range []string{"cipack-build.yaml", "cipack-rebase.yaml"} {
+	for _, file := range []string{"cipack-build.yaml", "cipack-rebase.yaml", "cipack-manifest.yaml"} {
 		task := loadTask(t, file)
 		section, ok := testenv.MarkdownSection(string(readme), "### Task `"+task.Name+"`")
 		if !ok {
