@@ -568,7 +568,7 @@ func TestKilledBuildLeavesNoReadableEnv(t *testing.T) {
 	}
 }
 
-func mustRef(t *testing.T, s string) name.Reference {
+func mustRef(t testing.TB, s string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(s)
 	if err != nil {
@@ -577,7 +577,7 @@ func mustRef(t *testing.T, s string) name.Reference {
 	return r
 }
 
-func mustTagRef(t *testing.T, s string) name.Tag {
+func mustTagRef(t testing.TB, s string) name.Tag {
 	t.Helper()
 	r, err := name.NewTag(s)
 	if err != nil {

@@ -40,7 +40,7 @@ type maWorld struct {
 	appArmDigest     string
 }
 
-func runFor(t *testing.T, version string, p v1.Platform) v1.Image {
+func runFor(t testing.TB, version string, p v1.Platform) v1.Image {
 	t.Helper()
 	img, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: version})
 	if err != nil {
@@ -54,7 +54,7 @@ func runFor(t *testing.T, version string, p v1.Platform) v1.Image {
 	return img
 }
 
-func digestOf(t *testing.T, img v1.Image) string {
+func digestOf(t testing.TB, img v1.Image) string {
 	t.Helper()
 	d, err := img.Digest()
 	if err != nil {
@@ -64,7 +64,7 @@ func digestOf(t *testing.T, img v1.Image) string {
 }
 
 // pushRunIndex publishes a run image index with one child per platform.
-func pushRunIndex(t *testing.T, ref string, mt types.MediaType, children map[string]v1.Image) {
+func pushRunIndex(t testing.TB, ref string, mt types.MediaType, children map[string]v1.Image) {
 	t.Helper()
 	var cs []testenv.IndexChild
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -77,7 +77,7 @@ func pushRunIndex(t *testing.T, ref string, mt types.MediaType, children map[str
 	}
 }
 
-func newMAWorld(t *testing.T, host, prefix string, mt types.MediaType, withAttestation bool) maWorld {
+func newMAWorld(t testing.TB, host, prefix string, mt types.MediaType, withAttestation bool) maWorld {
 	t.Helper()
 	w := maWorld{run: host + "/" + prefix + "/run:latest", app: host + "/" + prefix + "/app:latest", stable: host + "/" + prefix + "/app:stable",
 		runChild: map[string]v1.Image{"amd64": runFor(t, "v1", amd64), "arm64": runFor(t, "v1", arm64)}}
@@ -117,7 +117,7 @@ func newMAWorld(t *testing.T, host, prefix string, mt types.MediaType, withAttes
 	return w
 }
 
-func mustIndex(t *testing.T, ref string) v1.ImageIndex {
+func mustIndex(t testing.TB, ref string) v1.ImageIndex {
 	t.Helper()
 	idx, err := remote.Index(mustRef(t, ref))
 	if err != nil {
@@ -127,7 +127,7 @@ func mustIndex(t *testing.T, ref string) v1.ImageIndex {
 }
 
 // indexChildren maps platform ("linux/amd64", "unknown/unknown") → digest.
-func indexChildren(t *testing.T, ref string) (types.MediaType, map[string]string, map[string]string) {
+func indexChildren(t testing.TB, ref string) (types.MediaType, map[string]string, map[string]string) {
 	t.Helper()
 	idx := mustIndex(t, ref)
 	im, err := idx.IndexManifest()
@@ -224,7 +224,7 @@ func TestMultiArchIndexRebase(t *testing.T) {
 	}
 }
 
-func mustHash(t *testing.T, s string) v1.Hash {
+func mustHash(t testing.TB, s string) v1.Hash {
 	t.Helper()
 	h, err := v1.NewHash(s)
 	if err != nil {

@@ -46,6 +46,7 @@ func TestDecide(t *testing.T) {
 		{"other architecture", app, runWith(func(r *RunImage) { r.Arch = "arm64" }), builder, Rebuild, ReasonIncompatible, "architecture arm64"},
 		{"other os", app, runWith(func(r *RunImage) { r.OS = "windows" }), builder, Rebuild, ReasonIncompatible, "os windows"},
 		{"base id unknown on one side is not a conflict", with(func(a *AppImage) { a.BaseID = "" }), newRun, builder, Rebase, ReasonStack, ""},
+		{"run index lacks the platform", app, RunImage{Ref: "r.example/run:jammy", Missing: true, Platform: "linux/arm64"}, builder, Rebuild, ReasonIncompatible, "no linux/arm64 image"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,5 +85,36 @@ func TestNamePolicy(t *testing.T) {
 	hub := AppImage{RunImageName: "index.docker.io/library/run:latest"}
 	if f, err := NamePolicy(hub, "run", false); f || err != nil {
 		t.Fatalf("names are compared normalized: %v %v", f, err)
+	}
+}
+
+// An index's verdict combines its platforms' (the tag moves as one).
+func TestCombine(t *testing.T) {
+	up := ChildDecision{Decision: Decision{UpToDate, ReasonNone, "run image unchanged"}, Platform: "linux/arm64"}
+	rebase := ChildDecision{Decision: Decision{Rebase, ReasonStack, "top layer a → b"}, Platform: "linux/amd64"}
+	rebuild := ChildDecision{Decision: Decision{Rebuild, ReasonIncompatible, "no linux/arm64 image"}, Platform: "linux/arm64"}
+	skipped := ChildDecision{Decision: Decision{Skipped, ReasonNotRebasable, "rebasable=false"}, Platform: "linux/arm64"}
+	for _, c := range []struct {
+		name     string
+		children []ChildDecision
+		verdict  Verdict
+		reason   string
+		detail   string
+	}{
+		{"single image passes through", []ChildDecision{rebase}, Rebase, ReasonStack, "top layer a → b"},
+		{"nothing moved", []ChildDecision{up, up}, UpToDate, ReasonNone, "2 platforms"},
+		{"one platform moved", []ChildDecision{rebase, up}, Rebase, ReasonStack, "linux/amd64: top layer"},
+		{"any rebuild wins", []ChildDecision{rebase, rebuild}, Rebuild, ReasonIncompatible, "linux/arm64: no linux/arm64 image"},
+		{"a platform not rebasable holds the tag", []ChildDecision{rebase, skipped}, Skipped, ReasonNotRebasable, "linux/arm64"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := Combine(c.children)
+			if d.Verdict != c.verdict || d.Reason != c.reason || !strings.Contains(d.Detail, c.detail) {
+				t.Fatalf("got %+v, want %s %s containing %q", d, c.verdict, c.reason, c.detail)
+			}
+			if c.verdict == Rebase && strings.Contains(d.Detail, "unchanged") {
+				t.Errorf("the detail should name only the platforms that move: %q", d.Detail)
+			}
+		})
 	}
 }
