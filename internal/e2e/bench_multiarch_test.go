@@ -170,4 +170,3 @@ func BenchmarkRebaseIndex(b *testing.B) {
 	b.ReportMetric(float64(layerBlobs), "layer-blobs-moved")
 	b.ReportMetric(0, "ns/op")
 }
-
