@@ -63,7 +63,7 @@ var goEnv = func() []string {
 
 func needFixture(t *testing.T) {
 	if fx == nil {
-		t.Skip("needs root")
+		t.Skip("skipped in -short mode (make unit)")
 	}
 }
 

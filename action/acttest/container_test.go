@@ -23,7 +23,7 @@ import (
 func startPodman(t *testing.T, registryHost string) string {
 	t.Helper()
 	if _, err := exec.LookPath("podman"); err != nil {
-		t.Skip("podman is not installed (make setup installs it)")
+		t.Fatal("podman is not installed: run `make setup` (it installs podman and runc)")
 	}
 	dir, err := os.MkdirTemp(fx.Dir, "podman-")
 	if err != nil {

@@ -89,7 +89,14 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth, err := d.Registry.AuthHeaders(ctx, refs.all()...)
+	var images []string
+	for _, r := range refs.all() {
+		images = append(images, r.String())
+	}
+	if opts.PreviousImage != "" {
+		images = append(images, opts.PreviousImage)
+	}
+	auth, err := d.Registry.LifecycleAuth(images...)
 	if err != nil {
 		return nil, exit.New(exit.RegistryAuth, "registry credentials", err, "check DOCKER_CONFIG and CNB_REGISTRY_AUTH")
 	}
@@ -146,8 +153,8 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 			return nil, err
 		}
 	}
-	if len(auth) > 0 {
-		in.RegistryAuth = registry.EncodeAuth(auth)
+	if auth != "{}" {
+		in.RegistryAuth = auth
 	}
 	if os.Geteuid() != 0 && in.RegistryAuth != "" {
 		fmt.Fprintf(d.Log, "cipack: warning: cipack runs as uid %d, not root, so the lifecycle cannot drop privileges before build code runs: "+

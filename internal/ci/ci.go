@@ -176,7 +176,12 @@ func (t *tekton) Check() error {
 	return os.Remove(f.Name())
 }
 
+// ResultsBudget is Tekton's default budget for all results of a step
+// (4096 bytes): a step that writes more fails, after cipack has pushed.
+const ResultsBudget = 4096
+
 func (t *tekton) Outputs(v map[string]string) error {
+	v = withinBudget(v, ResultsBudget)
 	for _, k := range sortedKeys(v) {
 		name, ok := taskResults[k]
 		if !ok {
@@ -187,4 +192,52 @@ func (t *tekton) Outputs(v map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// listOutputs are the outputs that grow with a fleet, one line per image:
+// when the results would overflow the budget they are cut, whole lines
+// only, and end with a line that says how many were left out (the full
+// list is in the JSON report on stdout, and in --report-file).
+var listOutputs = []string{"moved"}
+
+func withinBudget(v map[string]string, budget int) map[string]string {
+	size := 0
+	for k, val := range v {
+		if _, declared := taskResults[k]; declared {
+			size += len(val)
+		}
+	}
+	if size <= budget {
+		return v
+	}
+	out := make(map[string]string, len(v))
+	for k, val := range v {
+		out[k] = val
+	}
+	for _, k := range listOutputs {
+		if _, declared := taskResults[k]; !declared || out[k] == "" {
+			continue
+		}
+		others := size - len(out[k])
+		room := budget - others - 64 // the "more" line
+		lines := strings.Split(out[k], "\n")
+		kept, used := 0, 0
+		for _, l := range lines {
+			if used+len(l)+1 > room {
+				break
+			}
+			used += len(l) + 1
+			kept++
+		}
+		cut := strings.Join(lines[:kept], "\n")
+		if kept < len(lines) {
+			if cut != "" {
+				cut += "\n"
+			}
+			cut += fmt.Sprintf("... and %d more: see the JSON report in the step's log", len(lines)-kept)
+		}
+		size = others + len(cut)
+		out[k] = cut
+	}
+	return out
 }

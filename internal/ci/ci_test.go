@@ -2,6 +2,7 @@ package ci
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,13 +32,13 @@ func TestTektonWritesDeclaredResultsOnly(t *testing.T) {
 	if err := rep.Outputs(map[string]string{"image": "r/app:latest", "digest": "sha256:abc", "image-ref": "r/app@sha256:abc", "rebase": "2"}); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"IMAGE_URL": "r/app:latest", "IMAGE_DIGEST": "sha256:abc", "REBASED": "2"} {
+	for name, want := range map[string]string{"IMAGE_URL": "r/app:latest", "IMAGE_DIGEST": "sha256:abc", "IMAGE_REF": "r/app@sha256:abc", "REBASED": "2"} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil || string(b) != want {
 			t.Errorf("%s = %q (%v), want %q", name, b, err, want)
 		}
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 4 {
 		t.Errorf("only declared results may be written, got %d files", len(entries))
 	}
 	rep.Error("--env", errors.New("bad"))
@@ -77,5 +78,36 @@ func TestGitHubOutputsSummaryGroupsAndAnnotations(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(summary); !strings.HasPrefix(string(b), "### cipack build\n") {
 		t.Errorf("summary %q", b)
+	}
+}
+
+// However many images a sweep moves, the Tekton results stay within the
+// default 4096-byte budget, so the step never fails after pushing.
+func TestTektonResultsStayWithinBudget(t *testing.T) {
+	dir := t.TempDir()
+	rep := Detect(env(map[string]string{"CIPACK_TEKTON_RESULTS_DIR": dir}), &strings.Builder{})
+	var moved []string
+	for i := 0; i < 75; i++ {
+		moved = append(moved, fmt.Sprintf("registry.example/team/app-%03d:latest@sha256:%064d", i, i))
+	}
+	if err := rep.Outputs(map[string]string{"moved": strings.Join(moved, "\n"), "rebase": "75", "up-to-date": "0", "error": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		total += len(b)
+	}
+	if total > ResultsBudget {
+		t.Fatalf("results take %d bytes, over the %d budget", total, ResultsBudget)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "MOVED_DIGESTS"))
+	lines := strings.Split(string(b), "\n")
+	if !strings.HasPrefix(lines[0], moved[0]) || !strings.Contains(lines[len(lines)-1], "more: see the JSON report") {
+		t.Fatalf("MOVED_DIGESTS should keep whole lines and say how many were cut:\n%s", b)
+	}
+	if r, _ := os.ReadFile(filepath.Join(dir, "REBASED")); string(r) != "75" {
+		t.Fatalf("the counts are kept: REBASED=%q", r)
 	}
 }

@@ -59,6 +59,18 @@ func (o *buildOptions) Validate() error {
 	return o.Options.Validate()
 }
 
+// images are every image the build reads or writes (bare tags resolved):
+// the registry credentials given to cipack cover them all.
+func (o *buildOptions) images() []string {
+	out := []string{o.Image, o.CacheImage, o.PreviousImage, o.RunImage, o.Builder}
+	for _, t := range o.Tags {
+		if tag, err := build.ResolveTag(o.Image, t); err == nil {
+			out = append(out, tag.String())
+		}
+	}
+	return out
+}
+
 func newBuildCmd(env Env) *cobra.Command {
 	o := &buildOptions{}
 	cmd := &cobra.Command{
@@ -68,7 +80,7 @@ func newBuildCmd(env Env) *cobra.Command {
 checks the registries, runs the lifecycle's creator and prints IMAGE@DIGEST.
 Every flag can also be set as CIPACK_<FLAG>, e.g. CIPACK_IMAGE, CIPACK_RUN_IMAGE;
 multi-value flags take one value per line.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withReporter(env, func(rep ci.Reporter) error { return runBuild(cmd, o, env, rep) })
 		},
@@ -87,7 +99,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	reg, err := newRegistry(env, o.Insecure, o.RegistryTimeout, o.Image, o.CacheImage)
+	reg, err := newRegistry(env, o.Insecure, o.RegistryTimeout, o.images()...)
 	if err != nil {
 		return err
 	}
@@ -131,10 +143,11 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 // CIPACK_REGISTRY_USERNAME/PASSWORD pair (the actions' inputs), used for
 // the registries of the images the command writes.
 func newRegistry(env Env, insecure []string, timeout time.Duration, images ...string) (*registry.Client, error) {
-	var regs []string
+	var regs, known []string
 	for _, img := range images {
 		if r, err := name.ParseReference(img); err == nil {
 			regs = append(regs, r.Context().RegistryStr())
+			known = append(known, img)
 		}
 	}
 	return registry.New(registry.Options{
@@ -146,6 +159,7 @@ func newRegistry(env Env, insecure []string, timeout time.Duration, images ...st
 		Username:        env.Getenv("CIPACK_REGISTRY_USERNAME"),
 		Password:        env.Getenv("CIPACK_REGISTRY_PASSWORD"),
 		Registries:      regs,
+		Images:          known,
 	})
 }
 

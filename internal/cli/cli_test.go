@@ -79,3 +79,68 @@ func TestGitHubAnnotatesAndMasks(t *testing.T) {
 		t.Fatalf("want the mask first, then an error annotation naming the env input:\n%s", stderr)
 	}
 }
+
+// Exit codes come from error types: cobra's flag, argument and command
+// errors are typed where they are made, and ad-hoc rebase inputs blame
+// the input at fault.
+func TestTypedUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		subject string
+	}{
+		{[]string{"build", "--nope"}, "flags:"},
+		{[]string{"build", "--jobs"}, "flags:"},
+		{[]string{"build", "extra"}, "arguments:"},
+		{[]string{"bulid"}, "command:"},
+		{[]string{"copy-self"}, "arguments:"},
+		{[]string{"rebase", "--jobs", "many", "r.example/a:latest"}, "flags:"},
+		{[]string{"rebase", "r.example/a:latest", "--builder", "NOT VALID"}, "--builder:"},
+		{[]string{"rebase", "NOT VALID"}, "IMAGE:"},
+		{[]string{"rebase", "r.example/a@sha256:" + strings.Repeat("a", 64)}, "IMAGE:"},
+	} {
+		code, _, stderr := execute(c.args, nil)
+		if code != exit.Usage || !strings.Contains(stderr, "error: "+c.subject) {
+			t.Errorf("%v: exit %d, want %d blaming %s\n%s", c.args, code, exit.Usage, c.subject, stderr)
+		}
+	}
+	if code, _, _ := execute(nil, nil); code != 0 {
+		t.Errorf("cipack with no command prints help: exit %d", code)
+	}
+}
+
+// A sweep interrupted by a signal exits 130, after its report.
+func TestInterruptedSweepExits130(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	code := Execute(ctx, []string{"rebase", "127.0.0.1:1/app:latest", "--output", "json"}, Env{
+		Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
+	})
+	if code != exit.Canceled || !strings.Contains(out.String(), `"images"`) {
+		t.Fatalf("exit %d, want %d with the report on stdout\n%s\n%s", code, exit.Canceled, out.String(), errb.String())
+	}
+}
+
+// The action's username/password cover every image a build names: tags in
+// another registry, the cache and previous images.
+func TestBuildCredentialsCoverEveryImage(t *testing.T) {
+	o := &buildOptions{}
+	o.Image, o.Tags = "a.example/app:latest", []string{"v1", "b.example/app:v1"}
+	o.CacheImage, o.PreviousImage = "c.example/cache", "d.example/prev:latest"
+	env := Env{Getenv: func(k string) string {
+		return map[string]string{"CIPACK_REGISTRY_USERNAME": "u", "CIPACK_REGISTRY_PASSWORD": "p"}[k]
+	}}
+	reg, err := newRegistry(env, nil, 0, o.images()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := reg.LifecycleAuth(o.images()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"a.example", "b.example", "c.example", "d.example"} {
+		if !strings.Contains(v, `"`+r+`":"Basic `) {
+			t.Errorf("no credentials for %s in %s", r, v)
+		}
+	}
+}

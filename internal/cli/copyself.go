@@ -18,7 +18,7 @@ func newCopySelfCmd(env Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "copy-self DEST",
 		Short: "Copy this cipack binary to DEST (for CI steps that run in another image)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			self, err := os.Executable()
 			if err != nil {

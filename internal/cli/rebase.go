@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/cipack/cipack/internal/ci"
@@ -58,6 +59,11 @@ func (o *rebaseOptions) Validate(args []string) error {
 	if err := validateTimeout(o.Timeout); err != nil {
 		return err
 	}
+	if o.Builder != "" {
+		if _, err := name.ParseReference(o.Builder); err != nil {
+			return exit.Usagef("--builder", "use a reference like registry.example/builders/base:latest", "%q is not an image reference: %v", o.Builder, err)
+		}
+	}
 	if o.Config == "" && len(args)+len(o.Images) == 0 {
 		return exit.Usagef("--config", "pass --config FLEET.yaml or image references as arguments", "nothing to check")
 	}
@@ -76,12 +82,17 @@ func (o *rebaseOptions) targets(args []string) ([]rebase.Target, error) {
 			out = append(out, f.For(i))
 		}
 	}
+	// Ad-hoc images are checked as the flags they are, each error naming
+	// its own input.
 	for _, a := range append(append([]string{}, o.Images...), args...) {
-		fleet, err := config.Parse("argument", []byte(fmt.Sprintf("images:\n  - image: %q\n    builder: %q\n", a, o.Builder)))
+		r, err := name.ParseReference(a)
 		if err != nil {
-			return nil, exit.Usagef("IMAGE", "use registry.example/team/app:tag", "%q is not an image reference", a)
+			return nil, exit.Usagef("IMAGE", "use registry.example/team/app:tag", "%q is not an image reference: %v", a, err)
 		}
-		out = append(out, fleet.Images[0])
+		if _, isTag := r.(name.Tag); !isTag {
+			return nil, exit.Usagef("IMAGE", "name a tag: rebase moves tags to the new digest", "%q is a digest", a)
+		}
+		out = append(out, config.Image{Image: a, Builder: o.Builder})
 	}
 	return out, nil
 }
@@ -126,7 +137,7 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	}
 	var images []string
 	for _, t := range targets {
-		images = append(images, t.Image)
+		images = append(append(images, t.Image, t.Builder, t.RunImage), t.Tags...)
 		// Webhook tokens are secrets too: hide them before anything runs.
 		if t.Trigger != nil && t.Trigger.Webhook != nil {
 			if t.Trigger.Webhook.TokenEnv != "" && !config.IsCredentialVar(t.Trigger.Webhook.TokenEnv) {
@@ -171,6 +182,11 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	}
 	if err := rep.Summary(report.Markdown()); err != nil {
 		return err
+	}
+	if err := cmd.Context().Err(); err != nil {
+		// Interrupted: the report above says what was done; a rerun
+		// finishes the rest (and converges any tags left apart).
+		return exit.New(exit.Canceled, "rebase", fmt.Errorf("%w: %d of %d images were handled before the signal", err, report.Handled(), len(outcomes)), "rerun the sweep to finish")
 	}
 	if n := report.Failed(); n > 0 {
 		return exit.New(exit.SomeFailed, "rebase", fmt.Errorf("%d of %d images failed", n, len(outcomes)), "see the table above; the other images were handled")

@@ -47,6 +47,18 @@ func Execute(ctx context.Context, args []string, env Env) int {
 		SilenceErrors: true,
 		Version:       Version,
 	}
+	// Flag and command errors are typed here, where cobra makes them, so
+	// the exit code never depends on an error's text.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exit.Usagef("flags", "see `"+c.CommandPath()+" --help`", "%v", err)
+	})
+	root.Args = cobra.ArbitraryArgs
+	root.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return exit.Usagef("command", "see `cipack --help` for the commands", "unknown command %q", args[0])
+		}
+		return c.Help()
+	}
 	root.SetArgs(args)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
@@ -56,21 +68,12 @@ func Execute(ctx context.Context, args []string, env Env) int {
 		return exit.OK
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		fmt.Fprintln(env.Stderr, "cipack: interrupted")
+		fmt.Fprintf(env.Stderr, "cipack: interrupted: %v\n", err)
 		return exit.Canceled
 	}
 	code := exit.Code(err)
-	if code == exit.Internal && isFlagError(err) {
-		code = exit.Usage
-	}
 	fmt.Fprintf(env.Stderr, "cipack: error: %v\n", err)
 	return code
-}
-
-func isFlagError(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "unknown flag") || strings.Contains(s, "flag needs an argument") ||
-		strings.Contains(s, "invalid argument") || strings.Contains(s, "unknown command") || strings.Contains(s, "unknown shorthand")
 }
 
 // bindEnv fills every flag not set on the command line from CIPACK_<FLAG>
@@ -116,7 +119,7 @@ func newExitCodesCmd(env Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "exit-codes",
 		Short: "List cipack's exit codes",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, c := range exit.Table {
 				fmt.Fprintf(env.Stdout, "%3d  %s\n", c.Code, c.Meaning)
@@ -134,4 +137,16 @@ func newExitCodesCmd(env Env) *cobra.Command {
 // build for that case).
 func hideEnviron() {
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0)
+}
+
+// noArgs and exactArgs are cobra's argument checks with typed errors.
+func noArgs(cmd *cobra.Command, args []string) error { return exactArgs(0)(cmd, args) }
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return exit.Usagef("arguments", "see `"+cmd.CommandPath()+" --help`", "%s takes %d argument(s), got %d: %q", cmd.CommandPath(), n, len(args), args)
+		}
+		return nil
+	}
 }

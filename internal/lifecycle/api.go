@@ -13,6 +13,9 @@ import (
 // 0.12 brought run.toml and the rebaser's run-image rules cipack relies on.
 var SupportedAPIs = []string{"0.12", "0.13", "0.14", "0.15"}
 
+// NewestAPI is the newest platform API cipack speaks.
+func NewestAPI() string { return SupportedAPIs[len(SupportedAPIs)-1] }
+
 // Auto asks Negotiate for the highest API both sides support.
 const Auto = "auto"
 
@@ -45,6 +48,10 @@ func CompareAPI(a, b string) int {
 // AtLeast reports whether api >= min.
 func AtLeast(api, min string) bool { return CompareAPI(api, min) >= 0 }
 
+// MinLifecycle is the oldest lifecycle that speaks cipack's lowest platform
+// API (0.12 arrived in lifecycle v0.17.0): the version hints name it.
+const MinLifecycle = "v0.17.0"
+
 // Negotiate picks the platform API: the requested one if both cipack and
 // the builder support it, else (for Auto) the highest common one. A pure
 // function: builderAPIs comes from lifecycle.toml, the builder label or a
@@ -60,7 +67,7 @@ func Negotiate(requested string, builderAPIs []string) (string, error) {
 		if len(common) == 0 {
 			return "", exit.New(exit.Builder, "platform API",
 				fmt.Errorf("the builder's lifecycle supports %v, cipack supports %v: none in common", builderAPIs, SupportedAPIs),
-				"use a builder with lifecycle v0.15 or newer")
+				"use a builder with lifecycle "+MinLifecycle+" or newer")
 		}
 		slices.SortFunc(common, CompareAPI)
 		return common[len(common)-1], nil

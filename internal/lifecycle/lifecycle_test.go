@@ -250,3 +250,15 @@ func TestPhaseWriterTimesPhasesAcrossSplitWrites(t *testing.T) {
 		t.Fatalf("lines must pass through whole: %q", out.String())
 	}
 }
+
+// cipack's lowest platform API, 0.12, needs lifecycle v0.17 or newer: the
+// hint must not send users to an older one.
+func TestNoCommonAPIHintNamesALifecycleThatWorks(t *testing.T) {
+	_, err := Negotiate(Auto, []string{"0.10", "0.11"})
+	if err == nil || !strings.Contains(err.Error(), "v0.17.0 or newer") {
+		t.Fatalf("hint: %v", err)
+	}
+	if !slices.Contains(SupportedAPIs, "0.12") || slices.Contains(SupportedAPIs, "0.11") {
+		t.Fatalf("cipack's lowest API changed (%v): update MinLifecycle", SupportedAPIs)
+	}
+}

@@ -56,7 +56,7 @@ func (r *Runner) RunNegotiated(ctx context.Context, candidates []string, plan fu
 	}
 	return "", nil, exit.New(exit.Builder, "platform API",
 		fmt.Errorf("the builder's lifecycle accepts none of %v", candidates),
-		"use a builder with lifecycle v0.15 or newer, or pass --platform-api with a version it supports")
+		"use a builder with lifecycle "+MinLifecycle+" or newer, or pass --platform-api with a version it supports")
 }
 
 // codeAPIRejected is the lifecycle's exit code for an unsupported platform API.

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -106,9 +107,12 @@ func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*A
 // rebaseChild runs the lifecycle's Rebaser on one platform's image.
 func rebaseChild(name string, cp ChildPlan, log io.Writer) (v1.Image, error) {
 	c := cp.Child
-	api, err := api.NewVersion(c.PlatformAPI)
+	// The platform API is the one cipack speaks as a platform, not the
+	// one the app was built with: it selects the rebaser's rules (name
+	// check, metadata written), as CNB_PLATFORM_API does for the binary.
+	api, err := api.NewVersion(lifecycle.NewestAPI())
 	if err != nil {
-		return nil, fmt.Errorf("%s: recorded platform API %q: %w", c.App.Ref, c.PlatformAPI, err)
+		return nil, err
 	}
 	working, err := newStaged(name, c.Image)
 	if err != nil {

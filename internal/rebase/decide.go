@@ -10,7 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/buildpacks/lifecycle/platform"
+	"github.com/buildpacks/lifecycle/platform/files"
 )
 
 // Verdict is what should happen to one image.
@@ -45,8 +46,10 @@ type AppImage struct {
 	RunImageName    string // runImage.image
 	RunImageMirrors []string
 	BaseID          string // io.buildpacks.base.id or stack id
-	OS, Arch        string
-	Buildpacks      []BuildpackRef
+	// Target is the image's os/arch/variant/distro, as the lifecycle's
+	// rebaser reads it.
+	Target     files.TargetMetadata
+	Buildpacks []BuildpackRef
 }
 
 // BuildpackRef is a buildpack id and version.
@@ -60,7 +63,7 @@ type RunImage struct {
 	Digest   string
 	TopLayer string // diffID of its top layer
 	BaseID   string
-	OS, Arch string
+	Target   files.TargetMetadata
 	// Missing says the run image is an index without an image for the
 	// app's Platform.
 	Missing  bool
@@ -124,16 +127,30 @@ func movedBuildpacks(used []BuildpackRef, b *Builder) []string {
 	return out
 }
 
+// incompatible says why the run image cannot take the app, with the
+// lifecycle rebaser's own target rule (platform.TargetSatisfiedForRebase:
+// os, architecture, variant and distro), so a dry run never plans a rebase
+// the rebaser refuses. The base id check is cipack's on top, as kpack
+// does: a different base is a different stack even on the same distro.
 func incompatible(app AppImage, run RunImage) string {
 	switch {
 	case app.BaseID != "" && run.BaseID != "" && app.BaseID != run.BaseID:
 		return fmt.Sprintf("new run image base %q differs from the image's %q", run.BaseID, app.BaseID)
-	case app.OS != "" && run.OS != "" && app.OS != run.OS:
-		return fmt.Sprintf("new run image os %s differs from the image's %s", run.OS, app.OS)
-	case app.Arch != "" && run.Arch != "" && app.Arch != run.Arch:
-		return fmt.Sprintf("new run image architecture %s differs from the image's %s", run.Arch, app.Arch)
+	case (app.Target.OS != "" || app.Target.Arch != "") && !platform.TargetSatisfiedForRebase(run.Target, app.Target):
+		return fmt.Sprintf("new run image target %s does not satisfy the image's %s (the lifecycle's rebase rule)", target(run.Target), target(app.Target))
 	}
 	return ""
+}
+
+func target(t files.TargetMetadata) string {
+	s := t.OS + "/" + t.Arch
+	if t.ArchVariant != "" {
+		s += "/" + t.ArchVariant
+	}
+	if t.Distro != nil {
+		s += " " + t.Distro.Name + " " + t.Distro.Version
+	}
+	return strings.TrimSpace(s)
 }
 
 func short(d string) string {
@@ -145,9 +162,13 @@ func short(d string) string {
 
 // NamePolicy decides whether the rebase may record runImage under a name
 // the image does not list. Since platform API 0.12 the lifecycle refuses
-// that unless forced; cipack forces only when this policy allows it.
+// that unless forced; cipack forces only when this policy allows it. The
+// match is the lifecycle's own (files.RunImageForExport.Contains: names
+// normalized, tags and digests ignored). Force is a name policy only: the
+// target check in Decide has already passed whatever it says.
 func NamePolicy(app AppImage, runImage string, allowRename bool) (force bool, err error) {
-	if sameName(app.RunImageName, runImage) || slices.ContainsFunc(app.RunImageMirrors, func(m string) bool { return sameName(m, runImage) }) {
+	md := files.RunImageForExport{Image: app.RunImageName, Mirrors: app.RunImageMirrors}
+	if md.Contains(runImage) {
 		return false, nil
 	}
 	if allowRename {
@@ -155,22 +176,6 @@ func NamePolicy(app AppImage, runImage string, allowRename bool) (force bool, er
 	}
 	return false, fmt.Errorf("run image %s is neither the image's recorded run image %q nor one of its mirrors %v: set allowRunImageRename: true in the fleet entry to allow it",
 		runImage, app.RunImageName, app.RunImageMirrors)
-}
-
-// sameName compares image names as the lifecycle does: registry and
-// repository normalized, digests ignored ("run" is "index.docker.io/library/run:latest").
-func sameName(a, b string) bool {
-	return normalize(a) == normalize(b)
-}
-
-func normalize(s string) string {
-	if i := strings.Index(s, "@"); i >= 0 {
-		s = s[:i]
-	}
-	if r, err := name.ParseReference(s, name.WeakValidation); err == nil {
-		return r.Name()
-	}
-	return s
 }
 
 // Diverged lists the fleet tags that do not point at digest, as

@@ -3,15 +3,19 @@ package rebase
 import (
 	"strings"
 	"testing"
+
+	"github.com/buildpacks/lifecycle/platform/files"
 )
 
 func TestDecide(t *testing.T) {
 	app := AppImage{
 		Ref: "r.example/app:latest", HasCNBMetadata: true, Rebasable: true,
-		RunImageTop: "sha256:old", RunImageName: "r.example/run:jammy", BaseID: "io.example.jammy", OS: "linux", Arch: "amd64",
+		RunImageTop: "sha256:old", RunImageName: "r.example/run:jammy", BaseID: "io.example.jammy",
+		Target:     files.TargetMetadata{OS: "linux", Arch: "amd64", Distro: &files.OSDistro{Name: "ubuntu", Version: "22.04"}},
 		Buildpacks: []BuildpackRef{{"bp/node", "1.0.0"}, {"bp/npm", "2.0.0"}},
 	}
-	sameRun := RunImage{Ref: "r.example/run:jammy", TopLayer: "sha256:old", BaseID: "io.example.jammy", OS: "linux", Arch: "amd64"}
+	sameRun := RunImage{Ref: "r.example/run:jammy", TopLayer: "sha256:old", BaseID: "io.example.jammy",
+		Target: files.TargetMetadata{OS: "linux", Arch: "amd64", Distro: &files.OSDistro{Name: "ubuntu", Version: "22.04"}}}
 	newRun := sameRun
 	newRun.TopLayer = "sha256:new"
 	builder := &Builder{Ref: "r.example/builder", Buildpacks: map[string][]string{"bp/node": {"1.0.0"}, "bp/npm": {"2.0.0"}}}
@@ -43,8 +47,13 @@ func TestDecide(t *testing.T) {
 		{"not rebasable but nothing moved", with(func(a *AppImage) { a.Rebasable = false }), sameRun, builder, UpToDate, ReasonNone, ""},
 		{"not a CNB image", AppImage{Ref: "r.example/nginx"}, newRun, builder, Skipped, ReasonNotCNB, "not built with buildpacks"},
 		{"other base id", app, runWith(func(r *RunImage) { r.BaseID = "io.example.noble" }), builder, Rebuild, ReasonIncompatible, "io.example.noble"},
-		{"other architecture", app, runWith(func(r *RunImage) { r.Arch = "arm64" }), builder, Rebuild, ReasonIncompatible, "architecture arm64"},
-		{"other os", app, runWith(func(r *RunImage) { r.OS = "windows" }), builder, Rebuild, ReasonIncompatible, "os windows"},
+		{"other architecture", app, runWith(func(r *RunImage) { r.Target.Arch = "arm64" }), builder, Rebuild, ReasonIncompatible, "linux/arm64"},
+		{"other os", app, runWith(func(r *RunImage) { r.Target.OS = "windows" }), builder, Rebuild, ReasonIncompatible, "windows/amd64"},
+		// The rebaser's own rule also checks the variant and the distro:
+		// a dry run must not plan what the real rebase refuses.
+		{"other variant", with(func(a *AppImage) { a.Target.ArchVariant = "v8" }), runWith(func(r *RunImage) { r.Target.ArchVariant = "v7" }), builder, Rebuild, ReasonIncompatible, "linux/amd64/v7"},
+		{"other distro version", app, runWith(func(r *RunImage) { r.Target.Distro = &files.OSDistro{Name: "ubuntu", Version: "24.04"} }), builder, Rebuild, ReasonIncompatible, "ubuntu 24.04"},
+		{"distro unknown on the run image is a wildcard", app, runWith(func(r *RunImage) { r.Target.Distro = nil }), builder, Rebase, ReasonStack, ""},
 		{"base id unknown on one side is not a conflict", with(func(a *AppImage) { a.BaseID = "" }), newRun, builder, Rebase, ReasonStack, ""},
 		{"run index lacks the platform", app, RunImage{Ref: "r.example/run:jammy", Missing: true, Platform: "linux/arm64"}, builder, Rebuild, ReasonIncompatible, "no linux/arm64 image"},
 	}

@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/buildpacks/lifecycle/api"
+	"github.com/buildpacks/lifecycle/platform"
+	"github.com/buildpacks/lifecycle/platform/files"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -14,32 +17,14 @@ import (
 	"github.com/cipack/cipack/internal/registry"
 )
 
-// CNB labels read here (platform spec).
+// Builder labels: pack writes them, the lifecycle defines no constant.
 const (
-	labelLifecycle   = "io.buildpacks.lifecycle.metadata"
-	labelBuild       = "io.buildpacks.build.metadata"
-	labelRebasable   = "io.buildpacks.rebasable"
-	labelBaseID      = "io.buildpacks.base.id"
-	labelStackID     = "io.buildpacks.stack.id"
-	labelBuilderMD   = "io.buildpacks.builder.metadata"
-	labelBuilderBPs  = "io.buildpacks.buildpack.layers"
-	envPlatformAPI   = "CNB_PLATFORM_API"
+	labelBuilderMD  = "io.buildpacks.builder.metadata"
+	labelBuilderBPs = "io.buildpacks.buildpack.layers"
+	// defaultAPIForOld is the platform API assumed for an image that
+	// records none (built before CNB_PLATFORM_API was in the image env).
 	defaultAPIForOld = "0.12"
 )
-
-type runImageMD struct {
-	TopLayer  string   `json:"topLayer"`
-	Reference string   `json:"reference"`
-	Image     string   `json:"image"`
-	Mirrors   []string `json:"mirrors"`
-}
-
-type lifecycleMD struct {
-	RunImage runImageMD `json:"runImage"`
-	Stack    *struct {
-		RunImage runImageMD `json:"runImage"`
-	} `json:"stack"`
-}
 
 // Child is one platform's image of an app tag: the image itself when the
 // tag names a single manifest, one entry of the index otherwise.
@@ -139,47 +124,46 @@ func inspectImage(what string, img v1.Image) (*Child, error) {
 		return nil, fmt.Errorf("digest of %s: %w", what, err)
 	}
 	c := &Child{Image: img, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
-		App: AppImage{Ref: what, Digest: digest.String(), OS: cf.OS, Arch: cf.Architecture}}
+		App: AppImage{Ref: what, Digest: digest.String()}}
 	labels := cf.Config.Labels
-	raw, ok := labels[labelLifecycle]
+	c.App.Target = targetOf(cf)
+	raw, ok := labels[platform.LifecycleMetadataLabel]
 	if !ok {
 		return c, nil
 	}
-	var md lifecycleMD
+	// The lifecycle's own types; the Compat variant because an app layer
+	// list's shape has changed across lifecycle versions, and only the run
+	// image and stack matter here.
+	var md files.LayersMetadataCompat
 	if err := json.Unmarshal([]byte(raw), &md); err != nil {
-		return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, labelLifecycle, err)
+		return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, platform.LifecycleMetadataLabel, err)
 	}
-	run := md.RunImage
+	run := md.RunImage.RunImageForExport
 	if run.Image == "" && md.Stack != nil {
-		run.Image, run.Mirrors = md.Stack.RunImage.Image, md.Stack.RunImage.Mirrors
+		run = md.Stack.RunImage
 	}
 	c.App.HasCNBMetadata = true
-	c.App.Rebasable = labels[labelRebasable] != "false"
-	c.App.RunImageTop = run.TopLayer
+	c.App.Rebasable = labels[platform.RebasableLabel] != "false"
+	c.App.RunImageTop = md.RunImage.TopLayer
 	c.App.RunImageName = run.Image
 	c.App.RunImageMirrors = run.Mirrors
-	c.RecordedRef = run.Reference
-	c.App.BaseID = labels[labelBaseID]
-	if c.App.BaseID == "" {
-		c.App.BaseID = labels[labelStackID]
-	}
-	var build struct {
-		Buildpacks []struct {
-			ID      string `json:"id"`
-			Version string `json:"version"`
-		} `json:"buildpacks"`
-	}
-	if raw := labels[labelBuild]; raw != "" {
+	c.RecordedRef = md.RunImage.Reference
+	c.App.BaseID = baseID(labels)
+	if raw := labels[platform.BuildMetadataLabel]; raw != "" {
+		var build files.BuildMetadata
 		if err := json.Unmarshal([]byte(raw), &build); err != nil {
-			return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, labelBuild, err)
+			return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, platform.BuildMetadataLabel, err)
 		}
-	}
-	for _, bp := range build.Buildpacks {
-		c.App.Buildpacks = append(c.App.Buildpacks, BuildpackRef{bp.ID, bp.Version})
+		for _, bp := range build.Buildpacks {
+			c.App.Buildpacks = append(c.App.Buildpacks, BuildpackRef{bp.ID, bp.Version})
+		}
 	}
 	c.PlatformAPI = defaultAPIForOld
 	for _, e := range cf.Config.Env {
-		if v, ok := strings.CutPrefix(e, envPlatformAPI+"="); ok {
+		if v, ok := strings.CutPrefix(e, "CNB_PLATFORM_API="); ok {
+			if _, err := api.NewVersion(v); err != nil {
+				return nil, fmt.Errorf("%s: recorded platform API %q: %w", what, v, err)
+			}
 			c.PlatformAPI = v
 		}
 	}
@@ -193,14 +177,12 @@ func ReadRunImage(ref, digest string, img v1.Image) (RunImage, error) {
 	if err != nil {
 		return RunImage{}, fmt.Errorf("run image %s: read config: %w", ref, err)
 	}
-	r := RunImage{Ref: ref, Digest: digest, OS: cf.OS, Arch: cf.Architecture}
+	r := RunImage{Ref: ref, Digest: digest}
 	if n := len(cf.RootFS.DiffIDs); n > 0 {
 		r.TopLayer = cf.RootFS.DiffIDs[n-1].String()
 	}
-	r.BaseID = cf.Config.Labels[labelBaseID]
-	if r.BaseID == "" {
-		r.BaseID = cf.Config.Labels[labelStackID]
-	}
+	r.BaseID = baseID(cf.Config.Labels)
+	r.Target = targetOf(cf)
 	return r, nil
 }
 
@@ -241,4 +223,27 @@ func ReadBuilder(ctx context.Context, reg *registry.Client, ref name.Reference) 
 		b.Buildpacks[bp.ID] = append(b.Buildpacks[bp.ID], bp.Version)
 	}
 	return b, nil
+}
+
+// baseID is the base (formerly stack) an image was built on or is.
+func baseID(labels map[string]string) string {
+	if id := labels[platform.TargetLabel]; id != "" {
+		return id
+	}
+	return labels[platform.StackIDLabel]
+}
+
+// targetOf reads an image's target as the lifecycle's GetTargetMetadata
+// does (os, architecture, variant, distro labels), from a config file:
+// GetTargetMetadata needs an imgutil.Image, and cipack has only read the
+// config.
+func targetOf(cf *v1.ConfigFile) files.TargetMetadata {
+	t := files.TargetMetadata{OS: cf.OS, Arch: cf.Architecture, ArchVariant: cf.Variant}
+	name, hasName := cf.Config.Labels[platform.OSDistroNameLabel]
+	version, hasVersion := cf.Config.Labels[platform.OSDistroVersionLabel]
+	if hasName || hasVersion {
+		t.Distro = &files.OSDistro{Name: name, Version: version}
+	}
+	t.ID = cf.Config.Labels[platform.TargetLabel]
+	return t
 }

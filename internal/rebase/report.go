@@ -39,6 +39,9 @@ func (r Report) Failed() int {
 	return n
 }
 
+// Handled counts the images that did not fail.
+func (r Report) Handled() int { return len(r.Images) - r.Failed() }
+
 // Pending counts the images that need a change (for --dry-run --exit-code).
 func (r Report) Pending() int { return r.Counts[string(Rebase)] + r.Counts[string(Rebuild)] }
 

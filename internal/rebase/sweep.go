@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/buildpacks/lifecycle/platform"
+	"github.com/buildpacks/lifecycle/platform/files"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -285,25 +288,29 @@ func (s *sweep) readTags(ctx context.Context, in *Inspected, tags []string) (map
 }
 
 // pickRunImage chooses which run image name to check for child c: the
-// fleet's override, else a name in the app's own registry (as the
-// lifecycle picks mirrors), else the recorded name. The fleet's extra
-// mirrors are only candidates when the entry allows renaming: rebasing
-// onto a name the image does not record rewrites its metadata.
+// fleet's override, else the lifecycle's own choice
+// (platform.BestRunImageMirrorFor: a name in the app's registry first,
+// then the recorded name). Access is not probed here (the check always
+// says yes): the read that follows finds out, with a better error. The
+// fleet's extra mirrors are only candidates when the entry allows
+// renaming: rebasing onto a name the image does not record rewrites its
+// metadata.
 func pickRunImage(in *Inspected, c *Child, t Target) string {
 	if t.RunImage != "" {
 		return t.RunImage
 	}
-	reg := in.Ref.Context().RegistryStr()
-	names := append([]string{c.App.RunImageName}, c.App.RunImageMirrors...)
+	md := files.RunImageForExport{Image: c.App.RunImageName, Mirrors: c.App.RunImageMirrors}
 	if t.AllowRunImageRename {
-		names = append(names, t.RunImageMirrors...)
+		md.Mirrors = append(append([]string{}, md.Mirrors...), t.RunImageMirrors...)
 	}
-	for _, m := range names {
-		if r, err := name.ParseReference(m); err == nil && r.Context().RegistryStr() == reg {
-			return m
-		}
+	if md.Image == "" {
+		return ""
 	}
-	return c.App.RunImageName
+	best, err := platform.BestRunImageMirrorFor(in.Ref.Context().RegistryStr(), md, func(string, authn.Keychain) (bool, error) { return true, nil })
+	if err != nil {
+		return md.Image
+	}
+	return best
 }
 
 // runImage returns the run image's state for child c's platform: one

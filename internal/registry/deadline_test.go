@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/cipack/cipack/internal/exit"
 )
@@ -122,5 +124,31 @@ func readAll(resp *http.Response) ([]byte, error) {
 			}
 			return out, err
 		}
+	}
+}
+
+// The push check retries a transient 503 like every other registry call:
+// one blip does not fail a build.
+func TestPushCheckRetriesTransientErrors(t *testing.T) {
+	reg := ggcrregistry.New()
+	var failed atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") && failed.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(strings.TrimPrefix(srv.URL, "http://") + "/app:latest")
+	if err := c.CheckPush(context.Background(), ref); err != nil {
+		t.Fatalf("one 503 failed the push check: %v", err)
+	}
+	if failed.Load() < 2 {
+		t.Fatalf("the 503 was not retried (%d POSTs)", failed.Load())
 	}
 }

@@ -1,43 +1,34 @@
 package registry
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
 
+	"github.com/buildpacks/lifecycle/auth"
+	dockerregistry "github.com/docker/docker/registry"
 	"github.com/google/go-containerregistry/pkg/authn"
 )
 
-// envKeychain serves the credentials of CNB_REGISTRY_AUTH, the format the
-// lifecycle itself reads: {"registry": "Basic <b64>" | "Bearer <token>"}.
-type envKeychain map[string]string
-
-func parseCNBRegistryAuth(v string) (envKeychain, error) {
-	kc := envKeychain{}
-	if strings.TrimSpace(v) == "" {
-		return kc, nil
+// newEnvKeychain is the lifecycle's own keychain for CNB_REGISTRY_AUTH
+// (auth.EnvKeychain: Basic, Bearer and X-Identity headers), built from the
+// value the edge read. auth.NewEnvKeychain would read the process
+// environment itself; this keeps env reads at the edge and normalizes keys
+// exactly as it does (docker's ConvertToHostname: "https://host/v2/" and
+// "host" are one key), so cipack accepts exactly what the lifecycle does.
+func newEnvKeychain(v string) (*auth.EnvKeychain, error) {
+	raw := map[string]string{}
+	if strings.TrimSpace(v) != "" {
+		if err := json.Unmarshal([]byte(v), &raw); err != nil {
+			// The value is a secret: never echo it, not even in an error.
+			return nil, fmt.Errorf("not a JSON object of registry to header value")
+		}
 	}
-	if err := json.Unmarshal([]byte(v), &kc); err != nil {
-		// The value is a secret: never echo it, not even in an error.
-		return nil, fmt.Errorf("not a JSON object of registry to header value")
+	headers := make(map[string]string, len(raw))
+	for reg, h := range raw {
+		headers[dockerregistry.ConvertToHostname(reg)] = h
 	}
-	return kc, nil
-}
-
-func (k envKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
-	h, ok := k[r.RegistryStr()]
-	if !ok {
-		return authn.Anonymous, nil
-	}
-	scheme, value, _ := strings.Cut(h, " ")
-	switch strings.ToLower(scheme) {
-	case "basic":
-		return authn.FromConfig(authn.AuthConfig{Auth: value}), nil
-	case "bearer":
-		return authn.FromConfig(authn.AuthConfig{RegistryToken: value}), nil
-	}
-	return authn.Anonymous, nil
+	return &auth.EnvKeychain{AuthHeaders: headers}, nil
 }
 
 // githubKeychain authenticates to ghcr.io with the workflow's GITHUB_TOKEN.
@@ -52,25 +43,6 @@ func (g githubKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 		user = "x-access-token"
 	}
 	return &authn.Basic{Username: user, Password: g.token}, nil
-}
-
-// headerFor renders an auth config as an Authorization header value.
-func headerFor(c *authn.AuthConfig) string {
-	switch {
-	case c.RegistryToken != "":
-		return "Bearer " + c.RegistryToken
-	case c.Auth != "":
-		return "Basic " + c.Auth
-	case c.Username != "" || c.Password != "":
-		return "Basic " + base64.StdEncoding.EncodeToString([]byte(c.Username+":"+c.Password))
-	}
-	return ""
-}
-
-// EncodeAuth renders headers as the JSON that CNB_REGISTRY_AUTH holds.
-func EncodeAuth(headers map[string]string) string {
-	b, _ := json.Marshal(headers)
-	return string(b)
 }
 
 // staticKeychain serves one username and password for the registries given.

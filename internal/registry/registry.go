@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/buildpacks/lifecycle/auth"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -42,12 +43,25 @@ type Options struct {
 	// action's registry-username / registry-password inputs).
 	Username, Password string
 	Registries         []string
+	// Images are every image the command reads or writes, as far as it
+	// knows them up front: the lifecycle's DefaultKeychain resolves its
+	// ECR/ACR helpers for them.
+	Images []string
 	// Transport overrides the HTTP transport (tests count requests with it).
 	Transport http.RoundTripper
 	// Timeout bounds every request: connect and first byte, then each
 	// silence of the body. Zero means DefaultTimeout.
 	Timeout time.Duration
 }
+
+// retryBackoff is the backoff of every retried registry request.
+var retryBackoff = remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 4}
+
+// pushCheckRetryCodes are the statuses the push check retries. remote
+// does not export its default list (remote/options.go, v0.22.1): this is
+// that list, used only for the one request cipack makes outside remote.
+var pushCheckRetryCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+	http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, 499, 522}
 
 // Client reads and checks images.
 type Client struct {
@@ -57,8 +71,13 @@ type Client struct {
 }
 
 // New builds a Client. It fails only if CNBRegistryAuth is malformed.
+// Its keychain is, in order: CNB_REGISTRY_AUTH (the lifecycle's
+// EnvKeychain), the username/password pair for Registries, the GitHub
+// token for ghcr.io, the docker config (DOCKER_CONFIG), and the lifecycle's
+// DefaultKeychain for Images, which adds its ECR and ACR credential
+// helpers: the preflight accepts what the lifecycle accepts.
 func New(opts Options) (*Client, error) {
-	env, err := parseCNBRegistryAuth(opts.CNBRegistryAuth)
+	env, err := newEnvKeychain(opts.CNBRegistryAuth)
 	if err != nil {
 		return nil, exit.New(exit.Usage, "CNB_REGISTRY_AUTH", err,
 			`set it to a JSON object such as {"registry.example": "Basic <base64 user:pass>"}`)
@@ -71,6 +90,13 @@ func New(opts Options) (*Client, error) {
 		chains = append(chains, githubKeychain{actor: opts.GitHubActor, token: opts.GitHubToken})
 	}
 	chains = append(chains, authn.DefaultKeychain)
+	if len(opts.Images) > 0 {
+		lc, err := auth.DefaultKeychain(opts.Images...)
+		if err != nil {
+			return nil, exit.New(exit.Usage, "CNB_REGISTRY_AUTH", err, "fix the variable's JSON")
+		}
+		chains = append(chains, lc)
+	}
 	base := opts.Transport
 	if base == nil {
 		base = remote.DefaultTransport
@@ -99,12 +125,13 @@ func (c *Client) Parse(ref string) (name.Reference, error) {
 // RemoteOptions are the options for every remote call: auth, context,
 // bounded retries for transient failures.
 func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
+	// go-containerregistry's own retries, with its default status codes;
+	// only the backoff is shorter than its 1 s × 3 so a CI job is not
+	// held long by a blip (the deadline transport bounds silent servers).
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 4}),
-		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
-			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+		remote.WithRetryBackoff(retryBackoff),
 	}
 	return append(opts, remote.WithTransport(c.transport))
 }
@@ -123,7 +150,7 @@ func (c *Client) CheckPush(ctx context.Context, ref name.Reference) error {
 	if err != nil {
 		return Classify(ref.String(), "push", err)
 	}
-	client := &http.Client{Transport: tr}
+	client := &http.Client{Transport: transport.NewRetry(tr, transport.WithRetryBackoff(retryBackoff), transport.WithRetryStatusCodes(pushCheckRetryCodes...))}
 	u := url.URL{Scheme: repo.Registry.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/blobs/uploads/"}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
 	if err != nil {
@@ -178,31 +205,11 @@ func (c *Client) ConfigFor(ctx context.Context, ref name.Reference, p v1.Platfor
 	return img, cf, nil
 }
 
-// AuthHeaders returns CNB_REGISTRY_AUTH entries for the registries of refs:
-// registry → Authorization header value. Anonymous registries are left out.
-func (c *Client) AuthHeaders(ctx context.Context, refs ...name.Reference) (map[string]string, error) {
-	out := map[string]string{}
-	for _, r := range refs {
-		reg := r.Context().Registry
-		if _, done := out[reg.RegistryStr()]; done {
-			continue
-		}
-		auth, err := authn.Resolve(ctx, c.keychain, reg)
-		if err != nil {
-			return nil, fmt.Errorf("resolve credentials for %s: %w", reg.RegistryStr(), err)
-		}
-		if auth == authn.Anonymous {
-			continue
-		}
-		cfg, err := authn.Authorization(ctx, auth)
-		if err != nil {
-			return nil, fmt.Errorf("resolve credentials for %s: %w", reg.RegistryStr(), err)
-		}
-		if h := headerFor(cfg); h != "" {
-			out[reg.RegistryStr()] = h
-		}
-	}
-	return out, nil
+// LifecycleAuth renders the credentials for images as the
+// CNB_REGISTRY_AUTH value the lifecycle reads, with the lifecycle's own
+// auth.BuildEnvVar. Anonymous registries are left out.
+func (c *Client) LifecycleAuth(images ...string) (string, error) {
+	return auth.BuildEnvVar(c.keychain, images...)
 }
 
 // Classify turns an error from a registry call on image into an exit.Error
@@ -232,9 +239,13 @@ func Classify(image, action string, err error) error {
 		return exit.New(exit.RegistryUnreachable, image, fmt.Errorf("%s: %w", action, err),
 			"the registry accepted the connection but did not answer: check its health, or raise --registry-timeout (CIPACK_REGISTRY_TIMEOUT)")
 	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return exit.New(exit.RegistryUnreachable, image, fmt.Errorf("registry unreachable: %w", err),
+			"the registry speaks plain HTTP: pass --insecure-registry for it")
+	}
 	if isNetwork(err) {
 		return exit.New(exit.RegistryUnreachable, image, fmt.Errorf("registry unreachable: %w", err),
-			"check the registry host and port, and the network; a plain-HTTP registry needs --insecure-registry")
+			"check the registry host and port, and the network")
 	}
 	return fmt.Errorf("%s %s: %w", action, image, err)
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -59,9 +60,9 @@ func TestCNBRegistryAuthDrivesChecksAndHeaders(t *testing.T) {
 	if want, _ := img.Digest(); d.Digest != want {
 		t.Fatalf("digest %s, want %s", d.Digest, want)
 	}
-	h, err := c.AuthHeaders(context.Background(), ref)
-	if err != nil || h[host] != "Basic "+base64.StdEncoding.EncodeToString([]byte("ci:pw")) {
-		t.Fatalf("headers %v %v", h, err)
+	h := lifecycleAuth(t, c, ref.String())
+	if h[host] != "Basic "+base64.StdEncoding.EncodeToString([]byte("ci:pw")) {
+		t.Fatalf("headers %v", h)
 	}
 
 	bad, _ := New(Options{CNBRegistryAuth: fmt.Sprintf(`{%q: "Basic %s"}`, host, base64.StdEncoding.EncodeToString([]byte("ci:nope")))})
@@ -72,8 +73,54 @@ func TestCNBRegistryAuthDrivesChecksAndHeaders(t *testing.T) {
 	if _, err := anon.Head(context.Background(), ref); exit.Code(err) != exit.RegistryAuth {
 		t.Fatalf("anonymous: code %d (%v)", exit.Code(err), err)
 	}
-	if h, _ := anon.AuthHeaders(context.Background(), ref); len(h) != 0 {
+	if h := lifecycleAuth(t, anon, ref.String()); len(h) != 0 {
 		t.Fatalf("anonymous registries get no header, got %v", h)
+	}
+}
+
+func lifecycleAuth(t *testing.T, c *Client, images ...string) map[string]string {
+	t.Helper()
+	v, err := c.LifecycleAuth(images...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]string{}
+	if err := json.Unmarshal([]byte(v), &h); err != nil {
+		t.Fatalf("CNB_REGISTRY_AUTH %q: %v", v, err)
+	}
+	return h
+}
+
+// cipack reads CNB_REGISTRY_AUTH as the lifecycle does: keys written with
+// a scheme or path, and X-Identity headers.
+func TestCNBRegistryAuthAcceptsWhatTheLifecycleAccepts(t *testing.T) {
+	host := authed(t, "ci", "pw")
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("ci:pw"))
+	c, err := New(Options{CNBRegistryAuth: fmt.Sprintf(`{"http://%s/v2/": %q, "other.example": "X-Identity id-t0ken"}`, host, basic)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := c.Parse(host + "/team/app:latest")
+	if err := c.CheckPush(context.Background(), ref); err != nil {
+		t.Fatalf("a key with a scheme and path: %v", err)
+	}
+	h := lifecycleAuth(t, c, ref.String(), "other.example/app:latest")
+	if h[host] != basic || h["other.example"] != "X-Identity id-t0ken" {
+		t.Fatalf("headers %v", h)
+	}
+}
+
+// The action's username/password reach every registry the command names:
+// tags in another registry and the previous image too.
+func TestStaticCredentialsCoverEveryNamedRegistry(t *testing.T) {
+	c, _ := New(Options{Username: "u", Password: "p", Registries: []string{"a.example", "b.example"}})
+	h := lifecycleAuth(t, c, "a.example/app:latest", "b.example/app:v1", "c.example/app:latest")
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("u:p"))
+	if h["a.example"] != want || h["b.example"] != want {
+		t.Fatalf("headers %v", h)
+	}
+	if _, ok := h["c.example"]; ok {
+		t.Fatal("credentials leaked to a registry the command did not name")
 	}
 }
 
@@ -109,10 +156,7 @@ func TestGitHubTokenOnlyForGHCR(t *testing.T) {
 	c, _ := New(Options{GitHubToken: "tok", GitHubActor: "octo"})
 	ghcr, _ := c.Parse("ghcr.io/o/app")
 	other, _ := c.Parse("registry.example/o/app")
-	h, err := c.AuthHeaders(context.Background(), ghcr, other)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := lifecycleAuth(t, c, ghcr.String(), other.String())
 	if h["ghcr.io"] != "Basic "+base64.StdEncoding.EncodeToString([]byte("octo:tok")) {
 		t.Fatalf("ghcr.io header %q", h["ghcr.io"])
 	}

@@ -7,15 +7,21 @@ import (
 	"testing"
 )
 
-// RunTests is the TestMain of the packages that run real parts: with
-// -short, or without root (mount namespaces, chroot and dropping to the
-// build user need it), only the tests that need no fixture run and *fx
-// stays nil; otherwise a Fixture is made under a fresh directory, before
-// (run after the directory exists) prepares more, and all is removed after.
+// RunTests is the TestMain of the packages that run real parts. With
+// -short (make unit: the one documented opt-out) only the tests that need
+// no fixture run and *fx stays nil. Otherwise the run needs root (mount
+// namespaces, chroot and dropping to the build user): without it the
+// package fails, saying so, rather than pass having run nothing real. A
+// Fixture is made under a fresh directory, before (run after the directory
+// exists) prepares more, and all is removed after.
 func RunTests(m *testing.M, name string, fx **Fixture, before func(dir string) error) int {
-	if testing.Short() || os.Geteuid() != 0 {
-		fmt.Printf("%s: the end-to-end tests need root and no -short; only the others run\n", name)
+	if testing.Short() {
+		fmt.Printf("%s: -short: the end-to-end tests are skipped\n", name)
 		return m.Run()
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintf(os.Stderr, "%s: the end-to-end tests need root (mount namespaces, chroot, the build user): run `make test` as root, or `make unit` (-short) to run only the unit tests\n", name)
+		return 1
 	}
 	dir, err := os.MkdirTemp("", "cipack-"+name+"-")
 	if err == nil {

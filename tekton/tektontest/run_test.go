@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 
 func needFixture(t *testing.T) {
 	if fx == nil {
-		t.Skip("needs root")
+		t.Skip("skipped in -short mode (make unit)")
 	}
 }
 
