@@ -1,7 +1,8 @@
 # cipack: a static binary in a minimal image. In Tekton the build step runs
 # in the *builder* image and only copies /usr/local/bin/cipack out of this
 # one, so the final stage holds nothing else but CA certificates.
-FROM golang:1.25 AS build
+# Pinned to the Go version every go.mod states (see README); bump them together.
+FROM golang:1.26.4-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

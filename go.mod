@@ -1,6 +1,6 @@
 module github.com/cipack/cipack
 
-go 1.25.5
+go 1.26.4
 
 require (
 	github.com/BurntSushi/toml v1.5.0

@@ -29,22 +29,19 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// buildAct builds act from the version this module pins, cached.
+// buildAct builds act from the version this module's go.mod pins, cached
+// under that version.
 func buildAct(string) (string, error) {
-	dir := filepath.Join(testenv.CacheDir(), "act-v0.2.89")
-	bin := filepath.Join(dir, "act")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	ctx := context.Background()
+	here, err := os.Getwd()
+	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "build", "-o", bin+".tmp", "github.com/nektos/act")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build act: %v\n%s", err, out)
+	dir, err := testenv.ToolDir(ctx, here, "github.com/nektos/act")
+	if err != nil {
+		return "", err
 	}
-	return bin, os.Rename(bin+".tmp", bin)
+	return filepath.Join(dir, "act"), testenv.BuildTool(ctx, here, dir, "act", "github.com/nektos/act")
 }
 
 // goEnv keeps the workflow's `go build` (the action's build-from-source

@@ -1,6 +1,6 @@
 module github.com/cipack/cipack/action/acttest
 
-go 1.25.5
+go 1.26.4
 
 require (
 	github.com/cipack/cipack v0.0.0-00010101000000-000000000000

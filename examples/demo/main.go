@@ -38,7 +38,7 @@ func run(ctx context.Context) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	step("preparing lifecycle " + testenv.LifecycleVersion + ", registry, run image and builder")
+	step("preparing lifecycle " + testenv.LifecycleVersion() + ", registry, run image and builder")
 	f, err := testenv.NewFixture(ctx, dir)
 	if err != nil {
 		return err

@@ -144,7 +144,7 @@ func BuilderImage(base v1.Image, cnbDir string, uid, gid int) (v1.Image, error) 
 		"stack":       map[string]any{"runImage": runImage},
 		"images":      run.Images,
 		"lifecycle": map[string]any{
-			"version": strings.TrimPrefix(LifecycleVersion, "v"),
+			"version": strings.TrimPrefix(LifecycleVersion(), "v"),
 			"apis": map[string]any{
 				"buildpack": map[string]any{"deprecated": []string{}, "supported": []string{"0.7", "0.8", "0.9", "0.10", "0.11"}},
 				"platform":  map[string]any{"deprecated": []string{}, "supported": apis},

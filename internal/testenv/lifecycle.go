@@ -10,8 +10,6 @@ import (
 	"syscall"
 )
 
-// LifecycleVersion is the lifecycle the tests build; go.mod pins it.
-const LifecycleVersion = "v0.21.0"
 
 // LifecyclePhases are the names the multi-call lifecycle binary answers to.
 var LifecyclePhases = []string{"analyzer", "detector", "restorer", "builder", "exporter", "creator", "rebaser", "extender"}
@@ -50,12 +48,15 @@ func ModuleRoot() (string, error) {
 }
 
 // LifecycleBinaries returns a directory holding `lifecycle` and `launcher`
-// built from the pinned module, building them once (about 2 minutes cold)
-// and reusing them after.
+// built from the module version cipack's go.mod pins, building them once
+// (about 2 minutes cold) and reusing them after.
 func LifecycleBinaries(ctx context.Context) (string, error) {
-	dir := filepath.Join(CacheDir(), "lifecycle-"+LifecycleVersion)
+	dir, err := ToolDir(ctx, "", "github.com/buildpacks/lifecycle")
+	if err != nil {
+		return "", err
+	}
 	for _, bin := range []string{"lifecycle", "launcher"} {
-		if err := buildTool(ctx, dir, bin, "github.com/buildpacks/lifecycle/cmd/"+bin); err != nil {
+		if err := BuildTool(ctx, "", dir, bin, "github.com/buildpacks/lifecycle/cmd/"+bin); err != nil {
 			return "", err
 		}
 	}
@@ -65,14 +66,63 @@ func LifecycleBinaries(ctx context.Context) (string, error) {
 // CraneBinary returns crane built from the pinned go-containerregistry
 // module (a benchmark anchor), cached like the lifecycle.
 func CraneBinary(ctx context.Context) (string, error) {
-	dir := filepath.Join(CacheDir(), "crane-v0.22.1")
-	return filepath.Join(dir, "crane"), buildTool(ctx, dir, "crane", "github.com/google/go-containerregistry/cmd/crane")
+	dir, err := ToolDir(ctx, "", "github.com/google/go-containerregistry")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "crane"), BuildTool(ctx, "", dir, "crane", "github.com/google/go-containerregistry/cmd/crane")
 }
 
-// buildTool builds pkg (pinned by cipack's go.mod) as dir/name unless it
-// is there already. Concurrent callers (go test runs packages in parallel)
-// wait on a file lock instead of building twice.
-func buildTool(ctx context.Context, dir, name, pkg string) error {
+// LifecycleVersion is the lifecycle version cipack's go.mod pins (the
+// one the tests build), or "unknown".
+func LifecycleVersion() string {
+	v, err := ModuleVersion(context.Background(), "", "github.com/buildpacks/lifecycle")
+	if err != nil {
+		return "unknown"
+	}
+	return v
+}
+
+// ToolDir is the cache directory of a tool built from module, keyed by the
+// version the go.mod of moduleDir (cipack's own when empty) pins, read
+// from go itself: a version bump in go.mod is a new directory, never a
+// stale binary under an old name.
+func ToolDir(ctx context.Context, moduleDir, module string) (string, error) {
+	v, err := ModuleVersion(ctx, moduleDir, module)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(CacheDir(), filepath.Base(module)+"-"+v), nil
+}
+
+// ModuleVersion is the version of module that the go.mod of moduleDir
+// (cipack's own when empty) selects.
+func ModuleVersion(ctx context.Context, moduleDir, module string) (string, error) {
+	if moduleDir == "" {
+		root, err := ModuleRoot()
+		if err != nil {
+			return "", err
+		}
+		moduleDir = root
+	}
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", module)
+	cmd.Dir = moduleDir
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m %s: %w", module, err)
+	}
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return "", fmt.Errorf("%s is not required by %s/go.mod", module, moduleDir)
+	}
+	return v, nil
+}
+
+// BuildTool builds pkg (pinned by the go.mod of moduleDir, cipack's own
+// when empty) as dir/name unless it is there already. Concurrent callers
+// (go test runs packages in parallel) wait on a file lock instead of
+// building twice.
+func BuildTool(ctx context.Context, moduleDir, dir, name, pkg string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -85,12 +135,15 @@ func buildTool(ctx context.Context, dir, name, pkg string) error {
 	if _, err := os.Stat(bin); err == nil {
 		return nil
 	}
-	root, err := ModuleRoot()
-	if err != nil {
-		return err
+	if moduleDir == "" {
+		root, err := ModuleRoot()
+		if err != nil {
+			return err
+		}
+		moduleDir = root
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin+".tmp", pkg)
-	cmd.Dir = root
+	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build %s: %w\n%s", pkg, err, out)
