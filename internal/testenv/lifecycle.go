@@ -10,7 +10,6 @@ import (
 	"syscall"
 )
 
-
 // LifecyclePhases are the names the multi-call lifecycle binary answers to.
 var LifecyclePhases = []string{"analyzer", "detector", "restorer", "builder", "exporter", "creator", "rebaser", "extender"}
 
