@@ -17,8 +17,8 @@ var taskParams = map[string]string{
 	"--dry-run":            "DRY_RUN",
 	"--jobs":               "JOBS",
 	"--source":             "SOURCES",
-	"run image":            "RUN_IMAGE",
-	"lifecycle":            "BUILDER_IMAGE",
+	"--source-root":        "source workspace",
+	"--any-source":         "ANY_SOURCE",
 	"registry credentials": "dockerconfig workspace",
 }
 
@@ -51,6 +51,32 @@ var actionInputs = map[string]string{
 	"--config":       "config",
 	"--jobs":         "jobs",
 	"--source":       "sources",
+	"--any-source":   "any-source",
+	"--dry-run":      "dry-run",
+	"--exit-code":    "exit-code",
+	"IMAGE":          "images",
+}
+
+// ActionInputFor and TaskParamFor name an error subject as the actions and
+// the Tasks call it; Subjects lists every subject that has a name. Tests
+// hold these tables to the action and Task files.
+func ActionInputFor(subject string) (string, bool) { v, ok := actionInputs[subject]; return v, ok }
+
+func TaskParamFor(subject string) (string, bool) { v, ok := taskParams[subject]; return v, ok }
+
+func Subjects() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range []map[string]string{actionInputs, taskParams} {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func sortedKeys(m map[string]string) []string {
