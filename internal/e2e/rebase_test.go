@@ -367,3 +367,45 @@ func TestRebaseVerdictsAndErrorsPerImage(t *testing.T) {
 		t.Fatal("the webhook token leaked into the logs")
 	}
 }
+
+// A dry run's plan is what the real run does, verdict for verdict and
+// reason for reason, over every verdict.
+func TestDryRunPlanIsWhatTheRunDoes(t *testing.T) {
+	needFixture(t)
+	w := newRebaseWorld(t, "plan")
+	h := fx.Registry.Host
+	steadyRun, steady := h+"/plan/steady-run:latest", h+"/plan/steady:latest"
+	pushRun(t, steadyRun, "v1", testenv.StackID)
+	if r := cipackBuild(t, "plan", nil, "--image", steady, "--run-image", steadyRun); r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	// A run image the lifecycle's target rule refuses (another
+	// architecture): planned and done as a rebuild, never a rebase.
+	otherBase := h + "/plan/other-arch:latest"
+	if _, err := testenv.Push(context.Background(), otherBase, runFor(t, "v9", arm64)); err != nil {
+		t.Fatal(err)
+	}
+	pushRun(t, w.run, "v2", testenv.StackID)
+	fleet := "images:\n" +
+		"  - image: " + w.appA + "\n    tags: [" + w.appAStable + "]\n" + // rebase
+		"  - image: " + steady + "\n" + // up-to-date
+		"  - image: " + w.appB + "\n    runImage: " + otherBase + "\n    allowRunImageRename: true\n" + // rebuild STACK_INCOMPATIBLE
+		"  - image: " + w.noRebase + "\n" + // skipped NOT_REBASABLE
+		"  - image: " + w.plain + "\n" + // skipped NOT_CNB
+		"  - image: " + h + "/plan/missing:latest\n" // error
+	plan, _, _ := cipackRebase(t, fleet, nil, "--dry-run")
+	did, _, stderr := cipackRebase(t, fleet, nil)
+	seen := map[string]bool{}
+	for i, p := range plan.Images {
+		d := did.Images[i]
+		if p.Image != d.Image || p.Verdict != d.Verdict || p.Reason != d.Reason {
+			t.Errorf("%s: planned %s %s, did %s %s (%s)\n%s", p.Image, p.Verdict, p.Reason, d.Verdict, d.Reason, d.Error, stderr)
+		}
+		seen[p.Verdict+" "+p.Reason] = true
+	}
+	for _, want := range []string{"rebase STACK", "up-to-date ", "rebuild STACK_INCOMPATIBLE", "skipped NOT_REBASABLE", "skipped NOT_CNB", "error "} {
+		if !seen[want] {
+			t.Errorf("the fleet should cover %q; saw %v", want, seen)
+		}
+	}
+}
