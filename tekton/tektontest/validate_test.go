@@ -136,6 +136,13 @@ func validateDoc(t *testing.T, where, apiVersion, kind string, d []byte) {
 		if o.Spec.Schedule == "" || len(o.Spec.JobTemplate.Spec.Template.Spec.Containers) == 0 {
 			t.Fatalf("%s: a CronJob needs a schedule and a container", where)
 		}
+		// Bitnami stopped publishing its kubectl tags: the examples use
+		// the Kubernetes project's own image, pinned to a release that has it.
+		for _, c := range o.Spec.JobTemplate.Spec.Template.Spec.Containers {
+			if m := regexp.MustCompile(`^registry\.k8s\.io/kubectl:v1\.(\d+)\.\d+$`).FindStringSubmatch(c.Image); m == nil || len(m[1]) < 2 || m[1] < "28" {
+				t.Errorf("%s: container %s runs %s; use registry.k8s.io/kubectl:v1.28.0 or newer, pinned", where, c.Name, c.Image)
+			}
+		}
 	case "v1/ServiceAccount":
 		strict(t, where, d, &corev1.ServiceAccount{})
 	case "v1/ConfigMap":
