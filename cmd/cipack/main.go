@@ -19,6 +19,7 @@ func main() {
 		Environ: os.Environ(),
 		Stdout:  os.Stdout,
 		Stderr:  os.Stderr,
+		Reexec:  func() error { return cli.SudoReexec(os.Args) },
 	})
 	stop()
 	os.Exit(code)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -19,7 +20,9 @@ import (
 
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/pull"
 	"github.com/cipack/cipack/internal/registry"
+	"github.com/cipack/cipack/internal/sandbox"
 )
 
 // Deps are what a build needs from outside: a registry client, where logs
@@ -61,8 +64,25 @@ type Result struct {
 // Run performs one build. opts must have passed Validate.
 func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	start := time.Now()
-	b, err := lifecycle.LoadBuilder(opts.CNBDir)
-	if err != nil {
+	var pulled *pull.Builder
+	var b *lifecycle.Builder
+	var err error
+	if PullMode(opts) {
+		if os.Geteuid() != 0 {
+			return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("pull mode (no builder at %s) needs root: it mounts the builder's layers in a private namespace", opts.CNBDir),
+				"run cipack as root, or as a user with passwordless sudo (GitHub-hosted runners have it), or run the step in the builder image")
+		}
+		t := time.Now()
+		if pulled, err = pull.Prepare(ctx, d.Registry, opts.Builder, opts.BuilderCache); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(d.Log, "cipack: builder %s: %d layers, %d unpacked, %d cached in %s (%s)\n", pulled.Ref, len(pulled.Layers), pulled.Unpacked,
+			len(pulled.Layers)-pulled.Unpacked, opts.BuilderCache, time.Since(t).Round(time.Millisecond))
+		if b, err = lifecycle.LoadBuilderFrom("/cnb", pull.Files(pulled.Layers)); err != nil {
+			return nil, err
+		}
+		d.BuilderUID, d.BuilderGID = pulled.UID, pulled.GID
+	} else if b, err = lifecycle.LoadBuilder(opts.CNBDir); err != nil {
 		return nil, err
 	}
 	if b.Extensions {
@@ -119,6 +139,13 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	if err != nil {
 		return nil, exit.Usagef("--layers-dir", "", "%v", err)
 	}
+	if pulled != nil {
+		// A fresh layers dir on the host, bound at /layers in the sandbox.
+		if layersDir, err = os.MkdirTemp("", "cipack-layers-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(layersDir)
+	}
 	if err := os.MkdirAll(layersDir, 0o755); err != nil {
 		return nil, exit.Usagef("--layers-dir", "make it writable", "%v", err)
 	}
@@ -164,6 +191,13 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 	fmt.Fprintf(d.Log, "cipack: building %s as %d:%d (platform API: first of %v the lifecycle accepts)\n", refs.image, uid, gid, candidates)
 	runner := &lifecycle.Runner{Log: d.Log, Observer: d.Observer, Environ: lifecycleEnv(d.Environ)}
+	if pulled != nil {
+		runner.Environ = pulled.Env
+		runner.Wrap, err = sandboxed(pulled, &in, opts)
+		if err != nil {
+			return nil, err
+		}
+	}
 	api, timings, err := runner.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
 		in.PlatformAPI = api
 		return lifecycle.PlanCreate(b, in)
@@ -474,4 +508,53 @@ func orDot(p string) string {
 		return "."
 	}
 	return p
+}
+
+// PullMode reports whether the build pulls its builder: asked for, or a
+// builder is named and this host has no lifecycle of its own.
+func PullMode(o Options) bool {
+	switch o.Mode {
+	case ModePull:
+		return true
+	case ModeInBuilder:
+		return false
+	}
+	if o.Builder == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(o.CNBDir, "lifecycle", "creator"))
+	return err != nil
+}
+
+// sandboxed rewrites the build's host paths to the sandbox's fixed ones
+// (the app at /workspace, as pack and kpack give it, so the image does not
+// depend on the CI's checkout path) and returns the runner's wrap: the
+// lifecycle runs chrooted in the builder's layers, through cipack's hidden
+// sandbox command.
+func sandboxed(p *pull.Builder, in *lifecycle.CreateInputs, opts Options) (func(lifecycle.Invocation, []string) (*exec.Cmd, func(), error), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	binds := []sandbox.Bind{
+		{Host: in.AppDir, Path: "/workspace"},
+		{Host: in.LayersDir, Path: "/layers"},
+		{Host: in.PlatformDir, Path: "/platform", ReadOnly: true},
+	}
+	in.AppDir, in.LayersDir, in.PlatformDir = "/workspace", "/layers", "/platform"
+	in.ReportPath = "/layers/report.toml"
+	if in.RunToml != "" {
+		in.RunToml = "/platform/" + filepath.Base(in.RunToml)
+	}
+	if in.CacheDir != "" {
+		abs, err := filepath.Abs(in.CacheDir)
+		if err != nil {
+			return nil, err
+		}
+		binds = append(binds, sandbox.Bind{Host: abs, Path: "/cache"})
+		in.CacheDir = "/cache"
+	}
+	return func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(), error) {
+		return sandbox.Wrap(self, sandbox.Spec{Lower: p.Layers, Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: "/workspace"})
+	}, nil
 }

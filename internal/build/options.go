@@ -46,10 +46,22 @@ type Options struct {
 	// lifecycle's platform APIs.
 	Builder  string
 	LogLevel string
+	// Mode is ModeAuto, ModePull or ModeInBuilder.
+	Mode string
+	// BuilderCache is where pull mode keeps unpacked builder layers.
+	BuilderCache string
 
 	// fileEnv holds EnvFile's entries, read once by Validate.
 	fileEnv []string
 }
+
+// Build modes: in the builder (the step's image is the builder), or pull
+// (the builder is pulled and unpacked on a plain host).
+const (
+	ModeAuto      = "auto"
+	ModePull      = "pull"
+	ModeInBuilder = "in-builder"
+)
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -115,6 +127,15 @@ func (o *Options) Validate() error {
 		if n, err := strconv.Atoi(id.val); err != nil || n < 0 {
 			return exit.Usagef(id.flag, "give a numeric id such as 1000, or leave it empty to use the builder's", "%q is not a user or group id", id.val)
 		}
+	}
+	switch o.Mode {
+	case "", ModeAuto, ModeInBuilder:
+	case ModePull:
+		if o.Builder == "" {
+			return exit.Usagef("--builder", "name the builder image to pull, e.g. paketobuildpacks/builder-jammy-base", "pull mode needs --builder")
+		}
+	default:
+		return exit.Usagef("--mode", "use auto, pull or in-builder", "unknown mode %q", o.Mode)
 	}
 	switch o.LogLevel {
 	case "", "debug", "info", "warn", "error":

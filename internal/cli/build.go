@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -44,6 +46,8 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	addTimeoutFlag(f, &o.RegistryTimeout)
 	f.StringVar(&o.Builder, "builder", "", "the builder image this step runs in (optional: checked first, its label gives the platform APIs)")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
+	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")
+	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps unpacked builder layers (default: the user cache dir, cipack/builders)")
 	f.StringVar(&o.LayersDir, "layers-dir", "/layers", "the lifecycle's layers directory")
 	f.StringVar(&o.LogLevel, "log-level", "", "lifecycle log level: debug, info, warn, error")
 	f.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text (IMAGE@DIGEST) or json")
@@ -96,8 +100,22 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if o.SourceRoot == "" {
 		o.SourceRoot = ci.Workspace(env.Getenv)
 	}
+	if o.BuilderCache == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		o.BuilderCache = filepath.Join(dir, "cipack", "builders")
+	}
 	if err := o.Validate(); err != nil {
 		return err
+	}
+	if build.PullMode(o.Options) && os.Geteuid() != 0 && env.Reexec != nil {
+		// Pull mode mounts: run again through passwordless sudo when there
+		// is one (GitHub-hosted runners), else fail below with exit 6.
+		if err := env.Reexec(); err != nil {
+			fmt.Fprintf(env.Stderr, "cipack: pull mode needs root and sudo is not usable: %v\n", err)
+		}
 	}
 	reg, err := newRegistry(env, o.Insecure, o.RegistryTimeout, o.images()...)
 	if err != nil {

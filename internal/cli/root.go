@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/cipack/cipack/internal/ci"
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/sandbox"
 )
 
 // Version is set at link time (-ldflags -X).
@@ -28,6 +31,9 @@ type Env struct {
 	Environ []string
 	Stdout  io.Writer
 	Stderr  io.Writer
+	// Reexec runs this cipack again as root through passwordless sudo,
+	// replacing the process; it returns only on failure. Nil: never.
+	Reexec func() error
 
 	// commands is the raw stderr, for the CI's own workflow commands;
 	// Stderr carries log text, defused where the CI would execute it.
@@ -62,7 +68,7 @@ func Execute(ctx context.Context, args []string, env Env) int {
 	root.SetArgs(args)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	root.AddCommand(newBuildCmd(env), newRebaseCmd(env), newManifestCmd(env), newCopySelfCmd(env), newExitCodesCmd(env))
+	root.AddCommand(newBuildCmd(env), newRebaseCmd(env), newManifestCmd(env), newCopySelfCmd(env), newExitCodesCmd(env), newSandboxCmd(env))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exit.OK
@@ -72,6 +78,9 @@ func Execute(ctx context.Context, args []string, env Env) int {
 		return exit.Canceled
 	}
 	code := exit.Code(err)
+	if errors.Is(err, errSilent) {
+		return code // the helper's child already said what happened
+	}
 	fmt.Fprintf(env.Stderr, "cipack: error: %v\n", err)
 	return code
 }
@@ -149,4 +158,44 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// newSandboxCmd is the hidden helper of pull mode: cipack runs itself in
+// new namespaces to set up the builder's filesystem (see internal/sandbox).
+func newSandboxCmd(env Env) *cobra.Command {
+	return &cobra.Command{
+		Use:    sandbox.Command,
+		Hidden: true,
+		Args:   noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			code, err := sandbox.Run(env.Getenv(sandbox.EnvSpec))
+			if err != nil {
+				return exit.New(exit.Builder, "sandbox", err, "pull mode needs root, mount namespaces and overlayfs")
+			}
+			if code != 0 {
+				return &exit.Error{Code: code, Subject: "", Err: errSilent}
+			}
+			return nil
+		},
+	}
+}
+
+// errSilent carries an exit code that was already explained.
+var errSilent = errors.New("exit code passed through")
+
+// SudoReexec replaces the process with `sudo -n cipack ARGS...` when
+// passwordless sudo works; it returns only when it cannot.
+func SudoReexec(argv []string) error {
+	sudo, err := exec.LookPath("sudo")
+	if err != nil {
+		return fmt.Errorf("no sudo on PATH")
+	}
+	if err := exec.Command(sudo, "-n", "true").Run(); err != nil {
+		return fmt.Errorf("sudo asks for a password")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(sudo, append([]string{"sudo", "-n", "--preserve-env", "--", self}, argv[1:]...), os.Environ())
 }

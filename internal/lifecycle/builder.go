@@ -38,15 +38,33 @@ func (b *Builder) Path(elem ...string) string {
 // Creator is the path of the creator binary.
 func (b *Builder) Creator() string { return b.Path("lifecycle", "creator") }
 
-// LoadBuilder inspects cnbDir. It fails with exit.Builder when the
-// lifecycle is missing, so that the user learns it before any push.
+// LoadBuilder inspects cnbDir on this filesystem (in-builder mode). It
+// fails with exit.Builder when the lifecycle is missing, so that the user
+// learns it before any push.
 func LoadBuilder(cnbDir string) (*Builder, error) {
-	b := &Builder{CNBDir: cnbDir}
-	if err := executable(b.Creator()); err != nil {
-		return nil, exit.New(exit.Builder, "lifecycle", fmt.Errorf("no creator at %s: %w", b.Creator(), err),
-			"run cipack in a step whose image is a CNB builder (it ships /cnb/lifecycle), or point --cnb-dir at the builder's /cnb")
-	}
+	return LoadBuilderFrom(cnbDir, osFiles{})
+}
 
+// Files is how LoadBuilder reads the builder's files: the local
+// filesystem in-builder, an unpacked builder image's layers in pull mode.
+type Files interface {
+	Stat(path string) (fs.FileInfo, error)
+	ReadFile(path string) ([]byte, error)
+}
+
+type osFiles struct{}
+
+func (osFiles) Stat(p string) (fs.FileInfo, error) { return os.Stat(p) }
+func (osFiles) ReadFile(p string) ([]byte, error)  { return os.ReadFile(p) }
+
+// LoadBuilderFrom inspects the builder whose CNB directory is cnbDir, as
+// seen through files.
+func LoadBuilderFrom(cnbDir string, fsys Files) (*Builder, error) {
+	b := &Builder{CNBDir: cnbDir}
+	if err := executable(fsys, b.Creator()); err != nil {
+		return nil, exit.New(exit.Builder, "lifecycle", fmt.Errorf("no creator at %s: %w", b.Creator(), err),
+			"run cipack in a step whose image is a CNB builder (it ships /cnb/lifecycle), pass --builder to pull one, or point --cnb-dir at the builder's /cnb")
+	}
 	var desc struct {
 		APIs struct {
 			Platform struct {
@@ -57,36 +75,47 @@ func LoadBuilder(cnbDir string) (*Builder, error) {
 			Version string `toml:"version"`
 		} `toml:"lifecycle"`
 	}
-	if _, err := toml.DecodeFile(b.Path("lifecycle", "lifecycle.toml"), &desc); err == nil {
+	if raw, err := fsys.ReadFile(b.Path("lifecycle", "lifecycle.toml")); err == nil {
+		if _, err := toml.Decode(string(raw), &desc); err != nil {
+			return nil, exit.New(exit.Builder, b.Path("lifecycle", "lifecycle.toml"), err, "the builder's lifecycle descriptor is malformed")
+		}
 		b.DeclaredAPIs = desc.APIs.Platform.Supported
 		b.Version = desc.Lifecycle.Version
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, exit.New(exit.Builder, b.Path("lifecycle", "lifecycle.toml"), err, "the builder's lifecycle descriptor is malformed")
+		return nil, exit.New(exit.Builder, b.Path("lifecycle", "lifecycle.toml"), err, "the builder's lifecycle descriptor cannot be read")
 	}
-
-	h := files.NewHandler()
-	if _, err := os.Stat(b.Path("order.toml")); err == nil {
-		_, ext, err := h.ReadOrder(b.Path("order.toml"))
-		if err != nil {
+	// The lifecycle's own types, decoded from bytes: its files.Handler
+	// reads only paths on the local filesystem.
+	if raw, err := fsys.ReadFile(b.Path("order.toml")); err == nil {
+		var order struct {
+			Extensions []toml.Primitive `toml:"order-extensions"`
+		}
+		if _, err := toml.Decode(string(raw), &order); err != nil {
 			return nil, exit.New(exit.Builder, b.Path("order.toml"), err, "the builder's order.toml is malformed")
 		}
-		b.Extensions = len(ext) > 0
+		b.Extensions = len(order.Extensions) > 0
 	}
-	if run, err := h.ReadRun(b.Path("run.toml"), nopLogger{}); err == nil && len(run.Images) > 0 {
-		b.HasRunToml = true
-		b.RunImage = run.Images[0]
+	if raw, err := fsys.ReadFile(b.Path("run.toml")); err == nil {
+		var run files.Run
+		if _, err := toml.Decode(string(raw), &run); err == nil && len(run.Images) > 0 {
+			b.HasRunToml = true
+			b.RunImage = run.Images[0]
+		}
 	}
-	if st, err := h.ReadStack(b.Path("stack.toml"), nopLogger{}); err == nil && st.RunImage.Image != "" {
-		b.HasStackToml = true
-		if !b.HasRunToml {
-			b.RunImage = st.RunImage
+	if raw, err := fsys.ReadFile(b.Path("stack.toml")); err == nil {
+		var st files.Stack
+		if _, err := toml.Decode(string(raw), &st); err == nil && st.RunImage.Image != "" {
+			b.HasStackToml = true
+			if !b.HasRunToml {
+				b.RunImage = st.RunImage
+			}
 		}
 	}
 	return b, nil
 }
 
-func executable(path string) error {
-	fi, err := os.Stat(path)
+func executable(fsys Files, path string) error {
+	fi, err := fsys.Stat(path)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,9 @@ type Runner struct {
 	// Environ is the base environment of the child; nil means none but
 	// the invocation's own env and PATH.
 	Environ []string
+	// Wrap, when set, turns a planned invocation into the command that
+	// runs it (pull mode runs it in a sandbox); it returns a cleanup.
+	Wrap func(Invocation, []string) (*exec.Cmd, func(), error)
 }
 
 // RunNegotiated runs plan(api) for each candidate API, newest first, until
@@ -63,14 +66,46 @@ func (r *Runner) RunNegotiated(ctx context.Context, candidates []string, plan fu
 const codeAPIRejected = 11
 
 func (r *Runner) run(ctx context.Context, inv Invocation) (timings []PhaseTiming, rejected bool, err error) {
-	cmd := exec.CommandContext(ctx, inv.Path, inv.Args...)
-	cmd.Env = append(append([]string{}, r.Environ...), inv.Env...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	env := append(append([]string{}, r.Environ...), inv.Env...)
+	var cmd *exec.Cmd
+	if r.Wrap != nil {
+		var cleanup func()
+		if cmd, cleanup, err = r.Wrap(inv, env); err != nil {
+			return nil, false, exit.New(exit.Builder, "sandbox", err, "pull mode needs root, mount namespaces and overlayfs")
+		}
+		defer cleanup()
+	} else {
+		cmd = exec.CommandContext(ctx, inv.Path, inv.Args...)
+		cmd.Env = env
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	}
 	cmd.WaitDelay = 10 * time.Second
 	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now, hold: true}
 	cmd.Stdout = pw
 	cmd.Stderr = pw
-	runErr := cmd.Run()
+	runErr := cmd.Start()
+	if runErr == nil {
+		done := make(chan struct{})
+		if r.Wrap != nil {
+			// The sandbox helper forwards the interrupt to the lifecycle;
+			// after the grace period the helper (PID 1 of the sandbox) is
+			// killed, and every process in it with it.
+			go func() {
+				select {
+				case <-ctx.Done():
+					_ = cmd.Process.Signal(os.Interrupt)
+					select {
+					case <-done:
+					case <-time.After(10 * time.Second):
+						_ = cmd.Process.Kill()
+					}
+				case <-done:
+				}
+			}()
+		}
+		runErr = cmd.Wait()
+		close(done)
+	}
 	var ee *exec.ExitError
 	if errors.As(runErr, &ee) && ee.ExitCode() == codeAPIRejected && pw.stillHolding() {
 		return nil, true, nil
