@@ -145,6 +145,10 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(layersDir)
+		// The exported image records /layers' mode: the same as in-builder.
+		if err := os.Chmod(layersDir, 0o755); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(layersDir, 0o755); err != nil {
 		return nil, exit.Usagef("--layers-dir", "make it writable", "%v", err)

@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/testenv"
 )
 
@@ -69,4 +74,164 @@ func TestPullModeBuildsFromTheBuilderImage(t *testing.T) {
 		t.Fatalf("second build should reuse every layer: exit %d\n%s", r2.code, r2.stderr)
 	}
 	t.Logf("pull mode: cold %s, warm %s", cold.Round(time.Millisecond), warm.Round(time.Millisecond))
+}
+
+// For the same inputs and platform API, pull mode gives the digest that
+// in-builder mode gives (a builder whose buildpacks are deterministic: the
+// shell buildpack alone). A new builder version unpacks only the layers
+// that changed.
+func TestPullModeMatchesInBuilderAndUnpacksOnlyChangedLayers(t *testing.T) {
+	needFixture(t)
+	bps, err := testenv.ExampleBuildpacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shellOnly := []testenv.Buildpack{bps[0]}
+	cnb, err := testenv.MakeBuilder(filepath.Join(fx.Dir, "shell-cnb"), testenv.BuilderSpec{LifecycleDir: fx.LifecycleDir, RunImage: fx.RunImage, Buildpacks: shellOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builderRef := fx.Registry.Host + "/pull/shell-builder:v1"
+	if _, err := fx.PushBuilder(context.Background(), cnb, builderRef, base); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--env", "GREETING=same", "--platform-api", "0.15", "--process-type", "web"}
+	m := workspace(t, "pull-same")
+	m.CNB = cnb
+	in := cipackBuildIn(t, m, nil, append([]string{"--image", fx.Registry.Host + "/pull/same-in-builder:latest", "--output", "json"}, args...)...)
+	if in.code != 0 {
+		t.Fatalf("in-builder: exit %d\n%s", in.code, in.stderr)
+	}
+	cache := filepath.Join(fx.Dir, "builder-cache-"+randSuffix())
+	out, _ := pullBuild(t, cache, append([]string{"--builder", builderRef, "--image", fx.Registry.Host + "/pull/same-pulled:latest", "--output", "json"}, args...)...)
+	if out.code != 0 {
+		t.Fatalf("pull mode: exit %d\n%s", out.code, out.stderr)
+	}
+	if a, b := mustJSON(t, in.stdout).Digest, mustJSON(t, out.stdout).Digest; a != b {
+		t.Fatalf("in-builder digest %s, pull-mode digest %s: the image depends on the mode", a, b)
+	}
+
+	// v2 of the builder: one buildpack version moved.
+	cnb2, err := testenv.MakeBuilder(filepath.Join(fx.Dir, "shell-cnb-v2"), testenv.BuilderSpec{LifecycleDir: fx.LifecycleDir, RunImage: fx.RunImage, Buildpacks: shellOnly,
+		VersionOverride: map[string]string{"cipack-examples/shell": "0.0.2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builder2 := fx.Registry.Host + "/pull/shell-builder:v2"
+	if _, err := fx.PushBuilder(context.Background(), cnb2, builder2, base); err != nil {
+		t.Fatal(err)
+	}
+	changed := changedLayers(t, builderRef, builder2)
+	r, _ := pullBuild(t, cache, "--builder", builder2, "--image", fx.Registry.Host+"/pull/same-pulled:v2")
+	if r.code != 0 {
+		t.Fatalf("pull mode, builder v2: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, fmt.Sprintf(" %d unpacked", changed)) || changed == 0 {
+		t.Fatalf("builder v2 changes %d layers; the log says:\n%s", changed, r.stderr)
+	}
+}
+
+// changedLayers counts the layers of b that a does not have.
+func changedLayers(t *testing.T, a, b string) int {
+	t.Helper()
+	have := map[string]bool{}
+	ls, _ := testenv.MustPull(t, a).Layers()
+	for _, l := range ls {
+		d, _ := l.DiffID()
+		have[d.String()] = true
+	}
+	n := 0
+	ls, _ = testenv.MustPull(t, b).Layers()
+	for _, l := range ls {
+		if d, _ := l.DiffID(); !have[d.String()] {
+			n++
+		}
+	}
+	return n
+}
+
+// Not root and no usable sudo: exit 6 with what is needed, nothing pushed.
+func TestPullModeNeedsRoot(t *testing.T) {
+	needFixture(t)
+	ws := filepath.Join(fx.Dir, "pull-nonroot-"+randSuffix())
+	root, _ := testenv.ModuleRoot()
+	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--reuid", fmt.Sprint(fx.UID), "--regid", fmt.Sprint(fx.GID), "--clear-groups",
+		fx.Cipack, "build", "--builder", fx.BuilderImage, "--image", fx.Registry.Host+"/pull/nonroot:latest",
+		"--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"), "--builder-cache", filepath.Join(fx.Dir, "nonroot-cache"))
+	cmd.Env = append(os.Environ(), "HOME=/tmp", "PATH=/usr/bin:/bin")
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != exit.Builder || !strings.Contains(string(out), "needs root") || !strings.Contains(string(out), "sudo") {
+		t.Fatalf("exit %d, want %d saying root or sudo is needed\n%s", code, exit.Builder, out)
+	}
+	if got := tags(t, fx.Registry.Host+"/pull/nonroot"); len(got) != 0 {
+		t.Fatalf("pushed %v", got)
+	}
+}
+
+// SIGTERM mid-build: cipack exits 130 and leaves no mount and no process.
+func TestPullModeSIGTERMLeavesNothing(t *testing.T) {
+	needFixture(t)
+	base, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builderRef := fx.Registry.Host + "/pull/hostile-builder:latest"
+	if _, err := fx.PushBuilder(context.Background(), hostileBuilder(t), builderRef, base); err != nil {
+		t.Fatal(err)
+	}
+	ws := filepath.Join(fx.Dir, "pull-term-"+randSuffix())
+	root, _ := testenv.ModuleRoot()
+	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(fx.Cipack, "build", "--builder", builderRef, "--image", fx.Registry.Host+"/pull/term:latest", "--env", "HOSTILE=sleep",
+		"--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"), "--builder-cache", filepath.Join(fx.Dir, "builder-cache"))
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), "hostile: ready") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the build never reached the buildpack")
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	pw.Close()
+	if code := cmd.ProcessState.ExitCode(); code != exit.Canceled {
+		t.Fatalf("exit %d, want %d", code, exit.Canceled)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), "cipack-sandbox-") {
+		t.Fatalf("a sandbox mount is left on the host:\n%s", mounts)
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "cipack-sandbox-*")); len(left) != 0 {
+		t.Fatalf("sandbox dirs left: %v", left)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if strings.Contains(string(b), "hostile/0.0.1/bin/build") || strings.Contains(string(b), "cipack-sandbox") || strings.Contains(string(b), "/cnb/lifecycle/creator") {
+			t.Errorf("a process of the build is still running: %s %q", p, b)
+		}
+	}
 }
