@@ -44,7 +44,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.GID, "gid", "", "group id the build runs as (default: the builder's CNB_GROUP_ID)")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
 	addTimeoutFlag(f, &o.RegistryTimeout)
-	f.StringVar(&o.Builder, "builder", "", "the builder image this step runs in (optional: checked first, its label gives the platform APIs)")
+	f.StringVar(&o.Builder, "builder", "", "the builder image: pulled and run in a sandbox on a plain host (pull mode); in a builder step, checked first")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
 	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")
 	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps unpacked builder layers (default: the user cache dir, cipack/builders)")
