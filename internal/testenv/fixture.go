@@ -7,13 +7,9 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Fixture is one complete test world: lifecycle, registry, run image,
@@ -26,7 +22,6 @@ type Fixture struct {
 	RunImage     string // 127.0.0.1:PORT/cipack-test/run:v1
 	BuilderDir   string // the builder's /cnb
 	BuilderImage string // the same builder as an image, in pack's layout
-	CipackImage  string // the cipack binary in the Dockerfile's image layout
 	UID, GID     int
 }
 
@@ -67,11 +62,6 @@ func NewFixture(ctx context.Context, dir string) (*Fixture, error) {
 	if f.BuilderDir, err = MakeBuilder(filepath.Join(dir, "cnb"), BuilderSpec{
 		LifecycleDir: f.LifecycleDir, RunImage: f.RunImage, Buildpacks: bps,
 	}); err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.CipackImage = f.Registry.Host + "/cipack-test/cipack:dev"
-	if err := pushCipackImage(ctx, f.Cipack, f.CipackImage); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -135,39 +125,4 @@ func (f *Fixture) PushBuilder(ctx context.Context, cnbDir, ref string, base v1.I
 		return v1.Hash{}, err
 	}
 	return Push(ctx, ref, img)
-}
-
-// pushCipackImage assembles the image the Dockerfile's final stage makes
-// (scratch, /usr/local/bin/cipack, a non-root user, cipack as entrypoint):
-// no container engine runs here, so the tests build that layout with ggcr.
-func pushCipackImage(ctx context.Context, bin, ref string) error {
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		return err
-	}
-	layer, err := LayerFromFiles([]TarFile{
-		{Name: "usr/", Dir: true, Mode: 0o755}, {Name: "usr/local/", Dir: true, Mode: 0o755},
-		{Name: "usr/local/bin/", Dir: true, Mode: 0o755}, {Name: "usr/local/bin/cipack", Mode: 0o755, Body: b},
-	})
-	if err != nil {
-		return err
-	}
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	if img, err = mutate.AppendLayers(img, layer); err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.User = "65532:65532"
-	cf.Config.Entrypoint = []string{"/usr/local/bin/cipack"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return err
-	}
-	_, err = Push(ctx, ref, img)
-	return err
 }

@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -27,6 +29,57 @@ var fx *testenv.Fixture
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(testenv.RunTests(m, "tektontest", &fx, nil))
+}
+
+// koImage is the cipack image built the way the release builds it: ko,
+// from the module kotool pins, from source, into the loopback registry
+// (the base image is the test run image: ko's default base is out of
+// reach here, and the Tasks use only the binary).
+var koImage struct {
+	sync.Once
+	ref string
+	err error
+}
+
+func cipackImage(t *testing.T) string {
+	t.Helper()
+	koImage.Do(func() {
+		ctx := context.Background()
+		kotool, err := filepath.Abs("kotool")
+		if err != nil {
+			koImage.err = err
+			return
+		}
+		tools, err := testenv.ToolDir(ctx, kotool, "github.com/google/ko")
+		if err != nil {
+			koImage.err = err
+			return
+		}
+		if koImage.err = testenv.BuildTool(ctx, kotool, tools, "ko", "github.com/google/ko"); koImage.err != nil {
+			return
+		}
+		root, err := testenv.ModuleRoot()
+		if err != nil {
+			koImage.err = err
+			return
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(tools, "ko"), "build", "--bare", "--sbom", "none", "--platform", "linux/"+runtime.GOARCH, "./cmd/cipack")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "KO_DOCKER_REPO="+fx.Registry.Host+"/cipack-test/cipack-ko", "KO_DEFAULTBASEIMAGE="+fx.RunImage,
+			"VERSION=v0.0.0-test", "KOCACHE="+filepath.Join(testenv.CacheDir(), "kocache"))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			koImage.err = fmt.Errorf("ko build: %w\n%s", err, stderr.String())
+			return
+		}
+		koImage.ref = strings.TrimSpace(string(out))
+	})
+	if koImage.err != nil {
+		t.Fatal(koImage.err)
+	}
+	return koImage.ref
 }
 
 func needFixture(t *testing.T) {
@@ -55,7 +108,7 @@ func render(t *testing.T, task *v1.Task, params v1.Params, workspaces map[string
 	// The Tasks' default CIPACK_IMAGE names a public registry; the tests
 	// use the image built from this tree on the loopback registry.
 	if !slices.ContainsFunc(params, func(p v1.Param) bool { return p.Name == "CIPACK_IMAGE" }) {
-		params = append(params, str("CIPACK_IMAGE", fx.CipackImage))
+		params = append(params, str("CIPACK_IMAGE", cipackImage(t)))
 	}
 	tr.Spec.Params = params
 	tr.Spec.TaskRef = &v1.TaskRef{Name: task.Name}
@@ -138,8 +191,13 @@ func (r *taskRun) run(t *testing.T, i int, image string) error {
 	}
 	if image == "cipack" {
 		rootfs := dir(t)
-		if _, err := testenv.Unpack(context.Background(), step.Image, rootfs); err != nil {
+		cf, err := testenv.Unpack(context.Background(), step.Image, rootfs)
+		if err != nil {
 			t.Fatalf("step %s image: %v", step.Name, err)
+		}
+		if len(step.Command) == 0 && step.Script == "" {
+			// The step runs the image's entrypoint, as a pod would.
+			argv = append(append([]string{}, cf.Config.Entrypoint...), step.Args...)
 		}
 		argv[0] = filepath.Join(rootfs, argv[0])
 	}
@@ -195,7 +253,7 @@ func TestBuildTaskRunsAndWritesChainsResults(t *testing.T) {
 		arr("ADDITIONAL_TAGS", "v1", "stable"),
 		arr("ENV_VARS", "GREETING=from=tekton", "OTHER=a b c"),
 		str("PROCESS_TYPE", "web"),
-		str("CIPACK_IMAGE", fx.CipackImage),
+		str("CIPACK_IMAGE", cipackImage(t)),
 	}, map[string]string{"source": appWorkspace(t), "cache": dir(t)})
 	if err := run.run(t, 0, "cipack"); err != nil {
 		t.Fatalf("install step: %v\n%s", err, run.output.String())
@@ -298,7 +356,7 @@ func TestRebaseTaskAfterRunImageBump(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fleet, "fleet.yaml"), []byte("images:\n  - image: "+app+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rebase := render(t, loadTask(t, "cipack-rebase.yaml"), v1.Params{str("CIPACK_IMAGE", fx.CipackImage)}, map[string]string{"fleet": fleet})
+	rebase := render(t, loadTask(t, "cipack-rebase.yaml"), v1.Params{str("CIPACK_IMAGE", cipackImage(t))}, map[string]string{"fleet": fleet})
 	if err := rebase.run(t, 0, "cipack"); err != nil {
 		t.Fatalf("rebase step: %v\n%s", err, rebase.output.String())
 	}
@@ -356,7 +414,7 @@ func TestManifestTaskMergesPerArchBuilds(t *testing.T) {
 	}
 	target := h + "/tekton-ma/app:latest"
 	merge := render(t, loadTask(t, "cipack-manifest.yaml"), v1.Params{
-		str("IMAGE", target), arr("SOURCES", amdRef, armRef), str("ADDITIONAL_TAGS", h+"/tekton-ma/app:v1"), str("CIPACK_IMAGE", fx.CipackImage),
+		str("IMAGE", target), arr("SOURCES", amdRef, armRef), str("ADDITIONAL_TAGS", h+"/tekton-ma/app:v1"), str("CIPACK_IMAGE", cipackImage(t)),
 	}, map[string]string{})
 	if err := merge.run(t, 0, "cipack"); err != nil {
 		t.Fatalf("manifest step: %v\n%s", err, merge.output.String())
