@@ -9,7 +9,7 @@ APT_PACKAGES := busybox-static docker-registry util-linux coreutils curl git pod
 NESTED := tekton/tektontest action/acttest
 export CGO_ENABLED := 0
 
-.PHONY: all setup build test unit e2e bench lint tidy demo image release clean
+.PHONY: all setup build test unit e2e bench lint tidy demo image release release-prep clean
 
 all: build
 
@@ -62,12 +62,21 @@ image:
 	docker build --build-arg VERSION=$(VERSION) -t cipack:$(VERSION) .
 
 # Release assets for the action's download path: static binaries and checksums.
+DIST ?= dist
 release:
-	rm -rf dist && mkdir -p dist
+	rm -rf $(DIST) && mkdir -p $(DIST)
 	for arch in amd64 arm64; do \
-	  GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/cipack_linux_$$arch ./cmd/cipack || exit 1; \
+	  GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/cipack_linux_$$arch ./cmd/cipack || exit 1; \
 	done
-	cd dist && sha256sum cipack_linux_* > checksums.txt && cat checksums.txt
+	cd $(DIST) && sha256sum cipack_linux_* > checksums.txt && cat checksums.txt
+
+# Prepares a release commit: the Tasks' default image becomes the release's.
+# Then tag it (git tag VERSION) and push the tag: .github/workflows/release.yml
+# does the rest.
+release-prep:
+	@test -n "$(filter v%,$(VERSION))" || { echo "usage: make release-prep VERSION=vX.Y.Z"; exit 2; }
+	sed -i 's|default: ghcr.io/cipack/cipack:v[0-9.]*$$|default: ghcr.io/cipack/cipack:$(VERSION)|' tekton/cipack-*.yaml
+	@grep -n 'ghcr.io/cipack/cipack:' tekton/cipack-*.yaml
 
 clean:
 	rm -rf $(BIN) dist

@@ -1,7 +1,9 @@
 package acttest
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -204,5 +206,35 @@ func TestNoExpressionInsideScripts(t *testing.T) {
 			}
 		}
 		walk(&doc)
+	}
+}
+
+// Every workflow — the project's own and the examples — passes actionlint
+// (built from the version linttool/go.mod pins; shellcheck and pyflakes
+// are not installed here, so those checks are off).
+func TestWorkflowsPassActionlint(t *testing.T) {
+	ctx := context.Background()
+	tool, err := filepath.Abs("linttool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := testenv.ToolDir(ctx, tool, "github.com/rhysd/actionlint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.BuildTool(ctx, tool, dir, "actionlint", "github.com/rhysd/actionlint/cmd/actionlint"); err != nil {
+		t.Fatal(err)
+	}
+	rootDir, _ := filepath.Abs(root)
+	files, _ := filepath.Glob(filepath.Join(rootDir, ".github", "workflows", "*.yml"))
+	examples, _ := filepath.Glob(filepath.Join(rootDir, "examples", "github", "*.yml"))
+	files = append(files, examples...)
+	if len(files) < 6 {
+		t.Fatalf("found only %v", files)
+	}
+	cmd := exec.Command(filepath.Join(dir, "actionlint"), append([]string{"-shellcheck=", "-pyflakes="}, files...)...)
+	cmd.Dir = rootDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("actionlint: %v\n%s", err, out)
 	}
 }

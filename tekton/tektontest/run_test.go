@@ -440,3 +440,92 @@ func TestManifestTaskMergesPerArchBuilds(t *testing.T) {
 		t.Fatalf("index children %v", got)
 	}
 }
+
+// The release, as a snapshot: `make release` makes both static binaries
+// and their checksums; ko (the release's image tool) builds the image for
+// both platforms and pushes an index to the loopback registry. The Tasks
+// all default to one release image.
+func TestReleaseSnapshot(t *testing.T) {
+	needFixture(t)
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist := dir(t)
+	mk := exec.Command("make", "release", "VERSION=v0.0.0-snapshot", "DIST="+dist)
+	mk.Dir = root
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make release: %v\n%s", err, out)
+	}
+	sums := exec.Command("sha256sum", "-c", "checksums.txt")
+	sums.Dir = dist
+	if out, err := sums.CombinedOutput(); err != nil || strings.Count(string(out), ": OK") != 2 {
+		t.Fatalf("checksums: %v\n%s", err, out)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		out, _ := exec.Command("file", filepath.Join(dist, "cipack_linux_"+arch)).CombinedOutput()
+		if len(out) > 0 && !strings.Contains(string(out), "statically linked") && !strings.Contains(string(out), "cannot open") && !strings.Contains(string(out), "not found") {
+			t.Errorf("%s is not static: %s", arch, out)
+		}
+	}
+	cipackImage(t) // builds ko
+	kotool, _ := filepath.Abs("kotool")
+	tools, err := testenv.ToolDir(context.Background(), kotool, "github.com/google/ko")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(tools, "ko"), "build", "--bare", "--sbom", "none", "--platform", "linux/amd64,linux/arm64", "--tags", "v0.0.0-snapshot", "./cmd/cipack")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "KO_DOCKER_REPO="+fx.Registry.Host+"/cipack-test/release", "KO_DEFAULTBASEIMAGE="+multiArchBase(t),
+		"VERSION=v0.0.0-snapshot", "KOCACHE="+filepath.Join(testenv.CacheDir(), "kocache"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ko build: %v", err)
+	}
+	r, _ := name.ParseReference(fx.Registry.Host + "/cipack-test/release:v0.0.0-snapshot")
+	idx, err := remote.Index(r)
+	if err != nil {
+		t.Fatalf("the release image is not an index (%s): %v", out, err)
+	}
+	im, _ := idx.IndexManifest()
+	var platforms []string
+	for _, m := range im.Manifests {
+		platforms = append(platforms, m.Platform.OS+"/"+m.Platform.Architecture)
+	}
+	slices.Sort(platforms)
+	if strings.Join(platforms, ",") != "linux/amd64,linux/arm64" {
+		t.Fatalf("release image platforms %v", platforms)
+	}
+	var defaults []string
+	for _, f := range []string{"cipack-build.yaml", "cipack-rebase.yaml", "cipack-manifest.yaml"} {
+		for _, p := range loadTask(t, f).Spec.Params {
+			if p.Name == "CIPACK_IMAGE" {
+				defaults = append(defaults, p.Default.StringVal)
+			}
+		}
+	}
+	if len(defaults) != 3 || defaults[0] != defaults[1] || defaults[1] != defaults[2] || !strings.HasPrefix(defaults[0], "ghcr.io/cipack/cipack:v") {
+		t.Fatalf("the Tasks' CIPACK_IMAGE defaults %v: one release image, set by make release-prep", defaults)
+	}
+}
+
+// multiArchBase pushes a two-platform base image for ko (the run image,
+// its arm64 twin relabelled: the binary on top is what matters).
+func multiArchBase(t *testing.T) string {
+	t.Helper()
+	img, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm, err := testenv.ForPlatform(img, gv1.Platform{OS: "linux", Architecture: "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := fx.Registry.Host + "/cipack-test/base:multi"
+	if _, err := testenv.PushIndex(context.Background(), ref, "application/vnd.oci.image.index.v1+json",
+		testenv.IndexChild{Image: img, Platform: gv1.Platform{OS: "linux", Architecture: "amd64"}},
+		testenv.IndexChild{Image: arm, Platform: gv1.Platform{OS: "linux", Architecture: "arm64"}}); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
