@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/cipack/cipack/internal/testenv"
 )
 
@@ -69,7 +72,8 @@ func needFixture(t *testing.T) {
 var repos int
 
 type repo struct {
-	dir string
+	dir       string
+	plainHost bool
 }
 
 func newRepo(t *testing.T, files map[string]string) *repo {
@@ -106,6 +110,10 @@ func newRepo(t *testing.T, files map[string]string) *repo {
 	}
 	return &repo{dir: dir}
 }
+
+// onPlainHost makes the repo's runs happen on this host as it is, like a
+// runs-on: ubuntu-latest job: no /cnb, no builder container.
+func (r *repo) onPlainHost() *repo { r.plainHost = true; return r }
 
 // example reads a workflow from examples/github. In host mode (no
 // container engine) the job's container: is dropped: the test runs act
@@ -148,10 +156,12 @@ func (r *repo) run(t *testing.T, workflow, event string, args ...string) actRun 
 		"-P", "ubuntu-latest=-self-hosted",
 		"--no-cache-server", "--action-offline-mode",
 		"--local-repository", "cipack/cipack@v1=" + rootDir,
+		"--local-repository", "actions/cache@v4=" + cacheStub(),
 		"--var", "CIPACK_INSECURE_REGISTRIES=",
-		"--env", "CNB_USER_ID=" + strconv.Itoa(fx.UID),
-		"--env", "CNB_GROUP_ID=" + strconv.Itoa(fx.GID),
 	}, args...)
+	if !r.plainHost {
+		argv = append(argv, "--env", "CNB_USER_ID="+strconv.Itoa(fx.UID), "--env", "CNB_GROUP_ID="+strconv.Itoa(fx.GID))
+	}
 	// act keeps the job's workspace under its cache path: it must be
 	// traversable by the build user, as /__w is in a container job.
 	cache := filepath.Join(fx.Dir, "act-cache")
@@ -163,6 +173,10 @@ func (r *repo) run(t *testing.T, workflow, event string, args ...string) actRun 
 	}
 	argv = append(argv, "--action-cache-path", cache)
 	cmd := testenv.InSandbox(context.Background(), []testenv.Bind{{Host: fx.BuilderDir, Path: "/cnb"}, {Host: layers, Path: "/layers"}}, argv...)
+	if r.plainHost {
+		// A plain runner: no builder anywhere, cipack pulls it.
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
 	cmd.Dir = r.dir
 	cmd.Env = append(os.Environ(), "ACT_DISABLE_VERSION_CHECK=1", "HOME="+home)
 	cmd.Env = append(cmd.Env, goEnv...)
@@ -204,7 +218,7 @@ func pushed(t *testing.T, out string) (string, string) {
 func TestBuildExampleOnPush(t *testing.T) {
 	needFixture(t)
 	image := fx.Registry.Host + "/gha/app:latest"
-	r := newRepo(t, map[string]string{".github/workflows/build.yml": example(t, "build.yml", true)})
+	r := newRepo(t, map[string]string{".github/workflows/build.yml": example(t, "build-in-builder.yml", true)})
 	res := r.run(t, "build.yml", "push", "--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+fx.BuilderImage, "-s", "GITHUB_TOKEN=ghs_not_a_real_token")
 	if res.code != 0 {
 		t.Fatalf("act exited %d:\n%s", res.code, res.out)
@@ -296,5 +310,46 @@ func TestBuildActionMasksRegistryPassword(t *testing.T) {
 	}
 	if strings.Contains(res.out, "wrong-"+password) {
 		t.Fatal("the wrong password reached the output")
+	}
+}
+
+// cacheStub is the stand-in for actions/cache (testdata/cache-stub): the
+// real action needs GitHub's cache service, and act runs offline here.
+func cacheStub() string {
+	p, _ := filepath.Abs(filepath.Join("testdata", "cache-stub"))
+	return p
+}
+
+// The README's first example, on runs-on: ubuntu-latest with no
+// container: the action pulls the builder (pull mode), keys its cache on
+// the builder's digest, and the image's working directory is /workspace,
+// not act's checkout path.
+func TestBuildExampleOnAPlainRunnerPullMode(t *testing.T) {
+	needFixture(t)
+	image := fx.Registry.Host + "/gha-pull/app:latest"
+	r := newRepo(t, map[string]string{".github/workflows/build.yml": example(t, "build.yml", false)}).onPlainHost()
+	res := r.run(t, "build.yml", "push", "--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+fx.BuilderImage)
+	if res.code != 0 {
+		t.Fatalf("act exited %d:\n%s", res.code, res.out)
+	}
+	repoName, digest := pushed(t, res.out)
+	if repoName+":latest" != image {
+		t.Fatalf("image-ref names %s", repoName)
+	}
+	if !strings.Contains(res.out, "unpacked") || !strings.Contains(res.out, "cache stand-in - key=cipack-Linux-") {
+		t.Fatalf("no pull-mode unpack or cache key in the log:\n%s", res.out)
+	}
+	ref, _ := name.ParseReference(image)
+	d, err := remote.Head(ref)
+	if err != nil || d.Digest.String() != digest {
+		t.Fatalf("registry %v %v, output %s", d, err, digest)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	if cf.Config.WorkingDir != "/workspace" {
+		t.Fatalf("WORKDIR %q, want /workspace", cf.Config.WorkingDir)
 	}
 }

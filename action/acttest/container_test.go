@@ -107,13 +107,14 @@ func TestBuildExampleInContainerJob(t *testing.T) {
 	dockerHost := startPodman(t, fx.Registry.Host)
 	builder := builderWithCipack(t)
 	image := fx.Registry.Host + "/gha/container-app:latest"
-	r := newRepo(t, map[string]string{".github/workflows/build.yml": example(t, "build.yml", false)})
+	r := newRepo(t, map[string]string{".github/workflows/build.yml": example(t, "build-in-builder.yml", false)})
 	rootDir, _ := testenv.ModuleRoot()
 	cmd := exec.Command(act, "push",
 		"-W", filepath.Join(".github", "workflows", "build.yml"),
 		"-P", "ubuntu-latest=-self-hosted",
 		"--no-cache-server", "--action-offline-mode", "--pull=false",
 		"--local-repository", "cipack/cipack@v1="+rootDir,
+		"--local-repository", "actions/cache@v4="+cacheStub(),
 		"--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+builder,
 		"-s", "GITHUB_TOKEN=ghs_not_a_real_token",
 		"--action-cache-path", filepath.Join(fx.Dir, "act-cache"))
