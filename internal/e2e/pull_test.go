@@ -20,8 +20,7 @@ import (
 // pullBuild runs `cipack build --builder` on the host: no /cnb, no
 // sandbox made by the test; cipack pulls the builder and sandboxes the
 // lifecycle itself.
-func pullBuild(t *testing.T, cache string, args ...string) (run, time.Duration) {
-	t.Helper()
+func pullBuild(t testing.TB, cache string, args ...string) (run, time.Duration) {
 	ws := filepath.Join(fx.Dir, "pull-ws-"+randSuffix())
 	root, _ := testenv.ModuleRoot()
 	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
