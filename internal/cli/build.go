@@ -147,12 +147,18 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if err := rep.Summary(res.Markdown()); err != nil {
 		return err
 	}
-	if o.Output == "json" {
+	return printResult(env, o.Output, res, res.ImageRef)
+}
+
+// printResult prints what a command pushed: IMAGE@DIGEST, or the whole
+// result as JSON with --output json.
+func printResult(env Env, format string, res any, imageRef string) error {
+	if format == "json" {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	_, err = fmt.Fprintln(env.Stdout, res.ImageRef)
+	_, err := fmt.Fprintln(env.Stdout, imageRef)
 	return err
 }
 

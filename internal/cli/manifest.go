@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -88,11 +87,5 @@ func runManifest(cmd *cobra.Command, o *manifestOptions, args []string, env Env,
 	if err := rep.Summary(fmt.Sprintf("### cipack manifest\n\n| Index | `%s` |\n|---|---|\n| Platforms | %s |\n", res.ImageRef, strings.Join(res.Platforms, ", "))); err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	_, err = fmt.Fprintln(env.Stdout, res.ImageRef)
-	return err
+	return printResult(env, o.Output, res, res.ImageRef)
 }
