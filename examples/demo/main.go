@@ -29,7 +29,14 @@ func main() {
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context) (err error) {
+	// The builder stand-in's mount points go again after the demo.
+	before := testenv.RootEntries()
+	defer func() {
+		if cerr := testenv.RemoveMountPoints(before); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	dir, err := os.MkdirTemp("", "cipack-demo-")
 	if err != nil {
 		return err

@@ -39,9 +39,16 @@ func RunTests(m *testing.M, name string, fx **Fixture, before func(dir string) e
 		return 1
 	}
 	*fx = f
+	rootBefore := RootEntries()
 	code := m.Run()
 	f.Close()
 	os.RemoveAll(dir)
+	// Mount points made for sandboxes go again; anything else new at the
+	// host's root fails the run.
+	if err := RemoveMountPoints(rootBefore); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
 	return code
 }
 

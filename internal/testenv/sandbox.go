@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -37,9 +39,14 @@ func InBuilder(ctx context.Context, m Mounts, argv ...string) *exec.Cmd {
 type Bind struct{ Host, Path string }
 
 // InSandbox runs argv in a private mount namespace with binds applied in
-// order (the mount points are created on the host if missing). This is how
-// tests stand in for a container's volumes without a container engine.
+// order. This is how tests stand in for a container's volumes without a
+// container engine. A mount point missing on the host is made here and
+// recorded: RemoveMountPoints takes it away after the run, so the host's
+// root keeps nothing new.
 func InSandbox(ctx context.Context, binds []Bind, argv ...string) *exec.Cmd {
+	for _, b := range binds {
+		notePoint(b.Path)
+	}
 	script := "set -e\n"
 	args := []string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", "", "cipack-sandbox"}
 	for i, b := range binds {
@@ -155,4 +162,86 @@ func untar(r io.Reader, dir string) error {
 			return err
 		}
 	}
+}
+
+var mountPoints struct {
+	sync.Mutex
+	made []string // top-level directories made at the host's root, in order
+}
+
+// notePoint makes path (a mount point) if it is missing, remembering the
+// topmost directory it had to make.
+func notePoint(path string) {
+	mountPoints.Lock()
+	defer mountPoints.Unlock()
+	top := "/" + strings.SplitN(strings.TrimPrefix(filepath.Clean(path), "/"), "/", 2)[0]
+	if _, err := os.Lstat(top); err == nil {
+		_ = os.MkdirAll(path, 0o755)
+		return
+	}
+	if err := os.MkdirAll(path, 0o755); err == nil {
+		mountPoints.made = append(mountPoints.made, top)
+	}
+}
+
+// RemoveMountPoints removes the directories InSandbox made at the host's
+// root, and fails if one is not empty (something wrote through it on the
+// host) or if the root holds any entry it did not hold at before.
+func RemoveMountPoints(before map[string]bool) error {
+	mountPoints.Lock()
+	made := mountPoints.made
+	mountPoints.made = nil
+	mountPoints.Unlock()
+	var problems []string
+	for _, top := range made {
+		if err := removeEmptyTree(top); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if before != nil {
+		for name := range RootEntries() {
+			if !before[name] {
+				problems = append(problems, "/"+name+" is new at the host's root")
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the tests left litter: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// RootEntries lists the names at the host's root.
+func RootEntries() map[string]bool {
+	out := map[string]bool{}
+	entries, _ := os.ReadDir("/")
+	for _, e := range entries {
+		out[e.Name()] = true
+	}
+	return out
+}
+
+// removeEmptyTree removes dir and its subdirectories if they hold no
+// file: directories only, deepest first, never following a link.
+func removeEmptyTree(dir string) error {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return fmt.Errorf("%s holds %s", dir, p)
+		}
+		dirs = append(dirs, p)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Remove(dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
