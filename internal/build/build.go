@@ -201,6 +201,15 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+	} else if in.AppDir != "/workspace" {
+		wrap, cleanup, why := workspaceBind(&in)
+		defer cleanup()
+		if wrap != nil {
+			runner.Wrap = wrap
+			fmt.Fprintf(d.Log, "cipack: the app is at %s: bound at /workspace, where the image will work\n", appDir)
+		} else {
+			fmt.Fprintf(d.Log, "cipack: note: the image's working directory will be %s, not /workspace: %s\n", appDir, why)
+		}
 	}
 	api, timings, err := runner.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
 		in.PlatformAPI = api
@@ -561,4 +570,57 @@ func sandboxed(p *pull.Builder, in *lifecycle.CreateInputs, opts Options) (func(
 	return func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(), error) {
 		return sandbox.Wrap(self, sandbox.Spec{Lower: p.Layers, Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: "/workspace"})
 	}, nil
+}
+
+// workspaceBind puts the app at /workspace for an in-builder build whose
+// checkout is elsewhere (a CI's own path would otherwise become the
+// image's working directory): the lifecycle runs in a private mount
+// namespace with the app bound there. It needs root and a mount namespace
+// (a container without CAP_SYS_ADMIN has none); when it cannot, it says
+// why. A cache dir under /workspace would be hidden by the bind: it is
+// bound at a temporary path instead.
+func workspaceBind(in *lifecycle.CreateInputs) (func(lifecycle.Invocation, []string) (*exec.Cmd, func(), error), func(), string) {
+	nothing := func() {}
+	if os.Geteuid() != 0 {
+		return nil, nothing, "binding it there needs root"
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nothing, err.Error()
+	}
+	// Builder images (pack makes them so) have a /workspace to bind over;
+	// cipack does not make one on a filesystem it does not own.
+	if fi, err := os.Stat("/workspace"); err != nil || !fi.IsDir() {
+		return nil, nothing, "there is no /workspace directory here to bind it over"
+	}
+	if err := sandbox.Probe(self); err != nil {
+		return nil, nothing, "no mount namespace can be made here (a container without CAP_SYS_ADMIN?); pull mode always gives /workspace"
+	}
+	under := func(p string) bool { return p == "/workspace" || strings.HasPrefix(p, "/workspace/") }
+	if under(in.LayersDir) || under(in.PlatformDir) {
+		return nil, nothing, "the layers or platform dir is under /workspace"
+	}
+	var binds []sandbox.Bind
+	cleanup := nothing
+	if in.CacheDir != "" {
+		abs, err := filepath.Abs(in.CacheDir)
+		if err != nil {
+			return nil, nothing, err.Error()
+		}
+		if under(abs) {
+			alias, err := os.MkdirTemp("", "cipack-cache-")
+			if err != nil {
+				return nil, nothing, err.Error()
+			}
+			cleanup = func() { _ = os.Remove(alias) }
+			binds = append(binds, sandbox.Bind{Host: abs, Path: alias})
+			in.CacheDir = alias
+		}
+	}
+	// Last: once the app covers /workspace, paths under it are hidden.
+	binds = append(binds, sandbox.Bind{Host: in.AppDir, Path: "/workspace"})
+	in.AppDir = "/workspace"
+	return func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(), error) {
+		return sandbox.Wrap(self, sandbox.Spec{Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: "/workspace"})
+	}, cleanup, ""
 }

@@ -234,3 +234,33 @@ func TestPullModeSIGTERMLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// In-builder mode as root, with the checkout elsewhere than /workspace
+// (a CI's own path): the app is bound at /workspace for the lifecycle, so
+// the image works there, as in pull mode.
+func TestInBuilderBindsTheAppAtWorkspace(t *testing.T) {
+	needFixture(t)
+	m := workspace(t, "bind-ws")
+	empty := filepath.Join(fx.Dir, "empty-ws-"+randSuffix())
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	image := fx.Registry.Host + "/bind/app:latest"
+	// The checkout at /src; /workspace exists (as in a builder image) but
+	// is not the app.
+	cmd := testenv.InSandbox(context.Background(), []testenv.Bind{{Host: m.CNB, Path: "/cnb"}, {Host: m.Layers, Path: "/layers"},
+		{Host: empty, Path: "/workspace"}, {Host: m.Workspace, Path: "/workspace/../cipack-src-" + filepath.Base(m.Workspace)}},
+		fx.Cipack, "build", "--path", "/cipack-src-"+filepath.Base(m.Workspace), "--source-root", "/cipack-src-"+filepath.Base(m.Workspace),
+		"--image", image, "--process-type", "web")
+	cmd.Env = append(os.Environ(), "CNB_USER_ID="+fmt.Sprint(fx.UID), "CNB_GROUP_ID="+fmt.Sprint(fx.GID))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "bound at /workspace") {
+		t.Fatalf("the log should say the app was bound at /workspace:\n%s", out)
+	}
+	if wd := testenv.MustConfig(t, image).Config.WorkingDir; wd != "/workspace" {
+		t.Fatalf("WORKDIR %q, want /workspace", wd)
+	}
+}

@@ -66,11 +66,29 @@ func Wrap(self string, spec Spec) (*exec.Cmd, func(), error) {
 	}
 	cmd := exec.Command(self, Command)
 	cmd.Env = []string{EnvSpec + "=" + string(b)}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
-		Pdeathsig:  syscall.SIGKILL,
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID)
+	if len(spec.Lower) == 0 {
+		// Binds only, on this filesystem: the host's /proc stays, so the
+		// PID namespace would make /proc/self lie.
+		flags = syscall.CLONE_NEWNS
 	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
 	return cmd, cleanup, nil
+}
+
+// Probe reports whether binds are possible here (root, and allowed to
+// make a mount namespace: a container without CAP_SYS_ADMIN is not).
+func Probe(self string) error {
+	cmd, cleanup, err := Wrap(self, Spec{Argv: []string{self, "--version"}})
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // Run is the helper's side: it is PID 1 of the new namespaces. It builds
@@ -81,12 +99,18 @@ func Run(raw string) (int, error) {
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		return 1, fmt.Errorf("sandbox spec: %w", err)
 	}
-	root, err := mountRoot(spec)
-	if err != nil {
-		return 1, err
-	}
-	if err := syscall.Chroot(root); err != nil {
-		return 1, fmt.Errorf("chroot %s: %w", root, err)
+	if len(spec.Lower) == 0 {
+		if err := bindOnly(spec); err != nil {
+			return 1, err
+		}
+	} else {
+		root, err := mountRoot(spec)
+		if err != nil {
+			return 1, err
+		}
+		if err := syscall.Chroot(root); err != nil {
+			return 1, fmt.Errorf("chroot %s: %w", root, err)
+		}
 	}
 	dir := spec.Dir
 	if dir == "" {
@@ -108,7 +132,7 @@ func Run(raw string) (int, error) {
 			_ = cmd.Process.Signal(s)
 		}
 	}()
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -120,6 +144,15 @@ func Run(raw string) (int, error) {
 		return 1, err
 	}
 	return 0, nil
+}
+
+// bindOnly applies the binds on this filesystem, in a private mount
+// namespace: in-builder mode's way to put the app at /workspace.
+func bindOnly(spec Spec) error {
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	return applyBinds("/", spec.Binds)
 }
 
 // mountRoot assembles the sandbox's root and returns its path.
@@ -168,11 +201,19 @@ func mountRoot(spec Spec) (string, error) {
 	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
 		binds = append(binds, Bind{Host: "/etc/resolv.conf", Path: "/etc/resolv.conf", ReadOnly: true})
 	}
+	if err := applyBinds(root, binds); err != nil {
+		return "", err
+	}
+	return root, nil
+}
+
+// applyBinds mounts each bind under root, making its mount point.
+func applyBinds(root string, binds []Bind) error {
 	for _, b := range binds {
 		t := filepath.Join(root, b.Path)
 		fi, err := os.Stat(b.Host)
 		if err != nil {
-			return "", fmt.Errorf("bind %s: %w", b.Host, err)
+			return fmt.Errorf("bind %s: %w", b.Host, err)
 		}
 		if fi.IsDir() {
 			err = os.MkdirAll(t, 0o755)
@@ -185,16 +226,16 @@ func mountRoot(spec Spec) (string, error) {
 			}
 		}
 		if err != nil {
-			return "", fmt.Errorf("bind target %s: %w", b.Path, err)
+			return fmt.Errorf("bind target %s: %w", b.Path, err)
 		}
 		if err := syscall.Mount(b.Host, t, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
-			return "", fmt.Errorf("bind %s at %s: %w", b.Host, b.Path, err)
+			return fmt.Errorf("bind %s at %s: %w", b.Host, b.Path, err)
 		}
 		if b.ReadOnly {
 			if err := syscall.Mount("", t, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
-				return "", fmt.Errorf("bind %s read-only: %w", b.Path, err)
+				return fmt.Errorf("bind %s read-only: %w", b.Path, err)
 			}
 		}
 	}
-	return root, nil
+	return nil
 }
