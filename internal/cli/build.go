@@ -54,13 +54,19 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 }
 
 func (o *buildOptions) Validate() error {
-	if o.Output != "text" && o.Output != "json" {
-		return exit.Usagef("--output", "use text or json", "unknown output format %q", o.Output)
-	}
-	if err := validateTimeout(o.RegistryTimeout); err != nil {
+	if err := validateOutput(o.Output, o.RegistryTimeout); err != nil {
 		return err
 	}
 	return o.Options.Validate()
+}
+
+// validateOutput checks the flags every pushing command shares: the
+// result format and the registry deadline.
+func validateOutput(output string, timeout time.Duration) error {
+	if output != "text" && output != "json" {
+		return exit.Usagef("--output", "use text or json", "unknown output format %q", output)
+	}
+	return validateTimeout(timeout)
 }
 
 // images are every image the build reads or writes (bare tags resolved):

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cipack/cipack/internal/ci"
-	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/merge"
 )
 
@@ -32,10 +31,7 @@ func (o *manifestOptions) addFlags(cmd *cobra.Command) {
 }
 
 func (o *manifestOptions) Validate() error {
-	if o.Output != "text" && o.Output != "json" {
-		return exit.Usagef("--output", "use text or json", "unknown output format %q", o.Output)
-	}
-	if err := validateTimeout(o.RegistryTimeout); err != nil {
+	if err := validateOutput(o.Output, o.RegistryTimeout); err != nil {
 		return err
 	}
 	return o.Options.Validate()
