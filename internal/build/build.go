@@ -2,10 +2,12 @@ package build
 
 import (
 	"context"
+
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
+	"github.com/buildpacks/lifecycle/platform/files"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/fsutil"
 	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/pull"
 	"github.com/cipack/cipack/internal/registry"
@@ -47,8 +52,11 @@ type Buildpack struct {
 
 // Result is what a successful build pushed.
 type Result struct {
-	Image       string   `json:"image"`
+	Image string `json:"image"`
+	// Name is the image without tag or digest: an attestation's subject.
+	Name        string   `json:"name"`
 	Digest      string   `json:"digest"`
+	SBOMDir     string   `json:"sbomDir,omitempty"`
 	ImageRef    string   `json:"imageRef"`
 	Tags        []string `json:"tags"`
 	PlatformAPI string   `json:"platformAPI"`
@@ -160,6 +168,9 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 	reportPath := filepath.Join(layersDir, "report.toml")
 	_ = os.Remove(reportPath) // a stale report must never pass for this build's
+	if err := writeProjectMetadata(layersDir, opts.SourceRepository, opts.SourceCommit); err != nil {
+		return nil, err
+	}
 
 	in := lifecycle.CreateInputs{
 		Image:         refs.image.String(),
@@ -241,6 +252,15 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 	for _, r := range refs.written() {
 		res.Tags = append(res.Tags, r.String())
+	}
+	res.Name = refs.image.Context().Name()
+	if opts.SBOMDir != "" {
+		n, err := copySBOM(filepath.Join(layersDir, "sbom"), opts.SBOMDir)
+		if err != nil {
+			return nil, exit.New(exit.Export, "--sbom-dir", err, "the image was pushed; make the SBOM directory writable and rerun to get the files")
+		}
+		res.SBOMDir = opts.SBOMDir
+		fmt.Fprintf(d.Log, "cipack: %d SBOM files copied to %s\n", n, opts.SBOMDir)
 	}
 	if group, err := lifecycle.ReadGroup(filepath.Join(layersDir, "group.toml")); err == nil {
 		for _, bp := range group.Group {
@@ -623,4 +643,69 @@ func workspaceBind(in *lifecycle.CreateInputs) (func(lifecycle.Invocation, []str
 	return func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(), error) {
 		return sandbox.Wrap(self, sandbox.Spec{Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: "/workspace"})
 	}, cleanup, ""
+}
+
+// writeProjectMetadata writes the lifecycle's project-metadata.toml in the
+// layers dir (where the exporter reads it by default), in the lifecycle's
+// own type: a git source with its commit and repository. Without source
+// information any earlier file goes, so no build inherits another's.
+func writeProjectMetadata(layersDir, repository, commit string) error {
+	p := filepath.Join(layersDir, "project-metadata.toml")
+	_ = os.Remove(p)
+	if repository == "" && commit == "" {
+		return nil
+	}
+	src := &files.ProjectSource{Type: "git", Version: map[string]interface{}{}, Metadata: map[string]interface{}{}}
+	if commit != "" {
+		src.Version["commit"] = commit
+	}
+	if repository != "" {
+		src.Metadata["repository"] = repository
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("write project metadata: %w", err)
+	}
+	defer f.Close()
+	return toml.NewEncoder(f).Encode(files.ProjectMetadata{Source: src})
+}
+
+// SBOM copies are bounded: the files come from build code.
+const (
+	maxSBOMFile  = 64 << 20
+	maxSBOMTotal = 512 << 20
+)
+
+// copySBOM copies the SBOM files the exporter left under the layers dir
+// (launch/, build/, cache/ per buildpack and layer, as pack's
+// --sbom-output-dir lays them out) into dst: directories and regular
+// files only, never through a link, within size bounds.
+func copySBOM(src, dst string) (int, error) {
+	if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+		return 0, os.MkdirAll(dst, 0o755)
+	}
+	n, total := 0, int64(0)
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case !d.Type().IsRegular():
+			return nil // a link or device planted by build code: not an SBOM
+		}
+		b, err := fsutil.ReadRegular(p, maxSBOMFile)
+		if err != nil {
+			return err
+		}
+		if total += int64(len(b)); total > maxSBOMTotal {
+			return fmt.Errorf("the SBOM files exceed %d MiB", maxSBOMTotal>>20)
+		}
+		n++
+		return os.WriteFile(target, b, 0o644)
+	})
+	return n, err
 }

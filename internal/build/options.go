@@ -34,7 +34,7 @@ type Options struct {
 	CacheDir      string
 	PreviousImage string
 	Env           []string // KEY=VALUE; the value may contain '='
-	EnvFile       string
+	EnvFiles      []string // read in order; later files win, --env wins over all
 	ProcessType   string
 	PlatformAPI   string // "auto" or "0.14"
 	UID, GID      string // empty: the builder's CNB_USER_ID / CNB_GROUP_ID
@@ -46,12 +46,17 @@ type Options struct {
 	// lifecycle's platform APIs.
 	Builder  string
 	LogLevel string
+	// SourceRepository and SourceCommit become the image's project
+	// metadata (io.buildpacks.project.metadata): where it was built from.
+	SourceRepository, SourceCommit string
+	// SBOMDir, when set, receives the build's SBOM files after export.
+	SBOMDir string
 	// Mode is ModeAuto, ModePull or ModeInBuilder.
 	Mode string
 	// BuilderCache is where pull mode keeps unpacked builder layers.
 	BuilderCache string
 
-	// fileEnv holds EnvFile's entries, read once by Validate.
+	// fileEnv holds the EnvFiles' entries, read once by Validate.
 	fileEnv []string
 }
 
@@ -104,12 +109,13 @@ func (o *Options) Validate() error {
 			return err
 		}
 	}
-	if o.EnvFile != "" {
-		env, err := ReadEnvFile(o.EnvFile)
+	o.fileEnv = nil
+	for _, f := range o.EnvFiles {
+		env, err := ReadEnvFile(f)
 		if err != nil {
 			return err
 		}
-		o.fileEnv = env
+		o.fileEnv = append(o.fileEnv, env...)
 	}
 	if o.PlatformAPI != "" && o.PlatformAPI != lifecycle.Auto {
 		if _, _, err := lifecycle.ParseAPI(o.PlatformAPI); err != nil {
@@ -240,6 +246,27 @@ func ReadEnvFile(path string) ([]string, error) {
 	}
 	if err := s.Err(); err != nil {
 		return nil, exit.Usagef("--env-file", "", "read %s: %v", path, err)
+	}
+	return out, nil
+}
+
+// ExpandEnv turns each --env entry given as a bare KEY (pack's habit)
+// into KEY=VALUE with the value from lookup (cipack's own environment,
+// read at the edge). A KEY that is not set is an error naming it; an
+// entry that is not a name is left for Validate to refuse without
+// echoing it.
+func ExpandEnv(entries []string, lookup func(string) (string, bool)) ([]string, error) {
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if strings.Contains(e, "=") || !envKey.MatchString(e) {
+			out = append(out, e)
+			continue
+		}
+		v, ok := lookup(e)
+		if !ok {
+			return nil, exit.Usagef("--env", "set "+e+" in the step's environment, or give --env "+e+"=VALUE", "--env %s takes its value from the environment, and %s is not set", e, e)
+		}
+		out = append(out, e+"="+v)
 	}
 	return out, nil
 }

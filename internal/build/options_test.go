@@ -30,7 +30,7 @@ func TestValidate(t *testing.T) {
 		{"valid with everything", func(o *Options) {
 			o.Tags = []string{"v1", "registry.example/other/app:v2"}
 			o.Env = []string{"A=1", "B=x=y", "EMPTY="}
-			o.EnvFile, o.PlatformAPI, o.UID, o.GID = envFile, "0.14", "1000", "1000"
+			o.EnvFiles, o.PlatformAPI, o.UID, o.GID = []string{envFile}, "0.14", "1000", "1000"
 			o.CacheImage, o.RunImage = "registry.example/cache", "registry.example/run:1"
 		}, 0, ""},
 		{"empty image", func(o *Options) { o.Image = " " }, exit.Usage, "--image: no image given"},
@@ -44,7 +44,7 @@ func TestValidate(t *testing.T) {
 		{"env without =", func(o *Options) { o.Env = []string{"A=1", "B"} }, exit.Usage, `--env: env entry "B" has no '='`},
 		{"long env without = is redacted", func(o *Options) { o.Env = []string{"ghp_0123456789abcdef"} }, exit.Usage, `"ghp_…"`},
 		{"env bad name", func(o *Options) { o.Env = []string{"1A=x"} }, exit.Usage, "invalid name"},
-		{"env file missing", func(o *Options) { o.EnvFile = filepath.Join(app, "none") }, exit.Usage, "--env-file"},
+		{"env file missing", func(o *Options) { o.EnvFiles = []string{filepath.Join(app, "none")} }, exit.Usage, "--env-file"},
 		{"api malformed", func(o *Options) { o.PlatformAPI = "0.x" }, exit.Usage, "--platform-api"},
 		{"api unsupported", func(o *Options) { o.PlatformAPI = "0.8" }, exit.Usage, "does not support platform API 0.8"},
 		{"uid not numeric", func(o *Options) { o.UID = "cnb" }, exit.Usage, "--uid"},
@@ -120,7 +120,7 @@ func TestEnvFileIsReadOnceAndFlagsWin(t *testing.T) {
 	if err := os.WriteFile(f, []byte("A=from-file\nB=file-only\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Image: "r.example/app", AppPath: dir, SourceRoot: dir, EnvFile: f, Env: []string{"A=from-flag"}}
+	o := Options{Image: "r.example/app", AppPath: dir, SourceRoot: dir, EnvFiles: []string{f}, Env: []string{"A=from-flag"}}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +130,39 @@ func TestEnvFileIsReadOnceAndFlagsWin(t *testing.T) {
 	}
 	defer os.RemoveAll(platform)
 	for k, want := range map[string]string{"A": "from-flag", "B": "file-only"} {
+		if b, _ := os.ReadFile(filepath.Join(platform, "env", k)); string(b) != want {
+			t.Errorf("%s = %q, want %q", k, b, want)
+		}
+	}
+}
+
+// pack's habits: --env KEY takes the value from the environment, env
+// files repeat (later ones win, --env over all).
+func TestPackHabits(t *testing.T) {
+	got, err := ExpandEnv([]string{"A=1", "NPM_TOKEN", "not a name"}, func(k string) (string, bool) {
+		v, ok := map[string]string{"NPM_TOKEN": "t=0k"}[k]
+		return v, ok
+	})
+	if err != nil || strings.Join(got, "|") != "A=1|NPM_TOKEN=t=0k|not a name" {
+		t.Fatalf("ExpandEnv: %q %v", got, err)
+	}
+	if _, err := ExpandEnv([]string{"MISSING"}, func(string) (string, bool) { return "", false }); exit.Code(err) != exit.Usage || !strings.Contains(err.Error(), "MISSING is not set") {
+		t.Fatalf("unset KEY: %v", err)
+	}
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "a.env"), filepath.Join(dir, "b.env")
+	_ = os.WriteFile(first, []byte("A=first\nB=first\n"), 0o644)
+	_ = os.WriteFile(second, []byte("B=second\n"), 0o644)
+	o := Options{Image: "r.example/app", AppPath: dir, SourceRoot: dir, EnvFiles: []string{first, second}}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	platform, err := writePlatformDir(append(append([]string{}, o.fileEnv...), o.Env...), os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(platform)
+	for k, want := range map[string]string{"A": "first", "B": "second"} {
 		if b, _ := os.ReadFile(filepath.Join(platform, "env", k)); string(b) != want {
 			t.Errorf("%s = %q, want %q", k, b, want)
 		}

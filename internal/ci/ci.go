@@ -64,6 +64,20 @@ func Workspace(getenv Getenv) string {
 	return ""
 }
 
+// Source is where the CI checked the code out from, for the image's
+// project metadata: GitHub's server/repository and commit. Tekton's Task
+// passes its params as flags itself.
+func Source(getenv Getenv) (repository, commit string) {
+	if getenv("GITHUB_ACTIONS") == "true" && getenv("GITHUB_REPOSITORY") != "" {
+		server := getenv("GITHUB_SERVER_URL")
+		if server == "" {
+			server = "https://github.com"
+		}
+		return server + "/" + getenv("GITHUB_REPOSITORY"), getenv("GITHUB_SHA")
+	}
+	return "", ""
+}
+
 type plain struct{ log io.Writer }
 
 func (p *plain) Name() string                    { return "plain" }
@@ -198,7 +212,11 @@ func (t *tekton) Outputs(v map[string]string) error {
 // when the results would overflow the budget they are cut, whole lines
 // only, and end with a line that says how many were left out (the full
 // list is in the JSON report on stdout, and in --report-file).
-var listOutputs = []string{"moved"}
+var listOutputs = []string{"moved", "images"}
+
+// strictLists are list outputs a machine parses (Chains reads IMAGES as
+// image references): they are cut on whole lines with no note appended.
+var strictLists = map[string]bool{"images": true}
 
 func withinBudget(v map[string]string, budget int) map[string]string {
 	size := 0
@@ -230,7 +248,7 @@ func withinBudget(v map[string]string, budget int) map[string]string {
 			kept++
 		}
 		cut := strings.Join(lines[:kept], "\n")
-		if kept < len(lines) {
+		if kept < len(lines) && !strictLists[k] {
 			if cut != "" {
 				cut += "\n"
 			}

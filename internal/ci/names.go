@@ -17,6 +17,8 @@ var taskParams = map[string]string{
 	"--dry-run":            "DRY_RUN",
 	"--jobs":               "JOBS",
 	"--source":             "SOURCES",
+	"--source-repository":  "SOURCE_URL",
+	"--source-commit":      "SOURCE_REVISION",
 	"--source-root":        "source workspace",
 	"--any-source":         "ANY_SOURCE",
 	"registry credentials": "dockerconfig workspace",
@@ -33,6 +35,7 @@ var taskResults = map[string]string{
 	"skipped":    "SKIPPED",
 	"error":      "FAILED",
 	"moved":      "MOVED_DIGESTS",
+	"images":     "IMAGES",
 }
 
 // actionInputs names cipack's inputs as the GitHub Actions (action.yml,
@@ -51,6 +54,7 @@ var actionInputs = map[string]string{
 	"--config":       "config",
 	"--jobs":         "jobs",
 	"--source":       "sources",
+	"--sbom-dir":     "sbom-dir",
 	"--any-source":   "any-source",
 	"--dry-run":      "dry-run",
 	"--exit-code":    "exit-code",

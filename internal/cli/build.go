@@ -36,15 +36,19 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.CacheImage, "cache-image", "", "image to keep the build cache in")
 	f.StringVar(&o.CacheDir, "cache-dir", "", "directory to keep the build cache in")
 	f.StringVar(&o.PreviousImage, "previous-image", "", "image to reuse layers from (default: --image)")
-	f.StringArrayVarP(&o.Env, "env", "e", nil, "build env var KEY=VALUE (the value may contain '='); repeatable")
-	f.StringVar(&o.EnvFile, "env-file", "", "file of KEY=VALUE lines for the build env")
+	f.StringArrayVarP(&o.Env, "env", "e", nil, "build env var KEY=VALUE (the value may contain '='), or KEY to take its value from the environment; repeatable")
+	f.StringArrayVar(&o.EnvFiles, "env-file", nil, "file of KEY=VALUE lines for the build env; repeatable, later files win")
 	f.StringVar(&o.ProcessType, "process-type", "", "default process type of the image (default: none forced)")
+	f.StringVar(&o.ProcessType, "default-process", "", "the same as --process-type (pack's name for it)")
 	f.StringVar(&o.PlatformAPI, "platform-api", "auto", "CNB platform API, or auto for the highest both sides support")
 	f.StringVar(&o.UID, "uid", "", "user id the build runs as (default: the builder's CNB_USER_ID)")
 	f.StringVar(&o.GID, "gid", "", "group id the build runs as (default: the builder's CNB_GROUP_ID)")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
 	addTimeoutFlag(f, &o.RegistryTimeout)
 	f.StringVar(&o.Builder, "builder", "", "the builder image: pulled and run in a sandbox on a plain host (pull mode); in a builder step, checked first")
+	f.StringVar(&o.SourceRepository, "source-repository", "", "repository URL recorded in the image's project metadata (default: the CI's, e.g. GitHub's server/repository)")
+	f.StringVar(&o.SourceCommit, "source-commit", "", "commit recorded in the image's project metadata (default: the CI's, e.g. GITHUB_SHA)")
+	f.StringVar(&o.SBOMDir, "sbom-dir", "", "copy the build's SBOM files here after export (laid out like pack's --sbom-output-dir)")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
 	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")
 	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps unpacked builder layers (default: the user cache dir, cipack/builders)")
@@ -106,6 +110,14 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if o.SourceRoot == "" {
 		o.SourceRoot = ci.Workspace(env.Getenv)
 	}
+	if o.SourceRepository == "" && o.SourceCommit == "" {
+		o.SourceRepository, o.SourceCommit = ci.Source(env.Getenv)
+	}
+	expanded, err := build.ExpandEnv(o.Env, lookupIn(env.Environ))
+	if err != nil {
+		return err
+	}
+	o.Env = expanded
 	if o.BuilderCache == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {
@@ -147,6 +159,8 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		"image-ref": res.ImageRef,
 		"tags":      strings.Join(res.Tags, "\n"),
 		"platform":  res.Platform,
+		"name":      res.Name,
+		"sbom-dir":  res.SBOMDir,
 	}); err != nil {
 		return err
 	}
@@ -244,4 +258,16 @@ func secrets(getenv func(string) string) []string {
 		}
 	}
 	return out
+}
+
+// lookupIn looks a variable up in an environment list (the edge's).
+func lookupIn(environ []string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		for i := len(environ) - 1; i >= 0; i-- {
+			if v, ok := strings.CutPrefix(environ[i], k+"="); ok {
+				return v, true
+			}
+		}
+		return "", false
+	}
 }

@@ -144,3 +144,15 @@ func TestBuildCredentialsCoverEveryImage(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultProcessIsProcessType(t *testing.T) {
+	o := &buildOptions{}
+	cmd := &cobra.Command{Use: "build"}
+	o.addFlags(cmd)
+	if err := cmd.Flags().Parse([]string{"--default-process", "web", "--env-file", "a", "--env-file", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.ProcessType != "web" || strings.Join(o.EnvFiles, ",") != "a,b" {
+		t.Fatalf("process type %q, env files %q", o.ProcessType, o.EnvFiles)
+	}
+}

@@ -173,7 +173,8 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 			return exit.Usagef("--report-file", "point it at a writable path; the report is on stdout above", "%v", err)
 		}
 	}
-	outputs := map[string]string{"report-file": o.ReportFile, "moved": movedLines(report.Moved())}
+	subjects, chainsImages := attestationSubjects(report)
+	outputs := map[string]string{"report-file": o.ReportFile, "moved": movedLines(report.Moved()), "moved-json": subjects, "images": chainsImages}
 	for k, v := range report.Counts {
 		outputs[k] = strconv.Itoa(v)
 	}
@@ -208,4 +209,31 @@ func movedLines(m map[string]string) string {
 		fmt.Fprintf(&b, "%s@%s\n", k, m[k])
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// attestationSubjects lists the images a sweep pushed as the subjects an
+// attest or sign job follows: JSON [{"name","digest","tags"}] (ready for a
+// strategy.matrix), and name@digest lines (Tekton Chains' IMAGES).
+func attestationSubjects(r rebase.Report) (string, string) {
+	type subject struct {
+		Name   string   `json:"name"`
+		Digest string   `json:"digest"`
+		Tags   []string `json:"tags"`
+	}
+	subjects := []subject{}
+	var lines []string
+	for _, o := range r.Images {
+		if o.NewDigest == "" || o.NewDigest == o.OldDigest {
+			continue // nothing new was pushed (a converge moves tags only)
+		}
+		ref, err := name.ParseReference(o.Image)
+		if err != nil {
+			continue
+		}
+		n := ref.Context().Name()
+		subjects = append(subjects, subject{Name: n, Digest: o.NewDigest, Tags: o.Tags})
+		lines = append(lines, n+"@"+o.NewDigest)
+	}
+	b, _ := json.Marshal(subjects)
+	return string(b), strings.Join(lines, "\n")
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,5 +153,48 @@ func TestCacheImageKeepsTheCacheBetweenBuilds(t *testing.T) {
 	}
 	if first.stdout != second.stdout {
 		t.Fatalf("digest moved: %s → %s", first.stdout, second.stdout)
+	}
+}
+
+// --sbom-dir gets the build's SBOM files, laid out like pack's
+// --sbom-output-dir, and they parse as CycloneDX and SPDX; the source
+// given becomes the image's project metadata.
+func TestSBOMExportAndSourceMetadata(t *testing.T) {
+	needFixture(t)
+	sbom := filepath.Join(fx.Dir, "sbom-"+randSuffix())
+	image := fx.Registry.Host + "/supply/app:latest"
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	r := cipackBuild(t, "sbom", nil, "--image", image, "--sbom-dir", sbom, "--output", "json",
+		"--source-repository", "https://git.example/team/app", "--source-commit", commit)
+	if r.code != 0 {
+		t.Fatalf("build: %d\n%s", r.code, r.stderr)
+	}
+	res := mustJSON(t, r.stdout)
+	if res.Name != fx.Registry.Host+"/supply/app" {
+		t.Errorf("name %q, want the image without tag", res.Name)
+	}
+	layer := filepath.Join(sbom, "launch", "cipack-examples_shell", "web")
+	var cdx struct {
+		BOMFormat string `json:"bomFormat"`
+	}
+	var spdx struct {
+		SPDXVersion string `json:"spdxVersion"`
+	}
+	for file, v := range map[string]any{"sbom.cdx.json": &cdx, "sbom.spdx.json": &spdx} {
+		b, err := os.ReadFile(filepath.Join(layer, file))
+		if err != nil {
+			out, _ := exec.Command("find", sbom).CombinedOutput()
+			t.Fatalf("%s: %v\n%s", file, err, out)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s is not JSON: %v", file, err)
+		}
+	}
+	if cdx.BOMFormat != "CycloneDX" || !strings.HasPrefix(spdx.SPDXVersion, "SPDX-") {
+		t.Fatalf("cdx %+v spdx %+v", cdx, spdx)
+	}
+	label := testenv.MustConfig(t, image).Config.Labels["io.buildpacks.project.metadata"]
+	if !strings.Contains(label, commit) || !strings.Contains(label, "https://git.example/team/app") || !strings.Contains(label, `"type":"git"`) {
+		t.Fatalf("project metadata %s", label)
 	}
 }

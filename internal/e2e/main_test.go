@@ -34,6 +34,7 @@ func needFixture(t testing.TB) {
 
 // buildResult is cipack's --output json.
 type buildResult struct {
+	Name        string   `json:"name"`
 	Image       string   `json:"image"`
 	Digest      string   `json:"digest"`
 	ImageRef    string   `json:"imageRef"`

@@ -36,6 +36,8 @@ type Child struct {
 	App         AppImage
 	Image       v1.Image
 	RecordedRef string // runImage.reference: the run image digest it was built on
+	// Source is the project metadata's repository@commit, if any.
+	Source      string
 	PlatformAPI string
 	// Other is a child that is not a CNB image (an attestation manifest,
 	// another artifact): kept byte for byte, never decided.
@@ -148,6 +150,7 @@ func inspectImage(what string, img v1.Image) (*Child, error) {
 	c.App.RunImageName = run.Image
 	c.App.RunImageMirrors = run.Mirrors
 	c.RecordedRef = md.RunImage.Reference
+	c.Source = sourceOf(labels[platform.ProjectMetadataLabel])
 	c.App.BaseID = baseID(labels)
 	if raw := labels[platform.BuildMetadataLabel]; raw != "" {
 		var build files.BuildMetadata
@@ -246,4 +249,25 @@ func targetOf(cf *v1.ConfigFile) files.TargetMetadata {
 	}
 	t.ID = cf.Config.Labels[platform.TargetLabel]
 	return t
+}
+
+// sourceOf renders the project metadata label (the lifecycle's type) as
+// repository@commit for reports; "" when there is none.
+func sourceOf(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	var pm files.ProjectMetadata
+	if err := json.Unmarshal([]byte(raw), &pm); err != nil || pm.Source == nil {
+		return ""
+	}
+	repo, _ := pm.Source.Metadata["repository"].(string)
+	commit, _ := pm.Source.Version["commit"].(string)
+	switch {
+	case repo != "" && commit != "":
+		return repo + "@" + commit
+	case commit != "":
+		return commit
+	}
+	return repo
 }

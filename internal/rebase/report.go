@@ -91,7 +91,7 @@ func (r Report) summaryLine() string {
 func (r Report) Markdown() string {
 	var b strings.Builder
 	b.WriteString("### cipack rebase\n\n" + r.summaryLine() + "\n\n")
-	b.WriteString("| Image | Verdict | Reason | Digest | Detail |\n|---|---|---|---|---|\n")
+	b.WriteString("| Image | Verdict | Reason | Digest | Source | Detail |\n|---|---|---|---|---|---|\n")
 	for _, o := range r.Images {
 		detail := o.Detail
 		if o.Error != "" {
@@ -100,7 +100,7 @@ func (r Report) Markdown() string {
 		if o.Triggered {
 			detail = "rebuild triggered: " + detail
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", o.Image, o.Verdict, dash(o.Reason), digests(o), strings.ReplaceAll(detail, "|", "\\|"))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n", o.Image, o.Verdict, dash(o.Reason), digests(o), dash(o.Source), strings.ReplaceAll(detail, "|", "\\|"))
 	}
 	return b.String()
 }

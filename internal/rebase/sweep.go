@@ -48,6 +48,8 @@ type Outcome struct {
 	RunImage  string   `json:"runImage,omitempty"`
 	Builder   string   `json:"builder,omitempty"`
 	Triggered bool     `json:"triggered,omitempty"`
+	// Source is where the image was built from (its project metadata).
+	Source string `json:"source,omitempty"`
 	// Platforms details an index, one entry per platform's image.
 	Platforms []PlatformOutcome `json:"platforms,omitempty"`
 	Applied   bool              `json:"applied"`
@@ -175,6 +177,9 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		}
 		if o.RunImage == "" {
 			o.RunImage = cd.RunImage
+		}
+		if o.Source == "" {
+			o.Source = c.Source
 		}
 		decided = append(decided, cd)
 		if plan != nil {
