@@ -352,4 +352,12 @@ func TestBuildExampleOnAPlainRunnerPullMode(t *testing.T) {
 	if cf.Config.WorkingDir != "/workspace" {
 		t.Fatalf("WORKDIR %q, want /workspace", cf.Config.WorkingDir)
 	}
+	// The commit the workflow ran on is the image's project metadata.
+	sha, err := exec.Command("git", "-C", r.dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if label := cf.Config.Labels["io.buildpacks.project.metadata"]; !strings.Contains(label, strings.TrimSpace(string(sha))) || !strings.Contains(label, `"type":"git"`) {
+		t.Fatalf("project metadata %q, want the commit %s", label, sha)
+	}
 }

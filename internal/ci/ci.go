@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,14 +69,17 @@ func Workspace(getenv Getenv) string {
 // project metadata: GitHub's server/repository and commit. Tekton's Task
 // passes its params as flags itself.
 func Source(getenv Getenv) (repository, commit string) {
-	if getenv("GITHUB_ACTIONS") == "true" && getenv("GITHUB_REPOSITORY") != "" {
+	if getenv("GITHUB_ACTIONS") != "true" {
+		return "", ""
+	}
+	if repo := getenv("GITHUB_REPOSITORY"); repo != "" {
 		server := getenv("GITHUB_SERVER_URL")
 		if server == "" {
 			server = "https://github.com"
 		}
-		return server + "/" + getenv("GITHUB_REPOSITORY"), getenv("GITHUB_SHA")
+		repository = server + "/" + repo
 	}
-	return "", ""
+	return repository, getenv("GITHUB_SHA")
 }
 
 type plain struct{ log io.Writer }
@@ -107,6 +111,9 @@ func (g *github) Mask(s string) {
 func (g *github) PhaseStart(phase string)        { g.a.Group(phase) }
 func (g *github) PhaseEnd(string, time.Duration) { g.a.EndGroup() }
 func (g *github) Summary(md string) (err error) {
+	if g.getenv("GITHUB_STEP_SUMMARY") == "" {
+		return nil // a runner (or act) without a summary file
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("write the GitHub job summary: %v", r)
@@ -148,6 +155,9 @@ func (g *github) Outputs(v map[string]string) (err error) {
 		if strings.Contains(v[k], heredocDelimiter) || strings.ContainsAny(k, "\r\n<=") {
 			return fmt.Errorf("output %s: refusing a value that could forge other outputs", k)
 		}
+	}
+	if g.getenv("GITHUB_OUTPUT") == "" {
+		return nil // no output file: nothing reads outputs
 	}
 	// go-githubactions panics when the file cannot be written.
 	defer func() {
@@ -219,42 +229,50 @@ var listOutputs = []string{"moved", "images"}
 var strictLists = map[string]bool{"images": true}
 
 func withinBudget(v map[string]string, budget int) map[string]string {
-	size := 0
+	size, fixed := 0, 0
+	var lists []string
 	for k, val := range v {
-		if _, declared := taskResults[k]; declared {
-			size += len(val)
+		if _, declared := taskResults[k]; !declared {
+			continue
+		}
+		size += len(val)
+		if slices.Contains(listOutputs, k) && val != "" {
+			lists = append(lists, k)
+		} else {
+			fixed += len(val)
 		}
 	}
-	if size <= budget {
+	if size <= budget || len(lists) == 0 {
 		return v
 	}
 	out := make(map[string]string, len(v))
 	for k, val := range v {
 		out[k] = val
 	}
-	for _, k := range listOutputs {
-		if _, declared := taskResults[k]; !declared || out[k] == "" {
-			continue
-		}
-		others := size - len(out[k])
-		room := budget - others - 64 // the "more" line
+	// The lists share what the counts leave, equally.
+	room := (budget - fixed) / len(lists)
+	for _, k := range lists {
 		lines := strings.Split(out[k], "\n")
+		note := !strictLists[k]
+		avail := room
+		if note {
+			avail -= 64 // the "... and N more" line
+		}
 		kept, used := 0, 0
 		for _, l := range lines {
-			if used+len(l)+1 > room {
+			if used+len(l)+1 > avail {
 				break
 			}
 			used += len(l) + 1
 			kept++
 		}
 		cut := strings.Join(lines[:kept], "\n")
-		if kept < len(lines) && !strictLists[k] {
+		if kept < len(lines) && note {
 			if cut != "" {
 				cut += "\n"
 			}
 			cut += fmt.Sprintf("... and %d more: see the JSON report in the step's log", len(lines)-kept)
 		}
-		size = others + len(cut)
 		out[k] = cut
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -86,12 +87,20 @@ func TestGitHubOutputsSummaryGroupsAndAnnotations(t *testing.T) {
 func TestTektonResultsStayWithinBudget(t *testing.T) {
 	dir := t.TempDir()
 	rep := Detect(env(map[string]string{"CIPACK_TEKTON_RESULTS_DIR": dir}), &strings.Builder{})
-	var moved []string
+	var moved, images []string
 	for i := 0; i < 75; i++ {
 		moved = append(moved, fmt.Sprintf("registry.example/team/app-%03d:latest@sha256:%064d", i, i))
+		images = append(images, fmt.Sprintf("registry.example/team/app-%03d@sha256:%064d", i, i))
 	}
-	if err := rep.Outputs(map[string]string{"moved": strings.Join(moved, "\n"), "rebase": "75", "up-to-date": "0", "error": "0"}); err != nil {
+	if err := rep.Outputs(map[string]string{"moved": strings.Join(moved, "\n"), "images": strings.Join(images, "\n"), "rebase": "75", "up-to-date": "0", "error": "0"}); err != nil {
 		t.Fatal(err)
+	}
+	// Chains parses IMAGES: whole NAME@DIGEST lines, nothing else.
+	chains, _ := os.ReadFile(filepath.Join(dir, "IMAGES"))
+	for _, l := range strings.Split(string(chains), "\n") {
+		if !regexp.MustCompile(`^registry\.example/team/app-\d{3}@sha256:[0-9]{64}$`).MatchString(l) {
+			t.Fatalf("IMAGES holds %q, not an image reference", l)
+		}
 	}
 	total := 0
 	entries, _ := os.ReadDir(dir)

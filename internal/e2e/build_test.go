@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -196,5 +197,59 @@ func TestSBOMExportAndSourceMetadata(t *testing.T) {
 	label := testenv.MustConfig(t, image).Config.Labels["io.buildpacks.project.metadata"]
 	if !strings.Contains(label, commit) || !strings.Contains(label, "https://git.example/team/app") || !strings.Contains(label, `"type":"git"`) {
 		t.Fatalf("project metadata %s", label)
+	}
+}
+
+// A rebase keeps the project metadata (the lifecycle's Rebaser keeps the
+// labels), the report shows it, and the GitHub outputs list exactly the
+// pushed images as attestation subjects.
+func TestRebaseKeepsSourceAndListsSubjects(t *testing.T) {
+	needFixture(t)
+	run := fx.Registry.Host + "/supply-rebase/run:latest"
+	pushRun(t, run, "v1", testenv.StackID)
+	app, steady := fx.Registry.Host+"/supply-rebase/app:latest", fx.Registry.Host+"/supply-rebase/steady:latest"
+	const commit = "fedcba9876543210fedcba9876543210fedcba98"
+	if r := cipackBuild(t, "src", nil, "--image", app, "--run-image", run, "--source-repository", "https://git.example/team/app", "--source-commit", commit); r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	if r := cipackBuild(t, "src2", nil, "--image", steady); r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	pushRun(t, run, "v2", testenv.StackID)
+	out := filepath.Join(t.TempDir(), "github-output")
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, stderr := cipackRebase(t, "images:\n  - image: "+app+"\n  - image: "+steady+"\n", []string{"GITHUB_ACTIONS=true", "GITHUB_OUTPUT=" + out})
+	if code != 0 {
+		t.Fatalf("rebase: %d\n%s", code, stderr)
+	}
+	newDigest := testenv.MustHead(t, app).String()
+	if label := testenv.MustConfig(t, app).Config.Labels["io.buildpacks.project.metadata"]; !strings.Contains(label, commit) {
+		t.Fatalf("the rebased image lost its project metadata: %q", label)
+	}
+	var source string
+	for _, o := range rep.Images {
+		if o.Image == app {
+			source = o.Source
+		}
+	}
+	if source != "https://git.example/team/app@"+commit {
+		t.Fatalf("report source %q", source)
+	}
+	b, _ := os.ReadFile(out)
+	m := regexp.MustCompile(`(?s)moved-json<<(\S+)\n(.*?)\n(\S+)\n`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatalf("no moved-json output in %s", b)
+	}
+	var subjects []struct {
+		Name, Digest string
+		Tags         []string
+	}
+	if err := json.Unmarshal([]byte(m[2]), &subjects); err != nil {
+		t.Fatalf("moved-json %q: %v", m[2], err)
+	}
+	if len(subjects) != 1 || subjects[0].Name != fx.Registry.Host+"/supply-rebase/app" || subjects[0].Digest != newDigest {
+		t.Fatalf("moved-json %+v, want exactly the rebased app at %s", subjects, newDigest)
 	}
 }

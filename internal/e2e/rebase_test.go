@@ -34,6 +34,7 @@ type sweepReport struct {
 		Tags      []string `json:"tags"`
 		Triggered bool     `json:"triggered"`
 		Error     string   `json:"error"`
+		Source    string   `json:"source"`
 		Platforms []struct {
 			Platform  string `json:"platform"`
 			Verdict   string `json:"verdict"`

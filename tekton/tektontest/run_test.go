@@ -245,6 +245,7 @@ func arr(n string, v ...string) v1.Param {
 
 func TestBuildTaskRunsAndWritesChainsResults(t *testing.T) {
 	needFixture(t)
+	sbomDir := dir(t)
 	image := fx.Registry.Host + "/tekton/app:latest"
 	run := render(t, loadTask(t, "cipack-build.yaml"), v1.Params{
 		str("IMAGE", image),
@@ -253,8 +254,10 @@ func TestBuildTaskRunsAndWritesChainsResults(t *testing.T) {
 		arr("ADDITIONAL_TAGS", "v1", "stable"),
 		arr("ENV_VARS", "GREETING=from=tekton", "OTHER=a b c"),
 		str("PROCESS_TYPE", "web"),
+		str("SOURCE_URL", "https://git.example/team/hello"),
+		str("SOURCE_REVISION", "89abcdef0123456789abcdef0123456789abcdef"),
 		str("CIPACK_IMAGE", cipackImage(t)),
-	}, map[string]string{"source": appWorkspace(t), "cache": dir(t)})
+	}, map[string]string{"source": appWorkspace(t), "cache": dir(t), "sbom": sbomDir})
 	if err := run.run(t, 0, "cipack"); err != nil {
 		t.Fatalf("install step: %v\n%s", err, run.output.String())
 	}
@@ -281,6 +284,20 @@ func TestBuildTaskRunsAndWritesChainsResults(t *testing.T) {
 	}
 	if !strings.Contains(run.output.String(), "===> EXPORTING") {
 		t.Fatalf("no lifecycle log:\n%s", run.output.String())
+	}
+	// The source params became the image's project metadata, and the
+	// sbom workspace got the buildpack's SBOM files.
+	r, _ := name.ParseReference(url + "@" + digest)
+	img, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	if label := cf.Config.Labels["io.buildpacks.project.metadata"]; !strings.Contains(label, "89abcdef0123456789abcdef0123456789abcdef") || !strings.Contains(label, "https://git.example/team/hello") {
+		t.Fatalf("project metadata %q", label)
+	}
+	if _, err := os.Stat(filepath.Join(sbomDir, "launch", "cipack-examples_shell", "web", "sbom.cdx.json")); err != nil {
+		t.Fatalf("the sbom workspace lacks the CycloneDX SBOM: %v", err)
 	}
 }
 
