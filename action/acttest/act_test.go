@@ -272,7 +272,7 @@ func TestBuildActionBadInputIsAnnotated(t *testing.T) {
 	if res.code == 0 {
 		t.Fatalf("the step should fail:\n%s", res.out)
 	}
-	if !strings.Contains(res.out, "::error title=input env::") || !strings.Contains(res.out, `env entry "NOEQUALS" has no '='`) {
+	if !strings.Contains(res.out, "::error title=input env::") || !strings.Contains(res.out, "NOEQUALS is not set") {
 		t.Fatalf("no error annotation naming the env input:\n%s", res.out)
 	}
 	if !strings.Contains(res.out, "exit status 2") {

@@ -25,6 +25,7 @@ import (
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/fsutil"
 	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/project"
 	"github.com/cipack/cipack/internal/pull"
 	"github.com/cipack/cipack/internal/registry"
 	"github.com/cipack/cipack/internal/sandbox"
@@ -129,16 +130,47 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, exit.New(exit.RegistryAuth, "registry credentials", err, "check DOCKER_CONFIG and CNB_REGISTRY_AUTH")
 	}
 
-	// The file first, so that --env entries, written after, win.
-	platformDir, err := writePlatformDir(append(append([]string{}, opts.fileEnv...), opts.Env...), uid, gid)
+	appDir, err := ResolveApp(opts.AppPath, opts.SourceRoot)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := loadDescriptor(opts, appDir, d.Log)
+	if err != nil {
+		return nil, err
+	}
+	// project.toml first, then the env files, then --env: later ones win.
+	var descEnv []string
+	if desc != nil {
+		descEnv = desc.Env
+	}
+	platformDir, err := writePlatformDir(append(append(append([]string{}, descEnv...), opts.fileEnv...), opts.Env...), uid, gid)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(platformDir)
 
-	appDir, err := ResolveApp(opts.AppPath, opts.SourceRoot)
-	if err != nil {
-		return nil, err
+	var orderPath string
+	if desc != nil && len(desc.Group) > 0 {
+		fsys := lifecycle.Files(osFiles{})
+		if pulled != nil {
+			fsys = pull.Files(pulled.Layers)
+		}
+		if orderPath, err = writeOrder(platformDir, b, fsys, desc); err != nil {
+			return nil, err
+		}
+	}
+	if desc.Filters() {
+		// The build sees the app as the descriptor filters it: a copy, so
+		// the user's checkout is left as it is.
+		filtered, err := os.MkdirTemp("", "cipack-app-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(filtered)
+		if err := desc.Copy(appDir, filtered); err != nil {
+			return nil, exit.New(exit.Usage, desc.Path, fmt.Errorf("apply include/exclude: %w", err), "check the patterns")
+		}
+		appDir = filtered
 	}
 	if err := handOver(appDir, uid, gid, d.Log); err != nil {
 		return nil, err
@@ -173,6 +205,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 
 	in := lifecycle.CreateInputs{
+		Order:         orderPath,
 		Image:         refs.image.String(),
 		AppDir:        appDir,
 		LayersDir:     layersDir,
@@ -579,6 +612,9 @@ func sandboxed(p *pull.Builder, in *lifecycle.CreateInputs, opts Options) (func(
 	if in.RunToml != "" {
 		in.RunToml = "/platform/" + filepath.Base(in.RunToml)
 	}
+	if in.Order != "" {
+		in.Order = "/platform/" + filepath.Base(in.Order)
+	}
 	if in.CacheDir != "" {
 		abs, err := filepath.Abs(in.CacheDir)
 		if err != nil {
@@ -708,4 +744,89 @@ func copySBOM(src, dst string) (int, error) {
 		return os.WriteFile(target, b, 0o644)
 	})
 	return n, err
+}
+
+// loadDescriptor reads the app's project.toml (or --descriptor) and says
+// which of its keys cipack does not apply.
+func loadDescriptor(opts Options, appDir string, log io.Writer) (*project.Descriptor, error) {
+	p, required := opts.Descriptor, opts.Descriptor != ""
+	if !required {
+		p = filepath.Join(appDir, "project.toml")
+	}
+	d, err := project.Load(p, required)
+	if err != nil || d == nil {
+		return nil, err
+	}
+	for _, k := range d.Unsupported {
+		fmt.Fprintf(log, "cipack: warning: %s: %s is not supported by cipack and is ignored\n", d.Path, k)
+	}
+	return d, nil
+}
+
+type osFiles struct{}
+
+func (osFiles) Stat(p string) (fs.FileInfo, error) { return os.Stat(p) }
+func (osFiles) ReadFile(p string) ([]byte, error)  { return os.ReadFile(p) }
+
+// writeOrder writes an order.toml holding the descriptor's group, after
+// checking that the builder has each buildpack (a group entry without a
+// version takes the builder's). It returns its path.
+func writeOrder(platformDir string, b *lifecycle.Builder, fsys lifecycle.Files, d *project.Descriptor) (string, error) {
+	var builderOrder struct {
+		Order []struct {
+			Group []project.Buildpack `toml:"group"`
+		} `toml:"order"`
+	}
+	if raw, err := fsys.ReadFile(b.Path("order.toml")); err == nil {
+		_, _ = toml.Decode(string(raw), &builderOrder)
+	}
+	versionOf := func(id string) string {
+		for _, o := range builderOrder.Order {
+			for _, g := range o.Group {
+				if g.ID == id && g.Version != "" {
+					return g.Version
+				}
+			}
+		}
+		return ""
+	}
+	type entry struct {
+		ID      string `toml:"id"`
+		Version string `toml:"version"`
+	}
+	var group []entry
+	for _, bp := range d.Group {
+		v := bp.Version
+		if v == "" {
+			v = versionOf(bp.ID)
+		}
+		dir := b.Path("buildpacks", strings.ReplaceAll(bp.ID, "/", "_"), v)
+		if _, err := fsys.Stat(filepath.Join(dir, "buildpack.toml")); v == "" || err != nil {
+			return "", exit.Usagef(d.Path, "use buildpacks the builder has, or another builder", "the builder has no buildpack %s%s", bp.ID, atVersion(bp.Version))
+		}
+		group = append(group, entry{bp.ID, v})
+	}
+	p := filepath.Join(platformDir, "order.toml")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	type orderFile struct {
+		Order []struct {
+			Group []entry `toml:"group"`
+		} `toml:"order"`
+	}
+	var of orderFile
+	of.Order = append(of.Order, struct {
+		Group []entry `toml:"group"`
+	}{group})
+	return p, toml.NewEncoder(f).Encode(of)
+}
+
+func atVersion(v string) string {
+	if v == "" {
+		return ""
+	}
+	return "@" + v
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// SourceRepository and SourceCommit become the image's project
 	// metadata (io.buildpacks.project.metadata): where it was built from.
 	SourceRepository, SourceCommit string
+	// Descriptor is the project.toml to apply; empty: the app's own, if
+	// it has one.
+	Descriptor string
 	// SBOMDir, when set, receives the build's SBOM files after export.
 	SBOMDir string
 	// Mode is ModeAuto, ModePull or ModeInBuilder.

@@ -48,6 +48,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Builder, "builder", "", "the builder image: pulled and run in a sandbox on a plain host (pull mode); in a builder step, checked first")
 	f.StringVar(&o.SourceRepository, "source-repository", "", "repository URL recorded in the image's project metadata (default: the CI's, e.g. GitHub's server/repository)")
 	f.StringVar(&o.SourceCommit, "source-commit", "", "commit recorded in the image's project metadata (default: the CI's, e.g. GITHUB_SHA)")
+	f.StringVar(&o.Descriptor, "descriptor", "", "the project descriptor to apply (default: project.toml in the app, if any), as pack's --descriptor")
 	f.StringVar(&o.SBOMDir, "sbom-dir", "", "copy the build's SBOM files here after export (laid out like pack's --sbom-output-dir)")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
 	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")

@@ -92,8 +92,12 @@ func TestBadInputFailsEarlyWithNothingPushed(t *testing.T) {
 		{"invalid image", "", []string{"--image", "Not/A:Valid:Ref"}, nil, exit.Usage, "--image: invalid image reference"},
 		{"app path missing", repo("nopath"), []string{"--image", repo("nopath"), "--path", "/nonexistent/app"}, nil, exit.Usage, "--path: app path"},
 		{"app path not a dir", repo("notdir"), []string{"--image", repo("notdir"), "--path", notADir}, nil, exit.Usage, "is not a directory"},
-		{"env without =", repo("env"), []string{"--image", repo("env"), "--env", "JUSTAKEY"}, nil, exit.Usage, `--env: env entry "JUSTAKEY" has no '='`},
-		{"env var without =", repo("envvar"), []string{"--image", repo("envvar")}, []string{"CIPACK_ENV=A=1\nNOEQUALS"}, exit.Usage, "has no '='"},
+		// A bare KEY takes its value from the environment (pack's habit);
+		// one that is not set is an error naming it, and a non-name entry
+		// is refused without being echoed.
+		{"env KEY not set", repo("env"), []string{"--image", repo("env"), "--env", "JUSTAKEY"}, nil, exit.Usage, `--env: --env JUSTAKEY takes its value from the environment, and JUSTAKEY is not set`},
+		{"env var KEY not set", repo("envvar"), []string{"--image", repo("envvar")}, []string{"CIPACK_ENV=A=1\nNOEQUALS"}, exit.Usage, "NOEQUALS is not set"},
+		{"env entry not a name", repo("envbad"), []string{"--image", repo("envbad"), "--env", "not a name"}, nil, exit.Usage, `env entry "not a name" has no '='`},
 		{"env file bad line", repo("envfile"), []string{"--image", repo("envfile"), "--env-file", envFile}, nil, exit.Usage, "build.env:3"},
 		{"unknown platform API", repo("api"), []string{"--image", repo("api"), "--platform-api", "0.99"}, nil, exit.Usage, "--platform-api"},
 		{"malformed platform API", repo("api2"), []string{"--image", repo("api2"), "--platform-api", "latest"}, nil, exit.Usage, "--platform-api"},

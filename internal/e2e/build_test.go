@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/testenv"
 )
 
@@ -251,5 +253,80 @@ func TestRebaseKeepsSourceAndListsSubjects(t *testing.T) {
 	}
 	if len(subjects) != 1 || subjects[0].Name != fx.Registry.Host+"/supply-rebase/app" || subjects[0].Digest != newDigest {
 		t.Fatalf("moved-json %+v, want exactly the rebased app at %s", subjects, newDigest)
+	}
+}
+
+// project.toml is applied as pack applies it: exclude changes what the
+// image's /workspace holds (the checkout is untouched), the build env
+// reaches the buildpack (--env still wins), the group is the order,
+// unsupported keys are warned about; a buildpack the builder lacks and a
+// broken file fail with exit 2 and nothing pushed.
+func TestProjectDescriptor(t *testing.T) {
+	needFixture(t)
+	m := workspace(t, "project")
+	descriptor := `[_]
+schema-version = "0.2"
+
+[io.buildpacks]
+exclude = ["*.secret"]
+
+[[io.buildpacks.group]]
+id = "cipack-examples/shell"
+
+[[io.buildpacks.build.env]]
+name = "GREETING"
+value = "from-project"
+
+[[io.buildpacks.post.group]]
+id = "x/post"
+`
+	if err := os.WriteFile(filepath.Join(m.Workspace, "project.toml"), []byte(descriptor), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.Workspace, "db.secret"), []byte("not for the image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	image := fx.Registry.Host + "/project/app:latest"
+	r := cipackBuildIn(t, m, nil, "--image", image, "--process-type", "web")
+	if r.code != 0 {
+		t.Fatalf("build: %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "io.buildpacks.post is not supported by cipack") {
+		t.Errorf("no warning for the unsupported key:\n%s", r.stderr)
+	}
+	files := imageFiles(t, image)
+	if strings.Contains(files, "db.secret") || !strings.Contains(files, "workspace/app.sh") {
+		t.Errorf("exclude was not applied to the image's /workspace:\n%s", files)
+	}
+	if _, err := os.Stat(filepath.Join(m.Workspace, "db.secret")); err != nil {
+		t.Errorf("the checkout was changed: %v", err)
+	}
+	if label := testenv.MustConfig(t, image).Config.Labels["io.buildpacks.build.metadata"]; !strings.Contains(label, "cipack-examples/shell") || strings.Contains(label, "cipack-examples/cache") {
+		t.Errorf("the group should be the order (shell only): %s", label)
+	}
+	out, err := testenv.RunImageProcess(context.Background(), image, "web", filepath.Join(fx.Dir, "project-run-"+randSuffix()))
+	if err != nil || !strings.Contains(out, "GREETING=from-project") {
+		t.Fatalf("the build env did not reach the buildpack: %q %v", out, err)
+	}
+	r = cipackBuildIn(t, m, nil, "--image", image, "--process-type", "web", "--env", "GREETING=from-flag")
+	if out, _ := testenv.RunImageProcess(context.Background(), image, "web", filepath.Join(fx.Dir, "project-run-"+randSuffix())); r.code != 0 || !strings.Contains(out, "GREETING=from-flag") {
+		t.Fatalf("--env should win over project.toml: %d %q", r.code, out)
+	}
+
+	repo := fx.Registry.Host + "/project/refused"
+	for body, want := range map[string]string{
+		"[[io.buildpacks.group]]\nid = \"x/unknown\"\n": "no buildpack x/unknown",
+		"[io.buildpacks\nexclude = []\n":                "project.toml:",
+	} {
+		if err := os.WriteFile(filepath.Join(m.Workspace, "project.toml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := cipackBuildIn(t, m, nil, "--image", repo+":latest")
+		if r.code != exit.Usage || !strings.Contains(r.stderr, want) {
+			t.Errorf("%q: exit %d, want %d with %q\n%s", body, r.code, exit.Usage, want, r.stderr)
+		}
+	}
+	if got := tags(t, repo); len(got) != 0 {
+		t.Fatalf("a refused build pushed %v", got)
 	}
 }

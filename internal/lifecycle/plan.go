@@ -17,7 +17,10 @@ type CreateInputs struct {
 	ReportPath  string
 	// RunToml is a run.toml the platform wrote (for an explicit run image);
 	// empty: the builder's own run.toml decides.
-	RunToml        string
+	RunToml string
+	// Order is an order.toml the platform wrote (a project.toml group);
+	// empty: the builder's.
+	Order          string
 	CacheImage     string
 	CacheDir       string
 	PreviousImage  string
@@ -46,7 +49,7 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 		"-layers", in.LayersDir,
 		"-platform", in.PlatformDir,
 		"-buildpacks", b.Path("buildpacks"),
-		"-order", b.Path("order.toml"),
+		"-order", orDefault(in.Order, b.Path("order.toml")),
 		"-launcher", b.Path("lifecycle", "launcher"),
 		"-report", in.ReportPath,
 		"-uid", strconv.Itoa(in.UID),
@@ -111,4 +114,11 @@ func join(s []string) string {
 		out += v
 	}
 	return out
+}
+
+func orDefault(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
 }
