@@ -157,6 +157,8 @@ func (r *repo) run(t *testing.T, workflow, event string, args ...string) actRun 
 		"--no-cache-server", "--action-offline-mode",
 		"--local-repository", "cipack/cipack@v1=" + rootDir,
 		"--local-repository", "actions/cache@v4=" + cacheStub(),
+		"--local-repository", "actions/attest-build-provenance@v2=" + standIn("attest-build-provenance"),
+		"--local-repository", "actions/attest-sbom@v2=" + standIn("attest-sbom"),
 		"--var", "CIPACK_INSECURE_REGISTRIES=",
 	}, args...)
 	if !r.plainHost {
@@ -359,5 +361,36 @@ func TestBuildExampleOnAPlainRunnerPullMode(t *testing.T) {
 	}
 	if label := cf.Config.Labels["io.buildpacks.project.metadata"]; !strings.Contains(label, strings.TrimSpace(string(sha))) || !strings.Contains(label, `"type":"git"`) {
 		t.Fatalf("project metadata %q, want the commit %s", label, sha)
+	}
+}
+
+// standIn is a local stand-in (testdata/NAME) for a GitHub action that
+// needs GitHub's services: it prints the inputs it was given.
+func standIn(name string) string {
+	p, _ := filepath.Abs(filepath.Join("testdata", name))
+	return p
+}
+
+// The attest example: the build's name and digest outputs are the
+// registry's, and the SBOM handed to attest-sbom is the build's CycloneDX
+// file (GitHub's attest actions are local stand-ins here).
+func TestAttestExample(t *testing.T) {
+	needFixture(t)
+	image := fx.Registry.Host + "/gha-attest/app:latest"
+	r := newRepo(t, map[string]string{".github/workflows/attest.yml": example(t, "attest.yml", false)}).onPlainHost()
+	res := r.run(t, "attest.yml", "push", "--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+fx.BuilderImage)
+	if res.code != 0 {
+		t.Fatalf("act exited %d:\n%s", res.code, res.out)
+	}
+	ref, _ := name.ParseReference(image)
+	d, err := remote.Head(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := ref.Context().Name() + "@" + d.Digest.String()
+	for _, want := range []string{"provenance stand-in - subject=" + subject, "sbom stand-in - subject=" + subject + " sbom=cyclonedx"} {
+		if !strings.Contains(res.out, want) {
+			t.Errorf("output lacks %q:\n%s", want, res.out)
+		}
 	}
 }

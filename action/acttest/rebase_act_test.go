@@ -135,6 +135,12 @@ func TestRebaseExampleOnScheduleAndDispatch(t *testing.T) {
 	if strings.Contains(res.out, "dispatch-token-123") {
 		t.Error("the dispatch token reached the log")
 	}
+	// The attest job follows the sweep's moved-json: exactly the rebased
+	// digest of A (GitHub's attest action is a local stand-in here).
+	nameA := strings.TrimSuffix(appA, ":latest")
+	if n := strings.Count(res.out, "provenance stand-in - subject="); n != 1 || !strings.Contains(res.out, "provenance stand-in - subject="+nameA+"@"+newA) {
+		t.Errorf("the attest job should attest %s@%s once (%d attestations)", nameA, newA, n)
+	}
 	if testenv.MustHead(t, appB).String() != oldB {
 		t.Fatal("a rebuild verdict must not push")
 	}
