@@ -138,7 +138,9 @@ func TestRebaseExampleOnScheduleAndDispatch(t *testing.T) {
 	// The attest job follows the sweep's moved-json: exactly the rebased
 	// digest of A (GitHub's attest action is a local stand-in here).
 	nameA := strings.TrimSuffix(appA, ":latest")
-	if n := strings.Count(res.out, "provenance stand-in - subject="); n != 1 || !strings.Contains(res.out, "provenance stand-in - subject="+nameA+"@"+newA) {
+	// (act also echoes the step's command, with $NAME unexpanded: count
+	// the expanded lines only.)
+	if n := strings.Count(res.out, "provenance stand-in - subject="+fx.Registry.Host); n != 1 || !strings.Contains(res.out, "provenance stand-in - subject="+nameA+"@"+newA) {
 		t.Errorf("the attest job should attest %s@%s once (%d attestations)", nameA, newA, n)
 	}
 	if testenv.MustHead(t, appB).String() != oldB {
