@@ -13,10 +13,12 @@ import (
 // LifecyclePhases are the names the multi-call lifecycle binary answers to.
 var LifecyclePhases = []string{"analyzer", "detector", "restorer", "builder", "exporter", "creator", "rebaser", "extender"}
 
-// CacheDir is where built tools are kept between runs: $CIPACK_CACHE_DIR,
+// CacheDir is where built tools are kept between runs: $CIPACK_TEST_TOOLS
+// (not CIPACK_CACHE_DIR: that is cipack build's own --cache-dir, which the
+// tests pass their environment to),
 // else the user cache dir.
 func CacheDir() string {
-	if d := os.Getenv("CIPACK_CACHE_DIR"); d != "" {
+	if d := os.Getenv("CIPACK_TEST_TOOLS"); d != "" {
 		return d
 	}
 	if d, err := os.UserCacheDir(); err == nil {
