@@ -151,7 +151,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 
 	var orderPath string
 	if desc != nil && len(desc.Group) > 0 {
-		fsys := lifecycle.Files(osFiles{})
+		fsys := lifecycle.Files(lifecycle.LocalFiles{})
 		if pulled != nil {
 			fsys = pull.Files(pulled.Layers)
 		}
@@ -399,7 +399,7 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 	}
 	// Where the tags point now: if the build stops half-way, this tells
 	// which of them it moved.
-	wg.Go(func() { p.before, errs[len(keys)+2] = readTags(ctx, reg, p.written()) })
+	wg.Go(func() { p.before, errs[len(keys)+2] = reg.TagDigests(ctx, p.written()) })
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
@@ -762,11 +762,6 @@ func loadDescriptor(opts Options, appDir string, log io.Writer) (*project.Descri
 	}
 	return d, nil
 }
-
-type osFiles struct{}
-
-func (osFiles) Stat(p string) (fs.FileInfo, error) { return os.Stat(p) }
-func (osFiles) ReadFile(p string) ([]byte, error)  { return os.ReadFile(p) }
 
 // writeOrder writes an order.toml holding the descriptor's group, after
 // checking that the builder has each buildpack (a group entry without a

@@ -121,6 +121,13 @@ func TestEnvFileIsReadOnceAndFlagsWin(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := Options{Image: "r.example/app", AppPath: dir, SourceRoot: dir, EnvFiles: []string{f}, Env: []string{"A=from-flag"}}
+	assertPlatformEnv(t, o, map[string]string{"A": "from-flag", "B": "file-only"})
+}
+
+// assertPlatformEnv validates o and checks the platform dir's env files
+// it makes: env files first, --env over them.
+func assertPlatformEnv(t *testing.T, o Options, want map[string]string) {
+	t.Helper()
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,9 +136,9 @@ func TestEnvFileIsReadOnceAndFlagsWin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(platform)
-	for k, want := range map[string]string{"A": "from-flag", "B": "file-only"} {
-		if b, _ := os.ReadFile(filepath.Join(platform, "env", k)); string(b) != want {
-			t.Errorf("%s = %q, want %q", k, b, want)
+	for k, v := range want {
+		if b, _ := os.ReadFile(filepath.Join(platform, "env", k)); string(b) != v {
+			t.Errorf("%s = %q, want %q", k, b, v)
 		}
 	}
 }
@@ -154,17 +161,5 @@ func TestPackHabits(t *testing.T) {
 	_ = os.WriteFile(first, []byte("A=first\nB=first\n"), 0o644)
 	_ = os.WriteFile(second, []byte("B=second\n"), 0o644)
 	o := Options{Image: "r.example/app", AppPath: dir, SourceRoot: dir, EnvFiles: []string{first, second}}
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	platform, err := writePlatformDir(append(append([]string{}, o.fileEnv...), o.Env...), os.Getuid(), os.Getgid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(platform)
-	for k, want := range map[string]string{"A": "first", "B": "second"} {
-		if b, _ := os.ReadFile(filepath.Join(platform, "env", k)); string(b) != want {
-			t.Errorf("%s = %q, want %q", k, b, want)
-		}
-	}
+	assertPlatformEnv(t, o, map[string]string{"A": "first", "B": "second"})
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -19,43 +18,12 @@ import (
 // does not exist), keyed by reference.
 type tagState map[string]string
 
-// readTags HEADs every reference at once (a build writes a handful). A
-// reference that does not exist reads as ""; any other failure is returned
-// with the reference it concerns.
-func readTags(ctx context.Context, reg *registry.Client, refs []name.Reference) (tagState, error) {
-	out := make(tagState, len(refs))
-	errs := make([]error, len(refs))
-	digests := make([]string, len(refs))
-	var wg sync.WaitGroup
-	for i, r := range refs {
-		wg.Go(func() {
-			d, err := reg.Head(ctx, r)
-			if exit.Code(err) == exit.ImageNotFound {
-				return
-			}
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			digests[i] = d.Digest.String()
-		})
-	}
-	wg.Wait()
-	for i, r := range refs {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		out[r.String()] = digests[i]
-	}
-	return out, nil
-}
-
 // verifyPushed checks that the registry holds what the lifecycle reported:
 // the image and every tag resolve to one digest. The digest cipack prints
 // and outputs is the registry's, never only the report's, which build code
 // can write.
 func verifyPushed(ctx context.Context, reg *registry.Client, refs []name.Reference, reported string) (string, error) {
-	now, err := readTags(ctx, reg, refs)
+	now, err := reg.TagDigests(ctx, refs)
 	if err != nil {
 		return "", exit.New(exit.Export, refs[0].String(), fmt.Errorf("verify the pushed image: %w", err),
 			"the lifecycle reported success but the registry could not be asked; rerun the build")
@@ -90,7 +58,7 @@ func reportWritten(ctx context.Context, reg *registry.Client, refs []name.Refere
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	now, err := readTags(ctx, reg, refs)
+	now, err := reg.TagDigests(ctx, refs)
 	if err != nil {
 		fmt.Fprintf(log, "cipack: could not check which tags the stopped build wrote: %v\n", err)
 		return

@@ -42,7 +42,7 @@ func (b *Builder) Creator() string { return b.Path("lifecycle", "creator") }
 // fails with exit.Builder when the lifecycle is missing, so that the user
 // learns it before any push.
 func LoadBuilder(cnbDir string) (*Builder, error) {
-	return LoadBuilderFrom(cnbDir, osFiles{})
+	return LoadBuilderFrom(cnbDir, LocalFiles{})
 }
 
 // Files is how LoadBuilder reads the builder's files: the local
@@ -52,10 +52,11 @@ type Files interface {
 	ReadFile(path string) ([]byte, error)
 }
 
-type osFiles struct{}
+// LocalFiles is Files on this filesystem (in-builder mode).
+type LocalFiles struct{}
 
-func (osFiles) Stat(p string) (fs.FileInfo, error) { return os.Stat(p) }
-func (osFiles) ReadFile(p string) ([]byte, error)  { return os.ReadFile(p) }
+func (LocalFiles) Stat(p string) (fs.FileInfo, error) { return os.Stat(p) }
+func (LocalFiles) ReadFile(p string) ([]byte, error)  { return os.ReadFile(p) }
 
 // LoadBuilderFrom inspects the builder whose CNB directory is cnbDir, as
 // seen through files.

@@ -21,9 +21,6 @@ import (
 const (
 	labelBuilderMD  = "io.buildpacks.builder.metadata"
 	labelBuilderBPs = "io.buildpacks.buildpack.layers"
-	// defaultAPIForOld is the platform API assumed for an image that
-	// records none (built before CNB_PLATFORM_API was in the image env).
-	defaultAPIForOld = "0.12"
 )
 
 // Child is one platform's image of an app tag: the image itself when the
@@ -37,8 +34,7 @@ type Child struct {
 	Image       v1.Image
 	RecordedRef string // runImage.reference: the run image digest it was built on
 	// Source is the project metadata's repository@commit, if any.
-	Source      string
-	PlatformAPI string
+	Source string
 	// Other is a child that is not a CNB image (an attestation manifest,
 	// another artifact): kept byte for byte, never decided.
 	Other bool
@@ -161,13 +157,13 @@ func inspectImage(what string, img v1.Image) (*Child, error) {
 			c.App.Buildpacks = append(c.App.Buildpacks, BuildpackRef{bp.ID, bp.Version})
 		}
 	}
-	c.PlatformAPI = defaultAPIForOld
+	// The rebaser runs at cipack's own platform API; a malformed recorded
+	// one still means the metadata cannot be trusted.
 	for _, e := range cf.Config.Env {
 		if v, ok := strings.CutPrefix(e, "CNB_PLATFORM_API="); ok {
 			if _, err := api.NewVersion(v); err != nil {
 				return nil, fmt.Errorf("%s: recorded platform API %q: %w", what, v, err)
 			}
-			c.PlatformAPI = v
 		}
 	}
 	return c, nil

@@ -15,7 +15,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cipack/cipack/internal/config"
-	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -202,11 +201,6 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		}
 		o.NewDigest, o.Tags, o.Applied = applied.Digest, applied.Tags, true
 	case dec.Verdict == Rebase:
-		for i := range plans {
-			if plans[i].Force, err = NamePolicy(plans[i].Child.App, plans[i].RunImageRef.String(), t.AllowRunImageRename); err != nil {
-				return fail(err)
-			}
-		}
 		applied, err := Apply(ctx, s.d.Registry, Plan{App: in, Rebase: plans, Tags: tags, Seen: seen}, s.d.Log)
 		if err != nil {
 			return fail(err)
@@ -259,10 +253,11 @@ func (s *sweep) decideChild(ctx context.Context, in *Inspected, c *Child, t Targ
 	if cd.Verdict != Rebase {
 		return cd, nil, nil
 	}
-	if _, err := NamePolicy(c.App, runName, t.AllowRunImageRename); err != nil {
+	force, err := NamePolicy(c.App, runName, t.AllowRunImageRename)
+	if err != nil {
 		return cd, nil, err
 	}
-	return cd, &ChildPlan{Child: c, RunImageRef: runRef, RunImage: runImg}, nil
+	return cd, &ChildPlan{Child: c, RunImageRef: runRef, RunImage: runImg, Force: force}, nil
 }
 
 // readTags reads where the image's fleet tags point (one HEAD each), so
@@ -271,24 +266,21 @@ func (s *sweep) decideChild(ctx context.Context, in *Inspected, c *Child, t Targ
 // digest ("" for absent), the image's own included, and the tags in their
 // canonical form.
 func (s *sweep) readTags(ctx context.Context, in *Inspected, tags []string) (map[string]string, []string, error) {
-	seen := map[string]string{in.Ref.String(): in.Digest}
+	refs := make([]name.Reference, 0, len(tags))
 	var out []string
 	for _, t := range tags {
 		r, err := s.d.Registry.Parse(t)
 		if err != nil {
 			return nil, nil, fmt.Errorf("tag %q: %w", t, err)
 		}
+		refs = append(refs, r)
 		out = append(out, r.String())
-		d, err := s.d.Registry.Head(ctx, r)
-		switch {
-		case err == nil:
-			seen[r.String()] = d.Digest.String()
-		case exit.Code(err) == exit.ImageNotFound:
-			seen[r.String()] = ""
-		default:
-			return nil, nil, fmt.Errorf("tag %s: %w", r, err)
-		}
 	}
+	seen, err := s.d.Registry.TagDigests(ctx, refs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet tags: %w", err)
+	}
+	seen[in.Ref.String()] = in.Digest
 	return seen, out, nil
 }
 
@@ -310,6 +302,11 @@ func pickRunImage(in *Inspected, c *Child, t Target) string {
 	}
 	if md.Image == "" {
 		return ""
+	}
+	if len(md.Mirrors) == 0 {
+		// Nothing to choose from; BestRunImageMirrorFor would also build a
+		// keychain (reading the docker config) for each image of a sweep.
+		return md.Image
 	}
 	best, err := platform.BestRunImageMirrorFor(in.Ref.Context().RegistryStr(), md, func(string, authn.Keychain) (bool, error) { return true, nil })
 	if err != nil {

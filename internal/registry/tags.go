@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -24,17 +25,13 @@ var ErrMovedSinceInspection = errors.New("moved since inspection")
 // by digest).
 func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remote.Taggable, seen map[string]string) ([]string, error) {
 	if seen != nil {
+		now, err := c.TagDigests(ctx, targets)
+		if err != nil {
+			return nil, err
+		}
 		for _, r := range targets {
-			now := ""
-			d, err := c.Head(ctx, r)
-			switch {
-			case err == nil:
-				now = d.Digest.String()
-			case exit.Code(err) != exit.ImageNotFound:
-				return nil, err
-			}
-			if was := seen[r.String()]; now != was {
-				return nil, fmt.Errorf("%s %w (was %s, now %s): nothing was moved; rerun", r, ErrMovedSinceInspection, orAbsent(was), orAbsent(now))
+			if was := seen[r.String()]; now[r.String()] != was {
+				return nil, fmt.Errorf("%s %w (was %s, now %s): nothing was moved; rerun", r, ErrMovedSinceInspection, orAbsent(was), orAbsent(now[r.String()]))
 			}
 		}
 	}
@@ -82,4 +79,33 @@ func orAbsent(d string) string {
 		return "absent"
 	}
 	return d
+}
+
+// TagDigests reads where each reference points (one HEAD each, at once:
+// callers pass a handful), keyed by reference; "" for one that does not
+// exist. Any other failure is returned.
+func (c *Client) TagDigests(ctx context.Context, refs []name.Reference) (map[string]string, error) {
+	digests := make([]string, len(refs))
+	errs := make([]error, len(refs))
+	var wg sync.WaitGroup
+	for i, r := range refs {
+		wg.Go(func() {
+			d, err := c.Head(ctx, r)
+			switch {
+			case err == nil:
+				digests[i] = d.Digest.String()
+			case exit.Code(err) != exit.ImageNotFound:
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	out := make(map[string]string, len(refs))
+	for i, r := range refs {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		out[r.String()] = digests[i]
+	}
+	return out, nil
 }
