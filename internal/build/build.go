@@ -170,6 +170,9 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		if err := desc.Copy(appDir, filtered); err != nil {
 			return nil, exit.New(exit.Usage, desc.Path, fmt.Errorf("apply include/exclude: %w", err), "check the patterns")
 		}
+		if n := len(desc.SkippedLinks); n > 0 {
+			fmt.Fprintf(d.Log, "cipack: warning: %d hard-linked file(s) left out of the build, since another link may be outside the app (first: %s)\n", n, desc.SkippedLinks[0])
+		}
 		appDir = filtered
 	}
 	if err := handOver(appDir, uid, gid, d.Log); err != nil {

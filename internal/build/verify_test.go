@@ -3,7 +3,10 @@ package build
 import (
 	"context"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -86,4 +89,40 @@ func mustImage(t *testing.T, s string) v1.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// The SBOM dir is written by build code: links and FIFOs planted there
+// are not followed or read; real SBOM files are copied.
+func TestCopySBOMTakesRegularFilesOnly(t *testing.T) {
+	src, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "secret")
+	if err := os.WriteFile(secret, []byte("not an SBOM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(src, "launch", "bp", "web")
+	if err := os.MkdirAll(layer, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(layer, "sbom.cdx.json"), []byte(`{"bomFormat":"CycloneDX"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(layer, "sbom.spdx.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(layer, "sbom.syft.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	n, err := copySBOM(src, dst)
+	if err != nil || n != 1 {
+		t.Fatalf("copied %d: %v", n, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "launch", "bp", "web", "sbom.cdx.json")); !strings.Contains(string(b), "CycloneDX") {
+		t.Fatalf("the SBOM was not copied: %q", b)
+	}
+	for _, f := range []string{"sbom.spdx.json", "sbom.syft.json"} {
+		if _, err := os.Lstat(filepath.Join(dst, "launch", "bp", "web", f)); !os.IsNotExist(err) {
+			t.Errorf("%s was copied: %v", f, err)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 
@@ -34,6 +35,8 @@ type Descriptor struct {
 	Group            []Buildpack
 	// Unsupported lists keys cipack does not apply, for a warning each.
 	Unsupported []string
+	// SkippedLinks lists the hard-linked files Copy left out.
+	SkippedLinks []string
 }
 
 type envVar struct {
@@ -149,7 +152,8 @@ func (d *Descriptor) Filters() bool { return d != nil && (len(d.Include) > 0 || 
 // include, only the matching files; with exclude, all but the matching
 // ones (gitignore-like patterns: a pattern without "/" matches a name at
 // any depth, one with "/" a path from the app's root; "*", "?" and "**"
-// as in gitignore). Links are copied as links, never followed.
+// as in gitignore). Links are copied as links, never followed; files with
+// more than one hard link are left out (SkippedLinks).
 func (d *Descriptor) Copy(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -188,6 +192,13 @@ func (d *Descriptor) Copy(src, dst string) error {
 			return os.Symlink(link, target)
 		}
 		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			// Another link may be outside the app (/etc/shadow): reading
+			// it as root into a fresh file would hand its content to the
+			// build user. Left out, and said so.
+			d.SkippedLinks = append(d.SkippedLinks, rel)
 			return nil
 		}
 		b, err := os.ReadFile(p)

@@ -119,3 +119,33 @@ func TestCopyAppliesIncludeAndExclude(t *testing.T) {
 		t.Errorf("the checkout was changed: %s", got)
 	}
 }
+
+// The filtered copy is made as root: a hard link to a file outside the
+// app must not become a fresh, readable file in it.
+func TestCopyLeavesHardLinksOut(t *testing.T) {
+	src, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "shadow")
+	if err := os.WriteFile(secret, []byte("root-only"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "app.sh"), []byte("echo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(secret, filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	d := &Descriptor{Exclude: []string{"*.log"}}
+	dst := filepath.Join(t.TempDir(), "copy")
+	if err := d.Copy(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "link")); !os.IsNotExist(err) {
+		t.Fatalf("the hard link was copied: %v", err)
+	}
+	if strings.Join(d.SkippedLinks, ",") != "link" {
+		t.Fatalf("skipped %v", d.SkippedLinks)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "app.sh")); err != nil {
+		t.Fatal(err)
+	}
+}
