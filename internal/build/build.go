@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"runtime/debug"
 
 	"encoding/json"
 	"errors"
@@ -43,6 +44,14 @@ type Deps struct {
 	// CNB_GROUP_ID (the step's environment when the step image is the
 	// builder).
 	BuilderUID, BuilderGID string
+	// Self is cipack's own executable (the sandbox helper), Euid the
+	// process's effective uid.
+	Self string
+	Euid int
+	// LookPath finds the OCI runtime; Pinned is the lifecycle module
+	// cipack is built with (what the trusted lifecycle must match).
+	LookPath func(string) (string, error)
+	Pinned   *debug.Module
 }
 
 // Buildpack is one buildpack that took part in the build.
@@ -76,10 +85,10 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	var pulled *pull.Builder
 	var b *lifecycle.Builder
 	var err error
+	var host *pulledHost
 	if PullMode(opts) {
-		if os.Geteuid() != 0 {
-			return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("pull mode (no builder at %s) needs root: it mounts the builder's layers in a private namespace", opts.CNBDir),
-				"run cipack as root, or as a user with passwordless sudo (GitHub-hosted runners have it), or run the step in the builder image")
+		if host, err = newPulledHost(opts, d); err != nil {
+			return nil, err
 		}
 		t := time.Now()
 		if pulled, err = pull.Prepare(ctx, d.Registry, opts.Builder, opts.BuilderCache); err != nil {
@@ -91,6 +100,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 			return nil, err
 		}
 		d.BuilderUID, d.BuilderGID = pulled.UID, pulled.GID
+		host.builder = pulled
 	} else if b, err = lifecycle.LoadBuilder(opts.CNBDir); err != nil {
 		return nil, err
 	}
@@ -105,6 +115,11 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	gid, err := pickID("--gid", "CNB_GROUP_ID", opts.GID, d.BuilderGID)
 	if err != nil {
 		return nil, err
+	}
+	if host != nil {
+		if host.uid, host.gid, err = buildUser(uid, gid); err != nil {
+			return nil, err
+		}
 	}
 
 	refs, err := preflight(ctx, d.Registry, opts, b)
@@ -226,8 +241,10 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	for _, t := range refs.tags {
 		in.Tags = append(in.Tags, t.String())
 	}
-	if opts.RunImage != "" {
-		if in.RunToml, err = writeRunToml(platformDir, opts.RunImage); err != nil {
+	if opts.RunImage != "" || host != nil {
+		// Pull mode always writes one: the trusted phases run in a root
+		// without the builder's files.
+		if in.RunToml, err = writeRunToml(platformDir, opts.RunImage, b.RunImage); err != nil {
 			return nil, err
 		}
 	}
@@ -242,12 +259,11 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 	fmt.Fprintf(d.Log, "cipack: building %s as %d:%d (platform API: first of %v the lifecycle accepts)\n", refs.image, uid, gid, candidates)
 	runner := &lifecycle.Runner{Log: d.Log, Observer: d.Observer, Environ: lifecycleEnv(d.Environ)}
-	if pulled != nil {
-		runner.Environ = pulled.Env
-		runner.Wrap, err = sandboxed(pulled, &in, opts)
-		if err != nil {
-			return nil, err
-		}
+	if host != nil {
+		runner.Environ = containerEnv(d.Environ)
+		host.findHostFiles(d.Environ)
+		host.retarget(&in)
+		runner.Wrap = host.wrap
 	} else if in.AppDir != "/workspace" {
 		wrap, cleanup, why := workspaceBind(&in)
 		defer cleanup()
@@ -258,10 +274,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 			fmt.Fprintf(d.Log, "cipack: note: the image's working directory will be %s, not /workspace: %s\n", appDir, why)
 		}
 	}
-	api, timings, err := runner.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
-		in.PlatformAPI = api
-		return lifecycle.PlanCreate(b, in)
-	})
+	api, timings, err := execute(ctx, runner, host, b, in, candidates)
 	if err != nil {
 		reportWritten(ctx, d.Registry, refs.written(), refs.before, d.Log)
 		return nil, err
@@ -537,12 +550,21 @@ func removeStalePlatformDirs(tmp string) {
 	}
 }
 
-// writeRunToml writes a run.toml naming the user's run image, so the image
-// records that name (runImage.image) and later rebases watch it.
-func writeRunToml(dir, image string) (string, error) {
+// writeRunToml writes a run.toml naming the user's run image (so the
+// image records that name as runImage.image and later rebases watch it),
+// or else the builder's with its mirrors, in the lifecycle's own type.
+func writeRunToml(dir, image string, builders files.RunImageForExport) (string, error) {
+	run := files.Run{Images: []files.RunImageForExport{builders}}
+	if image != "" {
+		run.Images = []files.RunImageForExport{{Image: image}}
+	}
 	p := filepath.Join(dir, "run.toml")
-	body := fmt.Sprintf("[[images]]\nimage = %q\n", image)
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("write run.toml: %w", err)
+	}
+	defer f.Close()
+	if err := toml.NewEncoder(f).Encode(run); err != nil {
 		return "", fmt.Errorf("write run.toml: %w", err)
 	}
 	return p, nil
@@ -595,42 +617,6 @@ func PullMode(o Options) bool {
 	return err != nil
 }
 
-// sandboxed rewrites the build's host paths to the sandbox's fixed ones
-// (the app at /workspace, as pack and kpack give it, so the image does not
-// depend on the CI's checkout path) and returns the runner's wrap: the
-// lifecycle runs chrooted in the builder's layers, through cipack's hidden
-// sandbox command.
-func sandboxed(p *pull.Builder, in *lifecycle.CreateInputs, opts Options) (func(lifecycle.Invocation, []string) (*exec.Cmd, func(), error), error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	binds := []sandbox.Bind{
-		{Host: in.AppDir, Path: "/workspace"},
-		{Host: in.LayersDir, Path: "/layers"},
-		{Host: in.PlatformDir, Path: "/platform", ReadOnly: true},
-	}
-	in.AppDir, in.LayersDir, in.PlatformDir = "/workspace", "/layers", "/platform"
-	in.ReportPath = "/layers/report.toml"
-	if in.RunToml != "" {
-		in.RunToml = "/platform/" + filepath.Base(in.RunToml)
-	}
-	if in.Order != "" {
-		in.Order = "/platform/" + filepath.Base(in.Order)
-	}
-	if in.CacheDir != "" {
-		abs, err := filepath.Abs(in.CacheDir)
-		if err != nil {
-			return nil, err
-		}
-		binds = append(binds, sandbox.Bind{Host: abs, Path: "/cache"})
-		in.CacheDir = "/cache"
-	}
-	return func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(), error) {
-		return sandbox.Wrap(self, sandbox.Spec{Lower: p.Layers, Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: "/workspace"})
-	}, nil
-}
-
 // workspaceBind puts the app at /workspace for an in-builder build whose
 // checkout is elsewhere (a CI's own path would otherwise become the
 // image's working directory): the lifecycle runs in a private mount
@@ -638,7 +624,7 @@ func sandboxed(p *pull.Builder, in *lifecycle.CreateInputs, opts Options) (func(
 // (a container without CAP_SYS_ADMIN has none); when it cannot, it says
 // why. A cache dir under /workspace would be hidden by the bind: it is
 // bound at a temporary path instead.
-func workspaceBind(in *lifecycle.CreateInputs) (func(lifecycle.Invocation, []string) (*exec.Cmd, func(), error), func(), string) {
+func workspaceBind(in *lifecycle.CreateInputs) (func(lifecycle.Invocation, []string) (*exec.Cmd, func(int) error, error), func(), string) {
 	nothing := func() {}
 	if os.Geteuid() != 0 {
 		return nil, nothing, "binding it there needs root"
@@ -679,8 +665,18 @@ func workspaceBind(in *lifecycle.CreateInputs) (func(lifecycle.Invocation, []str
 	// Last: once the app covers /workspace, paths under it are hidden.
 	binds = append(binds, sandbox.Bind{Host: in.AppDir, Path: "/workspace"})
 	in.AppDir = "/workspace"
-	return func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(), error) {
-		return sandbox.Wrap(self, sandbox.Spec{Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: "/workspace"})
+	return func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(int) error, error) {
+		cmd, done, err := sandbox.Wrap(self, sandbox.Spec{Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: "/workspace"})
+		if err != nil {
+			return nil, nil, err
+		}
+		return cmd, func(code int) error {
+			done()
+			if code == sandbox.SetupFailed {
+				return errors.New("the /workspace bind could not be made (its message is above)")
+			}
+			return nil
+		}, nil
 	}, cleanup, ""
 }
 

@@ -58,6 +58,14 @@ type Options struct {
 	Mode string
 	// BuilderCache is where pull mode keeps unpacked builder layers.
 	BuilderCache string
+	// TrustBuilder runs a pulled builder's own creator with the registry
+	// credentials (one process, faster); by default the credential phases
+	// run the lifecycle in LifecycleDir, which cipack verifies.
+	TrustBuilder bool
+	LifecycleDir string
+	// Runtime is the OCI runtime pull mode uses: empty, crun or runc,
+	// whichever is on PATH first.
+	Runtime string
 
 	// fileEnv holds the EnvFiles' entries, read once by Validate.
 	fileEnv []string

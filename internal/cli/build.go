@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/cipack/cipack/internal/build"
 	"github.com/cipack/cipack/internal/ci"
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -54,6 +57,10 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")
 	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps unpacked builder layers (default: the user cache dir, cipack/builders)")
 	f.StringVar(&o.LayersDir, "layers-dir", "/layers", "the lifecycle's layers directory")
+	f.BoolVar(&o.TrustBuilder, "trust-builder", false, "pull mode: run the builder's own creator with the registry credentials (one process, faster); "+
+		"by default only a lifecycle cipack verifies gets them, and the builder's buildpacks run without")
+	f.StringVar(&o.LifecycleDir, "lifecycle-dir", "", "pull mode: the directory of the trusted lifecycle and launcher binaries (default: next to cipack)")
+	f.StringVar(&o.Runtime, "oci-runtime", "", "pull mode: the OCI runtime, crun or runc or a path (default: crun, else runc, from PATH)")
 	f.StringVar(&o.LogLevel, "log-level", "", "lifecycle log level: debug, info, warn, error")
 	f.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text (IMAGE@DIGEST) or json")
 }
@@ -140,6 +147,14 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if err != nil {
 		return err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if o.LifecycleDir == "" {
+		o.LifecycleDir = filepath.Dir(self)
+	}
+	bi, _ := debug.ReadBuildInfo()
 	res, err := build.Run(cmd.Context(), o.Options, build.Deps{
 		Registry:   reg,
 		Log:        env.Stderr,
@@ -147,6 +162,10 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		Environ:    env.Environ,
 		BuilderUID: env.Getenv("CNB_USER_ID"),
 		BuilderGID: env.Getenv("CNB_GROUP_ID"),
+		Self:       self,
+		Euid:       os.Geteuid(),
+		LookPath:   exec.LookPath,
+		Pinned:     lifecycle.PinnedModule(bi),
 	})
 	if err != nil {
 		return err

@@ -168,9 +168,11 @@ func newSandboxCmd(env Env) *cobra.Command {
 		Hidden: true,
 		Args:   noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			code, err := sandbox.Run(env.Getenv(sandbox.EnvSpec))
+			code, err := sandbox.Run(cmd.InOrStdin())
 			if err != nil {
-				return exit.New(exit.Builder, "sandbox", err, "pull mode needs root, mount namespaces and overlayfs")
+				// A code no lifecycle phase uses: the parent tells a
+				// sandbox that could not start from a phase that failed.
+				return &exit.Error{Code: sandbox.SetupFailed, Subject: "sandbox", Err: err}
 			}
 			if code != 0 {
 				return &exit.Error{Code: code, Subject: "", Err: errSilent}

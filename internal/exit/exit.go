@@ -27,6 +27,7 @@ const (
 	Lifecycle           = 10 // another lifecycle phase failed (analyze, restore, API mismatch)
 	SomeFailed          = 11 // cipack rebase: at least one image failed; the others were handled
 	ChangesPending      = 12 // cipack rebase --dry-run --exit-code: some image needs a rebase or rebuild
+	Sandbox             = 13 // pull mode's container boundary or layer store failed: no runtime, overlay refused, a layer failed verification, a hostile entry
 	Canceled            = 130
 )
 
@@ -98,5 +99,6 @@ var Table = []struct {
 	{Lifecycle, "another lifecycle phase failed (analyze, restore, API mismatch)"},
 	{SomeFailed, "rebase: some images failed (the others were handled)"},
 	{ChangesPending, "rebase --dry-run --exit-code: some images need a rebase or rebuild"},
+	{Sandbox, "pull mode's sandbox or layer store failed (no OCI runtime, overlay refused, a layer failed verification, a hostile builder entry)"},
 	{Canceled, "interrupted (SIGINT/SIGTERM)"},
 }

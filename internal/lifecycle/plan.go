@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -38,6 +39,12 @@ type Invocation struct {
 	Path string
 	Args []string
 	Env  []string
+	// Phase names a phase run on its own ("analyze", …); empty for the
+	// creator, which runs them all.
+	Phase string
+	// Trusted marks a phase that holds registry credentials: in pull
+	// mode it runs the lifecycle cipack pins, never the builder's.
+	Trusted bool
 }
 
 // PlanCreate builds the creator invocation for in. It is pure: the same
@@ -121,4 +128,87 @@ func orDefault(v, def string) string {
 		return v
 	}
 	return def
+}
+
+// PlanPhases plans the five phases the creator would run, as pack does
+// for a builder it does not trust: analyze, restore and export (which
+// talk to registries) are Trusted and get the credentials; detect and
+// build run the builder's lifecycle and buildpacks without them. Paths
+// are the builder's fixed ones: the caller runs each phase in a
+// container where the trusted lifecycle's binaries stand at
+// b.Path("lifecycle", phase).
+func PlanPhases(b *Builder, in CreateInputs) []Invocation {
+	ids := []string{"-uid", strconv.Itoa(in.UID), "-gid", strconv.Itoa(in.GID)}
+	var insecure []string
+	if AtLeast(in.PlatformAPI, "0.13") {
+		for _, r := range in.Insecure {
+			insecure = append(insecure, "-insecure-registry", r)
+		}
+	}
+	cache := []string{}
+	if in.CacheImage != "" {
+		cache = append(cache, "-cache-image", in.CacheImage)
+	}
+	if in.CacheDir != "" {
+		cache = append(cache, "-cache-dir", in.CacheDir)
+	}
+	logLevel := []string{}
+	if in.LogLevel != "" {
+		logLevel = []string{"-log-level", in.LogLevel}
+	}
+	run := []string{"-run", orDefault(in.RunToml, b.Path("run.toml"))}
+	order := orDefault(in.Order, b.Path("order.toml"))
+	dirs := []string{"-app", in.AppDir, "-layers", in.LayersDir, "-platform", in.PlatformDir, "-buildpacks", b.Path("buildpacks")}
+
+	analyze := cat([]string{"-layers", in.LayersDir}, run, ids, logLevel, insecure)
+	if in.CacheImage != "" {
+		analyze = append(analyze, "-cache-image", in.CacheImage)
+	}
+	if in.PreviousImage != "" {
+		analyze = append(analyze, "-previous-image", in.PreviousImage)
+	}
+	for _, t := range in.Tags {
+		analyze = append(analyze, "-tag", t)
+	}
+	analyze = append(analyze, in.Image)
+	detect := cat(dirs, []string{"-order", order}, run, logLevel)
+	restore := cat([]string{"-layers", in.LayersDir}, ids, cache, logLevel, insecure)
+	build := cat(dirs, logLevel)
+	export := cat([]string{"-app", in.AppDir, "-layers", in.LayersDir, "-launcher", b.Path("lifecycle", "launcher"),
+		"-report", in.ReportPath}, run, ids, cache, logLevel, insecure)
+	if in.ProcessType != "" {
+		export = append(export, "-process-type", in.ProcessType)
+	}
+	export = append(append(export, in.Image), in.Tags...)
+
+	base := []string{"CNB_PLATFORM_API=" + in.PlatformAPI}
+	auth := slices.Clone(base)
+	if in.RegistryAuth != "" {
+		auth = append(auth, "CNB_REGISTRY_AUTH="+in.RegistryAuth)
+	}
+	if len(in.Insecure) > 0 && !AtLeast(in.PlatformAPI, "0.13") {
+		auth = append(auth, "CNB_INSECURE_REGISTRIES="+join(in.Insecure))
+	}
+	phase := func(name, bin string, args []string, trusted bool) Invocation {
+		env := base
+		if trusted {
+			env = auth
+		}
+		return Invocation{Path: b.Path("lifecycle", bin), Args: args, Env: env, Phase: name, Trusted: trusted}
+	}
+	return []Invocation{
+		phase("analyzing", "analyzer", analyze, true),
+		phase("detecting", "detector", detect, false),
+		phase("restoring", "restorer", restore, true),
+		phase("building", "builder", build, false),
+		phase("exporting", "exporter", export, true),
+	}
+}
+
+func cat(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cipack/cipack/internal/exit"
@@ -39,8 +40,10 @@ type Runner struct {
 	// the invocation's own env and PATH.
 	Environ []string
 	// Wrap, when set, turns a planned invocation into the command that
-	// runs it (pull mode runs it in a sandbox); it returns a cleanup.
-	Wrap func(Invocation, []string) (*exec.Cmd, func(), error)
+	// runs it (pull mode runs it in a sandbox). Its done is called after
+	// the command exited: an error from it means the sandbox failed, not
+	// the phase.
+	Wrap func(Invocation, []string) (cmd *exec.Cmd, done func(exitCode int) error, err error)
 }
 
 // RunNegotiated runs plan(api) for each candidate API, newest first, until
@@ -66,61 +69,113 @@ func (r *Runner) RunNegotiated(ctx context.Context, candidates []string, plan fu
 const codeAPIRejected = 11
 
 func (r *Runner) run(ctx context.Context, inv Invocation) (timings []PhaseTiming, rejected bool, err error) {
+	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now, hold: true}
+	code, err := r.start(ctx, inv, pw)
+	if err == nil && code == codeAPIRejected && pw.stillHolding() {
+		return nil, true, nil
+	}
+	timings = pw.finish()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = ExitError(baseName(inv.Path), code)
+	}
+	return timings, false, err
+}
+
+// RunPhases runs the phases one after the other, each as its own process
+// (pull mode's split: the credential phases run a lifecycle cipack
+// trusts, detect and build the builder's own). The separate binaries
+// print no phase banners, so the runner writes them. It stops at the
+// first phase that fails.
+func (r *Runner) RunPhases(ctx context.Context, phases []Invocation) ([]PhaseTiming, error) {
+	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now}
+	for _, inv := range phases {
+		_, _ = pw.Write([]byte("===> " + strings.ToUpper(inv.Phase) + "\n"))
+		code, err := r.start(ctx, inv, pw)
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err == nil {
+			err = ExitError(baseName(inv.Path), code)
+		}
+		if err != nil {
+			return pw.finish(), err
+		}
+	}
+	return pw.finish(), nil
+}
+
+// start runs inv with its output to pw and returns its exit code; an
+// error means it could not run (or its sandbox failed), not that it
+// exited non-zero.
+func (r *Runner) start(ctx context.Context, inv Invocation, pw *phaseWriter) (int, error) {
 	env := append(append([]string{}, r.Environ...), inv.Env...)
 	var cmd *exec.Cmd
+	done := func(int) error { return nil }
 	if r.Wrap != nil {
-		var cleanup func()
-		if cmd, cleanup, err = r.Wrap(inv, env); err != nil {
-			return nil, false, exit.New(exit.Builder, "sandbox", err, "pull mode needs root, mount namespaces and overlayfs")
+		var err error
+		if cmd, done, err = r.Wrap(inv, env); err != nil {
+			return 0, exit.New(exit.Sandbox, "sandbox", err, "pull mode needs root, an OCI runtime (crun or runc), mount namespaces and overlayfs")
 		}
-		defer cleanup()
 	} else {
 		cmd = exec.CommandContext(ctx, inv.Path, inv.Args...)
 		cmd.Env = env
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		// A lifecycle started directly dies with cipack, even by SIGKILL.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	}
 	cmd.WaitDelay = 10 * time.Second
-	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now, hold: true}
-	cmd.Stdout = pw
-	cmd.Stderr = pw
-	runErr := cmd.Start()
-	if runErr == nil {
-		done := make(chan struct{})
-		if r.Wrap != nil {
-			// The sandbox helper forwards the interrupt to the lifecycle;
-			// after the grace period the helper (PID 1 of the sandbox) is
-			// killed, and every process in it with it.
-			go func() {
-				select {
-				case <-ctx.Done():
-					_ = cmd.Process.Signal(os.Interrupt)
-					select {
-					case <-done:
-					case <-time.After(10 * time.Second):
-						_ = cmd.Process.Kill()
-					}
-				case <-done:
-				}
-			}()
-		}
-		runErr = cmd.Wait()
-		close(done)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		_ = done(-1)
+		return 0, exit.New(exit.Builder, inv.Path, err, "the builder's lifecycle does not run here")
 	}
+	stop := make(chan struct{})
+	if r.Wrap != nil {
+		go interruptThenKill(ctx, cmd, stop)
+	}
+	runErr := cmd.Wait()
+	close(stop)
+	code := 0
 	var ee *exec.ExitError
-	if errors.As(runErr, &ee) && ee.ExitCode() == codeAPIRejected && pw.stillHolding() {
-		return nil, true, nil
-	}
-	timings = pw.finish()
-	if ctx.Err() != nil {
-		return timings, false, ctx.Err()
-	}
 	if errors.As(runErr, &ee) {
-		return timings, false, ExitError(baseName(inv.Path), ee.ExitCode())
+		code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+	} else if runErr != nil {
+		_ = done(-1)
+		return 0, exit.New(exit.Builder, inv.Path, runErr, "the builder's lifecycle does not run here")
 	}
-	if runErr != nil {
-		return timings, false, exit.New(exit.Builder, inv.Path, runErr, "the builder's lifecycle does not run here")
+	if err := done(code); err != nil {
+		return code, exit.New(exit.Sandbox, "sandbox", fmt.Errorf("%s phase: %w", phaseName(inv), err), "see the sandbox's message above")
 	}
-	return timings, false, nil
+	return code, nil
+}
+
+// interruptThenKill forwards a cancellation to the sandbox helper (it
+// passes the interrupt to the lifecycle); after the grace period the
+// helper, PID 1 of the sandbox, is killed, and every process in it.
+func interruptThenKill(ctx context.Context, cmd *exec.Cmd, stop <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-stop:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	case <-stop:
+	}
+}
+
+func phaseName(inv Invocation) string {
+	if inv.Phase != "" {
+		return inv.Phase
+	}
+	return baseName(inv.Path)
 }
 
 func baseName(p string) string {

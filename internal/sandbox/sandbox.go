@@ -1,59 +1,89 @@
-// Package sandbox runs the lifecycle inside an unpacked builder image on a
-// plain Linux host (pull mode): a private mount and PID namespace, the
-// builder's layers as a read-only overlay with a throwaway upper layer,
-// the app at /workspace and the platform's directories bound in, then a
-// chroot. Nothing of it outlives the run: the mounts belong to the
-// namespace, and every process in the PID namespace dies with its first.
+// Package sandbox is the container boundary of a build. In pull mode each
+// lifecycle phase runs in a container made by an OCI runtime already on
+// the host (crun or runc), from a runtime-spec config this package writes:
+// pivot_root into the builder's layers (a read-only overlay with a
+// throwaway tmpfs upper layer, mounted nosuid and nodev), a minimal /dev,
+// masked and read-only /proc and /sys paths, no_new_privs, a seccomp
+// filter, and only the capabilities a phase needs (none for build code).
+// The runtime resolves mount targets inside the root, so a builder's own
+// symlinks cannot steer a mount onto the host.
 //
-// It works by running cipack itself again (a hidden `__sandbox` command)
-// in the new namespaces, because Go cannot run code between clone and exec.
+// Around the runtime sits a helper: cipack itself again (the hidden
+// `__sandbox` command) as PID 1 of a new PID and mount namespace. It
+// mounts the tmpfs and the overlay, writes the bundle and runs the
+// runtime. When cipack dies, even by SIGKILL, the helper gets SIGKILL
+// (Pdeathsig) and the kernel ends every process in its PID namespace,
+// the containers' included; the mounts go with the namespace.
+//
+// In-builder mode with the app bound at /workspace has no runtime (the
+// step's own image is the root): the helper applies the binds in its
+// private mount namespace, mounts a /proc for its PID namespace and runs
+// the lifecycle, so no build process outlives it there either.
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"syscall"
-)
 
-// EnvSpec is the variable that carries the Spec to the helper process.
-const EnvSpec = "CIPACK_SANDBOX_SPEC"
+	"github.com/cipack/cipack/internal/scratch"
+)
 
 // Command is the hidden command name of the helper.
 const Command = "__sandbox"
+
+// SetupFailed is the helper's exit code when it could not make the
+// sandbox (no lifecycle phase exits with it): the last line it wrote
+// says why.
+const SetupFailed = 125
 
 // Bind puts a host path at a path inside the sandbox.
 type Bind struct {
 	Host string `json:"host"`
 	Path string `json:"path"`
-	// ReadOnly binds are remounted read-only.
+	// ReadOnly binds are mounted read-only.
 	ReadOnly bool `json:"readOnly,omitempty"`
 }
 
-// Spec is one sandboxed run.
+// Spec is one sandboxed process.
 type Spec struct {
-	// Lower are the unpacked layers, lowest first.
-	Lower []string `json:"lower"`
-	Binds []Bind   `json:"binds"`
-	// Argv and Env are the process run inside, after the chroot.
-	Argv []string `json:"argv"`
-	Env  []string `json:"env"`
-	Dir  string   `json:"dir"`
-	// Work is an empty directory the helper mounts a tmpfs on (made and
-	// removed by Wrap's caller, so nothing stays on the host).
+	// Runtime is the OCI runtime's path; empty means bind mode (the
+	// in-builder /workspace bind: this filesystem, no container).
+	Runtime string `json:"runtime,omitempty"`
+	// Layers are the unpacked builder layers, lowest first. Empty with a
+	// Runtime: a minimal root holding only the binds (the trusted phases).
+	Layers []string `json:"layers,omitempty"`
+	Binds  []Bind   `json:"binds"`
+	Argv   []string `json:"argv"`
+	Env    []string `json:"env"`
+	Dir    string   `json:"dir"`
+	// UID and GID run the process; Caps are the capabilities it keeps
+	// (none for build code). Container mode only.
+	UID  uint32   `json:"uid"`
+	GID  uint32   `json:"gid"`
+	Caps []string `json:"caps,omitempty"`
+	// Work is an empty host directory the helper mounts a tmpfs on: the
+	// bundle, the runtime's state, the overlay's upper layer.
 	Work string `json:"work"`
 }
 
-// Wrap returns the command that runs spec in a sandbox through self (the
-// cipack binary), and the cleanup to call after it exited. The caller
-// starts and waits for the command like any other.
+// scratchPrefix names the helpers' mount points in the temp dir; a run
+// killed before its cleanup leaves an empty one, swept by the next run.
+const scratchPrefix = "cipack-sandbox-"
+
+// Wrap returns the command that runs spec through self (the cipack
+// binary), and the cleanup to call after it exited. The spec travels on
+// the helper's stdin, not in its environment: a trusted phase's spec
+// holds registry credentials, and an environment block stays readable in
+// /proc for the process's life.
 func Wrap(self string, spec Spec) (*exec.Cmd, func(), error) {
-	work, err := os.MkdirTemp("", "cipack-sandbox-")
+	work, err := scratch.Dir(scratchPrefix)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -65,19 +95,14 @@ func Wrap(self string, spec Spec) (*exec.Cmd, func(), error) {
 		return nil, nil, err
 	}
 	cmd := exec.Command(self, Command)
-	cmd.Env = []string{EnvSpec + "=" + string(b)}
-	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID)
-	if len(spec.Lower) == 0 {
-		// Binds only, on this filesystem: the host's /proc stays, so the
-		// PID namespace would make /proc/self lie.
-		flags = syscall.CLONE_NEWNS
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stdin = bytes.NewReader(b)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
 	return cmd, cleanup, nil
 }
 
-// Probe reports whether binds are possible here (root, and allowed to
-// make a mount namespace: a container without CAP_SYS_ADMIN is not).
+// Probe reports whether the bind mode works here (root, and allowed to
+// make mount and PID namespaces: a container without CAP_SYS_ADMIN is not).
 func Probe(self string) error {
 	cmd, cleanup, err := Wrap(self, Spec{Argv: []string{self, "--version"}})
 	if err != nil {
@@ -86,156 +111,121 @@ func Probe(self string) error {
 	defer cleanup()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
 	}
 	return nil
 }
 
-// Run is the helper's side: it is PID 1 of the new namespaces. It builds
-// the filesystem, chroots, runs the process, forwards SIGINT/SIGTERM to it
-// and returns its exit code.
-func Run(raw string) (int, error) {
-	var spec Spec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+// Run is the helper's side, PID 1 of its namespaces: it reads the spec
+// from stdin, prepares the filesystem and runs the process (through the
+// runtime, or directly in bind mode), forwarding SIGINT and SIGTERM, and
+// returns the process's exit code.
+func Run(stdin io.Reader) (int, error) {
+	raw, err := io.ReadAll(io.LimitReader(stdin, 16<<20))
+	if err != nil {
 		return 1, fmt.Errorf("sandbox spec: %w", err)
 	}
-	if len(spec.Lower) == 0 {
-		if err := bindOnly(spec); err != nil {
+	var spec Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return 1, fmt.Errorf("sandbox spec: %w", err)
+	}
+	if len(spec.Argv) == 0 {
+		return 1, fmt.Errorf("sandbox spec: no command")
+	}
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return 1, fmt.Errorf("make mounts private: %w", err)
+	}
+	// The host's /proc would show the host's processes to this PID
+	// namespace; a fresh one shows only ours (and /proc/self is right).
+	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		return 1, fmt.Errorf("mount /proc: %w", err)
+	}
+	if spec.Runtime == "" {
+		if err := applyBinds(spec.Binds); err != nil {
 			return 1, err
 		}
-	} else {
-		root, err := mountRoot(spec)
-		if err != nil {
-			return 1, err
-		}
-		if err := syscall.Chroot(root); err != nil {
-			return 1, fmt.Errorf("chroot %s: %w", root, err)
-		}
+		return runDirect(spec)
 	}
-	dir := spec.Dir
-	if dir == "" {
-		dir = "/"
-	}
-	if err := os.Chdir(dir); err != nil {
-		return 1, fmt.Errorf("chdir %s: %w", dir, err)
-	}
-	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
-	cmd.Env = spec.Env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	if err := cmd.Start(); err != nil {
-		return 1, fmt.Errorf("start %s: %w", spec.Argv[0], err)
-	}
-	go func() {
-		for s := range sigs {
-			_ = cmd.Process.Signal(s)
-		}
-	}()
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	}
-	if err != nil {
-		return 1, err
-	}
-	return 0, nil
+	return runContainer(spec)
 }
 
-// bindOnly applies the binds on this filesystem, in a private mount
-// namespace: in-builder mode's way to put the app at /workspace.
-func bindOnly(spec Spec) error {
-	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
-	}
-	return applyBinds("/", spec.Binds)
-}
-
-// mountRoot assembles the sandbox's root and returns its path.
-func mountRoot(spec Spec) (string, error) {
-	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
-		return "", fmt.Errorf("make mounts private: %w", err)
-	}
-	// A tmpfs holds the overlay's upper layer and the mount point, so the
-	// host's disk gets nothing, whatever its filesystem.
-	work := spec.Work
-	if err := syscall.Mount("tmpfs", work, "tmpfs", 0, "mode=0755"); err != nil {
-		return "", fmt.Errorf("tmpfs: %w", err)
-	}
-	upper, wdir, root := filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "root")
-	for _, d := range []string{upper, wdir, root} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return "", err
-		}
-	}
-	lower := make([]string, len(spec.Lower))
-	for i, l := range spec.Lower {
-		lower[len(spec.Lower)-1-i] = l // overlay lists the top layer first
-	}
-	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + upper + ",workdir=" + wdir
-	if err := syscall.Mount("overlay", root, "overlay", 0, opts); err != nil {
-		return "", fmt.Errorf("mount the builder's layers (overlay): %w", err)
-	}
-	for _, m := range []struct {
-		src, target, fstype string
-		flags               uintptr
-		data                string
-	}{
-		{"proc", "/proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC, ""},
-		{"/dev", "/dev", "", syscall.MS_BIND | syscall.MS_REC, ""},
-		{"tmpfs", "/tmp", "tmpfs", syscall.MS_NOSUID | syscall.MS_NODEV, "mode=1777"},
-	} {
-		t := filepath.Join(root, m.target)
-		if err := os.MkdirAll(t, 0o755); err != nil {
-			return "", err
-		}
-		if err := syscall.Mount(m.src, t, m.fstype, m.flags, m.data); err != nil {
-			return "", fmt.Errorf("mount %s: %w", m.target, err)
-		}
-	}
-	binds := spec.Binds
-	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
-		binds = append(binds, Bind{Host: "/etc/resolv.conf", Path: "/etc/resolv.conf", ReadOnly: true})
-	}
-	if err := applyBinds(root, binds); err != nil {
-		return "", err
-	}
-	return root, nil
-}
-
-// applyBinds mounts each bind under root, making its mount point.
-func applyBinds(root string, binds []Bind) error {
+// applyBinds mounts each bind on this filesystem (bind mode: the host's
+// own paths, which cipack chose, so they are not resolved in a root).
+func applyBinds(binds []Bind) error {
 	for _, b := range binds {
-		t := filepath.Join(root, b.Path)
-		fi, err := os.Stat(b.Host)
-		if err != nil {
-			return fmt.Errorf("bind %s: %w", b.Host, err)
-		}
-		if fi.IsDir() {
-			err = os.MkdirAll(t, 0o755)
-		} else {
-			if err = os.MkdirAll(filepath.Dir(t), 0o755); err == nil {
-				var f *os.File
-				if f, err = os.OpenFile(t, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-					f.Close()
-				}
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("bind target %s: %w", b.Path, err)
-		}
-		if err := syscall.Mount(b.Host, t, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		if err := syscall.Mount(b.Host, b.Path, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind %s at %s: %w", b.Host, b.Path, err)
 		}
 		if b.ReadOnly {
-			if err := syscall.Mount("", t, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			if err := syscall.Mount("", b.Path, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 				return fmt.Errorf("bind %s read-only: %w", b.Path, err)
 			}
 		}
 	}
 	return nil
+}
+
+// runDirect runs the process in this namespace (bind mode).
+func runDirect(spec Spec) (int, error) {
+	dir := spec.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	cmd.Env, cmd.Dir = spec.Env, dir
+	return supervise(cmd)
+}
+
+// mountWork puts a tmpfs on the work dir, so nothing the run writes there
+// (bundle, state, upper layer) reaches the host's disk or outlives it.
+func mountWork(work string) error {
+	if err := syscall.Mount("tmpfs", work, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0700"); err != nil {
+		return fmt.Errorf("tmpfs on %s: %w", work, err)
+	}
+	for _, d := range []string{"bundle", "state", "upper", "ovl", "l"} {
+		if err := os.Mkdir(filepath.Join(work, d), 0o700); err != nil {
+			return err
+		}
+	}
+	// The overlay's root takes the upper dir's mode: the image's "/".
+	if err := os.Chmod(filepath.Join(work, "upper"), 0o755); err != nil {
+		return err
+	}
+	return nil
+}
+
+// mountRoot makes the container's root under work: the builder's layers
+// as an overlay, or an empty directory for the minimal root.
+//
+// A builder can have up to 127 layers (Paketo's do), and the overlay's
+// options must fit one page: 127 store paths do not. So the layers are
+// named by short relative links (l/0, l/1, …, as container storage
+// drivers do) and the mount is made from inside work.
+func mountRoot(spec Spec) (string, error) {
+	root := filepath.Join(spec.Work, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return "", err
+	}
+	if len(spec.Layers) == 0 {
+		return root, nil
+	}
+	lower := make([]byte, 0, 4*len(spec.Layers))
+	for i := len(spec.Layers) - 1; i >= 0; i-- {
+		link := "l/" + strconv.Itoa(i)
+		if err := os.Symlink(spec.Layers[i], filepath.Join(spec.Work, link)); err != nil {
+			return "", err
+		}
+		if len(lower) > 0 {
+			lower = append(lower, ':')
+		}
+		lower = append(lower, link...)
+	}
+	if err := os.Chdir(spec.Work); err != nil {
+		return "", err
+	}
+	opts := "lowerdir=" + string(lower) + ",upperdir=upper,workdir=ovl"
+	if err := syscall.Mount("overlay", "root", "overlay", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+		return "", fmt.Errorf("mount the builder's %d layers (overlay): %w", len(spec.Layers), err)
+	}
+	return root, nil
 }

@@ -153,10 +153,26 @@ func BuildTool(ctx context.Context, moduleDir, dir, name, pkg string) error {
 }
 
 // BuildCipack builds the cipack binary into dir and returns its path.
+// The lifecycle and launcher built from the pinned module go next to it,
+// as `make build` and the release lay them out: pull mode's trusted
+// lifecycle.
 func BuildCipack(ctx context.Context, dir string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
+	}
+	lc, err := LifecycleBinaries(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, bin := range []string{"lifecycle", "launcher"} {
+		b, err := os.ReadFile(filepath.Join(lc, bin))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, bin), b, 0o755); err != nil {
+			return "", err
+		}
 	}
 	out := filepath.Join(dir, "cipack")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/cipack")

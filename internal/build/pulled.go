@@ -1,0 +1,240 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/pull"
+	"github.com/cipack/cipack/internal/sandbox"
+)
+
+// pulledHost runs the lifecycle of a pulled builder in containers. Build
+// code (detect, build, or the whole creator of a trusted builder) runs
+// in the builder's layers as the build user; the credential phases run
+// the lifecycle cipack trusts in a minimal root that holds nothing of
+// the builder but the build's own directories.
+type pulledHost struct {
+	self, runtime string
+	builder       *pull.Builder
+	// trusted is nil for a builder the user trusts (--trust-builder):
+	// its own creator then runs everything, credentials included.
+	trusted *lifecycle.Trusted
+	// binds are the build's directories: app, layers, platform, cache.
+	app, layers, platform, cache string
+	uid, gid                     uint32
+	// dnsFiles, caFiles and userCA are host files the containers get
+	// read-only: the resolver's config, the system CA store, and what
+	// SSL_CERT_FILE and SSL_CERT_DIR name (a proxy's CA, often).
+	dnsFiles, caFiles, userCA []string
+}
+
+// Sandbox paths: the fixed places pack and kpack give the build.
+const (
+	sbApp, sbLayers, sbPlatform, sbCache = "/workspace", "/layers", "/platform", "/cache"
+)
+
+// retarget points in's host paths at the sandbox's fixed ones.
+func (h *pulledHost) retarget(in *lifecycle.CreateInputs) {
+	h.app, h.layers, h.platform = in.AppDir, in.LayersDir, in.PlatformDir
+	in.AppDir, in.LayersDir, in.PlatformDir = sbApp, sbLayers, sbPlatform
+	in.ReportPath = sbLayers + "/report.toml"
+	if in.RunToml != "" {
+		in.RunToml = sbPlatform + "/" + filepath.Base(in.RunToml)
+	}
+	if in.Order != "" {
+		in.Order = sbPlatform + "/" + filepath.Base(in.Order)
+	}
+	if in.CacheDir != "" {
+		h.cache, in.CacheDir = in.CacheDir, sbCache
+	}
+}
+
+// wrap is the runner's Wrap: one container per invocation.
+func (h *pulledHost) wrap(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(int) error, error) {
+	spec := h.buildSpec(inv, env)
+	if inv.Trusted && h.trusted != nil {
+		spec = h.trustedSpec(inv, env)
+	}
+	cmd, cleanup, err := sandbox.Wrap(h.self, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := func(code int) error {
+		cleanup()
+		if code == sandbox.SetupFailed {
+			return errors.New("the sandbox could not be made (its message is above)")
+		}
+		return nil
+	}
+	return cmd, done, nil
+}
+
+// buildSpec runs inv in the builder's layers. Detect and build run as
+// the build user with no capability; a trusted builder's creator starts
+// as root (it owns the layers for the build user, then drops to it, and
+// the kernel clears its capabilities when it does).
+func (h *pulledHost) buildSpec(inv lifecycle.Invocation, env []string) sandbox.Spec {
+	binds := h.buildBinds(inv.Trusted)
+	spec := sandbox.Spec{Runtime: h.runtime, Layers: h.builder.Layers, Binds: binds,
+		Argv: append([]string{inv.Path}, inv.Args...), Env: append(builderEnv(h.builder.Env), env...), Dir: sbApp,
+		UID: h.uid, GID: h.gid}
+	if inv.Trusted {
+		spec.UID, spec.GID, spec.Caps = 0, 0, sandbox.TrustedCaps
+	}
+	return spec
+}
+
+func (h *pulledHost) buildBinds(withCache bool) []sandbox.Bind {
+	binds := []sandbox.Bind{{Host: h.app, Path: sbApp}, {Host: h.layers, Path: sbLayers}, {Host: h.platform, Path: sbPlatform, ReadOnly: true}}
+	if withCache && h.cache != "" {
+		binds = append(binds, sandbox.Bind{Host: h.cache, Path: sbCache})
+	}
+	// Build code keeps the builder's own hosts file and CA store: only
+	// the resolver and the CA the user named come from the host.
+	for _, f := range append(slices.Clone(h.userCA), h.dnsFiles...) {
+		if f != "/etc/hosts" && f != "/etc/nsswitch.conf" {
+			binds = append(binds, sandbox.Bind{Host: f, Path: f, ReadOnly: true})
+		}
+	}
+	return binds
+}
+
+// trustedSpec runs a credential phase with the lifecycle cipack pins, in
+// a root that has nothing of the builder: a hostile builder's CA
+// certificates, hosts file or binaries never meet the credentials.
+func (h *pulledHost) trustedSpec(inv lifecycle.Invocation, env []string) sandbox.Spec {
+	lc := filepath.Dir(inv.Path)
+	binds := []sandbox.Bind{
+		{Host: h.trusted.Lifecycle, Path: inv.Path, ReadOnly: true},
+		{Host: h.trusted.Launcher, Path: filepath.Join(lc, "launcher"), ReadOnly: true},
+		{Host: h.app, Path: sbApp}, {Host: h.layers, Path: sbLayers}, {Host: h.platform, Path: sbPlatform, ReadOnly: true},
+	}
+	if h.cache != "" {
+		binds = append(binds, sandbox.Bind{Host: h.cache, Path: sbCache})
+	}
+	for _, f := range append(append(append([]string{}, h.dnsFiles...), h.caFiles...), h.userCA...) {
+		binds = append(binds, sandbox.Bind{Host: f, Path: f, ReadOnly: true})
+	}
+	base := []string{"PATH=" + lc, "HOME=/tmp"}
+	return sandbox.Spec{Runtime: h.runtime, Binds: binds, Argv: append([]string{inv.Path}, inv.Args...),
+		Env: append(base, env...), Dir: sbApp, Caps: sandbox.TrustedCaps}
+}
+
+// findHostFiles fills in the host files the containers get read-only.
+func (h *pulledHost) findHostFiles(env []string) {
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	for _, p := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"} {
+		if exists(p) {
+			h.dnsFiles = append(h.dnsFiles, p)
+		}
+	}
+	for _, p := range []string{"/etc/ssl", "/etc/pki", "/etc/ca-certificates"} {
+		if exists(p) {
+			h.caFiles = append(h.caFiles, p)
+		}
+	}
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		if (k == "SSL_CERT_FILE" || k == "SSL_CERT_DIR") && filepath.IsAbs(v) && exists(v) {
+			h.userCA = append(h.userCA, filepath.Clean(v))
+		}
+	}
+}
+
+// builderEnv is the builder image's Env minus the CNB_* variables: the
+// lifecycle reads those as defaults of its flags (CNB_RUN_IMAGE would
+// override the run image the user chose, CNB_PLATFORM_API the API), and
+// cipack passes every such choice itself. CNB_STACK_ID stays: older
+// buildpacks read it.
+func builderEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); strings.HasPrefix(k, "CNB_") && k != "CNB_STACK_ID" {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// containerEnv is what the containers take from cipack's environment:
+// proxies, CA files, locale and the user's own CNB_* settings, never
+// cipack's PATH, HOME or secrets.
+func containerEnv(env []string) []string {
+	out := []string{}
+	for _, e := range lifecycleEnv(env) {
+		switch k, _, _ := strings.Cut(e, "="); k {
+		case "PATH", "HOME", "USER", "HOSTNAME", "TMPDIR":
+		default:
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// buildUser checks the user build code runs as in pull mode: never root,
+// since uid 0 in the container is root on the host's files it can reach.
+func buildUser(uid, gid int) (uint32, uint32, error) {
+	if uid == 0 || gid == 0 {
+		return 0, 0, exit.New(exit.Builder, "--builder", fmt.Errorf("the build would run as %d:%d: root", uid, gid),
+			"use a builder whose CNB_USER_ID and CNB_GROUP_ID are not 0, or pass --uid and --gid: pull mode never runs build code as root")
+	}
+	return uint32(uid), uint32(gid), nil
+}
+
+// newPulledHost checks, before anything is pulled, what pull mode needs:
+// root, an OCI runtime, and (unless the builder is trusted) the lifecycle
+// cipack trusts with the credentials.
+func newPulledHost(opts Options, d Deps) (*pulledHost, error) {
+	if d.Euid != 0 {
+		return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("pull mode (no builder at %s) needs root: it runs the builder in containers", opts.CNBDir),
+			"run cipack as root, or as a user with passwordless sudo (GitHub-hosted runners have it), or run the step in the builder image")
+	}
+	rt, err := sandbox.FindRuntime(d.LookPath, opts.Runtime)
+	if err != nil {
+		return nil, exit.New(exit.Sandbox, "--oci-runtime", err,
+			"install crun or runc (Debian and Ubuntu: apt-get install crun; GitHub's hosted runners have runc), or run the step in the builder image")
+	}
+	h := &pulledHost{self: d.Self, runtime: rt}
+	if !opts.TrustBuilder {
+		if h.trusted, err = lifecycle.FindTrusted(opts.LifecycleDir, d.Pinned); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// execute runs the lifecycle: the creator in one process (in-builder, or
+// a builder the user trusts), else the five phases one by one, the
+// credential phases apart from build code.
+func execute(ctx context.Context, r *lifecycle.Runner, host *pulledHost, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
+	if host == nil || host.trusted == nil {
+		return r.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
+			in.PlatformAPI = api
+			return lifecycle.PlanCreate(b, in)
+		})
+	}
+	api := candidates[0]
+	if len(candidates) > 1 {
+		// The builder declares no APIs: ask its detector, which exits 11
+		// for one it does not speak.
+		var err error
+		api, _, err = r.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
+			return lifecycle.Invocation{Path: b.Path("lifecycle", "detector"), Args: []string{"-version"}, Env: []string{"CNB_PLATFORM_API=" + api}}
+		})
+		if err != nil {
+			return "", nil, err
+		}
+	}
+	in.PlatformAPI = api
+	timings, err := r.RunPhases(ctx, lifecycle.PlanPhases(b, in))
+	return api, timings, err
+}

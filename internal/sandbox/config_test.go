@@ -1,0 +1,126 @@
+package sandbox
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The boundary, read off the config the runtime gets: no capability for
+// build code, no_new_privs, private namespaces, nosuid/nodev everywhere,
+// masked kernel paths, no device allowed, and the user's env winning.
+func TestConfigIsADefaultContainerOrStricter(t *testing.T) {
+	spec := Spec{
+		Argv:  []string{"/cnb/lifecycle/builder"},
+		Env:   []string{"PATH=/builder", "CNB_RUN_IMAGE=builder-chose", "PATH=/user", "HTTPS_PROXY=http://proxy"},
+		UID:   1000,
+		GID:   1001,
+		Binds: []Bind{{Host: "/tmp/app", Path: "/workspace"}, {Host: "/tmp/platform", Path: "/platform/", ReadOnly: true}},
+	}
+	c := Config(spec, "/root", "cipack")
+	p := c.Process
+	if !p.NoNewPrivileges || p.User.UID != 1000 || p.User.GID != 1001 {
+		t.Fatalf("process: nnp %v user %+v", p.NoNewPrivileges, p.User)
+	}
+	for name, set := range map[string][]string{"bounding": p.Capabilities.Bounding, "effective": p.Capabilities.Effective,
+		"permitted": p.Capabilities.Permitted, "inheritable": p.Capabilities.Inheritable, "ambient": p.Capabilities.Ambient} {
+		if len(set) != 0 {
+			t.Errorf("build code holds %s capabilities %v", name, set)
+		}
+	}
+	if want := []string{"CNB_RUN_IMAGE=builder-chose", "PATH=/user", "HTTPS_PROXY=http://proxy"}; !slices.Equal(p.Env, want) {
+		t.Errorf("env %v, want %v (later values win)", p.Env, want)
+	}
+	var ns []specs.LinuxNamespaceType
+	for _, n := range c.Linux.Namespaces {
+		ns = append(ns, n.Type)
+	}
+	for _, want := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.MountNamespace, specs.IPCNamespace, specs.UTSNamespace} {
+		if !slices.Contains(ns, want) {
+			t.Errorf("no %s namespace in %v", want, ns)
+		}
+	}
+	for _, m := range c.Mounts {
+		if !slices.Contains(m.Options, "nosuid") {
+			t.Errorf("mount %s lacks nosuid: %v", m.Destination, m.Options)
+		}
+		if m.Type == "bind" && !slices.Contains(m.Options, "nodev") {
+			t.Errorf("bind %s lacks nodev: %v", m.Destination, m.Options)
+		}
+		if m.Destination == "/platform" && !slices.Contains(m.Options, "ro") {
+			t.Errorf("read-only bind %s is writable: %v", m.Destination, m.Options)
+		}
+		if m.Destination == "/sys" && !slices.Contains(m.Options, "ro") {
+			t.Errorf("/sys is writable")
+		}
+	}
+	for _, want := range []string{"/proc/kcore", "/proc/keys", "/sys/firmware"} {
+		if !slices.Contains(c.Linux.MaskedPaths, want) {
+			t.Errorf("%s is not masked", want)
+		}
+	}
+	if c.Linux.Seccomp == nil || c.Linux.Seccomp.DefaultAction != specs.ActAllow {
+		t.Fatalf("no seccomp filter")
+	}
+	denied := map[string]bool{}
+	for _, r := range c.Linux.Seccomp.Syscalls {
+		if len(r.Args) == 0 {
+			for _, n := range r.Names {
+				denied[n] = true
+			}
+		}
+	}
+	for _, n := range []string{"mount", "unshare", "setns", "ptrace", "bpf", "keyctl", "clone3", "pivot_root"} {
+		if !denied[n] {
+			t.Errorf("seccomp allows %s", n)
+		}
+	}
+}
+
+func TestTrustedPhasesKeepOnlyWhatTheyNeed(t *testing.T) {
+	c := Config(Spec{Argv: []string{"/cnb/lifecycle/exporter"}, Caps: TrustedCaps}, "/root", "cipack")
+	if c.Process.User.UID != 0 || !slices.Equal(c.Process.Capabilities.Bounding, TrustedCaps) || !c.Process.NoNewPrivileges {
+		t.Fatalf("trusted phase: user %+v caps %v nnp %v", c.Process.User, c.Process.Capabilities.Bounding, c.Process.NoNewPrivileges)
+	}
+	for _, bad := range []string{"CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_MKNOD", "CAP_SYS_MODULE"} {
+		if slices.Contains(TrustedCaps, bad) {
+			t.Errorf("trusted phases hold %s", bad)
+		}
+	}
+}
+
+func TestFindRuntimePrefersRuncAndNamesWhatIsMissing(t *testing.T) {
+	look := func(have ...string) func(string) (string, error) {
+		return func(n string) (string, error) {
+			if slices.Contains(have, n) {
+				return "/usr/bin/" + n, nil
+			}
+			return "", errors.New("not found")
+		}
+	}
+	for _, c := range []struct {
+		have     []string
+		override string
+		want     string
+		err      string
+	}{
+		{have: []string{"runc", "crun"}, want: "/usr/bin/runc"},
+		{have: []string{"crun"}, want: "/usr/bin/crun"},
+		{have: []string{"runc", "crun"}, override: "crun", want: "/usr/bin/crun"},
+		{have: nil, err: "no OCI runtime (crun or runc) on PATH"},
+		{have: []string{"crun"}, override: "youki", err: `OCI runtime "youki" not found`},
+	} {
+		got, err := FindRuntime(look(c.have...), c.override)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("have %v override %q: err %v, want %q", c.have, c.override, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("have %v override %q: %q %v, want %q", c.have, c.override, got, err, c.want)
+		}
+	}
+}
