@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -24,12 +22,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/fsutil"
 	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/project"
 	"github.com/cipack/cipack/internal/pull"
 	"github.com/cipack/cipack/internal/registry"
+	"github.com/cipack/cipack/internal/safefs"
 	"github.com/cipack/cipack/internal/sandbox"
+	"github.com/cipack/cipack/internal/scratch"
 )
 
 // Deps are what a build needs from outside: a registry client, where logs
@@ -174,32 +173,18 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 			return nil, err
 		}
 	}
-	if desc.Filters() {
-		// The build sees the app as the descriptor filters it: a copy, so
-		// the user's checkout is left as it is.
-		filtered, err := os.MkdirTemp("", "cipack-app-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(filtered)
-		if err := desc.Copy(appDir, filtered); err != nil {
-			return nil, exit.New(exit.Usage, desc.Path, fmt.Errorf("apply include/exclude: %w", err), "check the patterns")
-		}
-		if n := len(desc.SkippedLinks); n > 0 {
-			fmt.Fprintf(d.Log, "cipack: warning: %d hard-linked file(s) left out of the build, since another link may be outside the app (first: %s)\n", n, desc.SkippedLinks[0])
-		}
-		appDir = filtered
-	}
-	if err := handOver(appDir, uid, gid, d.Log); err != nil {
+	appDir, cleanupApp, err := prepareApp(appDir, desc, uid, gid, d.Euid == 0, d.Log)
+	if err != nil {
 		return nil, err
 	}
+	defer cleanupApp()
 	layersDir, err := filepath.Abs(opts.LayersDir)
 	if err != nil {
 		return nil, exit.Usagef("--layers-dir", "", "%v", err)
 	}
 	if pulled != nil {
 		// A fresh layers dir on the host, bound at /layers in the sandbox.
-		if layersDir, err = os.MkdirTemp("", "cipack-layers-"); err != nil {
+		if layersDir, err = scratch.Dir("cipack-layers-"); err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(layersDir)
@@ -304,7 +289,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	}
 	res.Name = refs.image.Context().Name()
 	if opts.SBOMDir != "" {
-		n, err := copySBOM(filepath.Join(layersDir, "sbom"), opts.SBOMDir)
+		n, err := safefs.CopyOut(filepath.Join(layersDir, "sbom"), opts.SBOMDir, maxSBOMFile, maxSBOMTotal)
 		if err != nil {
 			return nil, exit.New(exit.Export, "--sbom-dir", err, "the image was pushed; make the SBOM directory writable and rerun to get the files")
 		}
@@ -493,8 +478,7 @@ const platformPrefix = "cipack-platform-"
 // lifecycle drops privileges) and by no one else. Dirs left by a run that
 // was killed are removed first.
 func writePlatformDir(env []string, uid, gid int) (string, error) {
-	removeStalePlatformDirs(os.TempDir())
-	dir, err := os.MkdirTemp("", platformPrefix+strconv.Itoa(os.Getpid())+"-")
+	dir, err := scratch.Dir(platformPrefix)
 	if err != nil {
 		return "", fmt.Errorf("create platform dir: %w", err)
 	}
@@ -530,24 +514,6 @@ func writePlatformDir(env []string, uid, gid int) (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// removeStalePlatformDirs deletes platform dirs whose cipack process is
-// gone (killed before its deferred cleanup ran), so build env values do
-// not outlive their build.
-func removeStalePlatformDirs(tmp string) {
-	matches, _ := filepath.Glob(filepath.Join(tmp, platformPrefix+"*"))
-	for _, m := range matches {
-		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(m), platformPrefix), "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid <= 0 || pid == os.Getpid() {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
-			continue // still running
-		}
-		_ = os.RemoveAll(m)
-	}
 }
 
 // writeRunToml writes a run.toml naming the user's run image (so the
@@ -686,8 +652,8 @@ func workspaceBind(in *lifecycle.CreateInputs) (func(lifecycle.Invocation, []str
 // information any earlier file goes, so no build inherits another's.
 func writeProjectMetadata(layersDir, repository, commit string) error {
 	p := filepath.Join(layersDir, "project-metadata.toml")
-	_ = os.Remove(p)
 	if repository == "" && commit == "" {
+		_ = os.Remove(p)
 		return nil
 	}
 	src := &files.ProjectSource{Type: "git", Version: map[string]interface{}{}, Metadata: map[string]interface{}{}}
@@ -697,7 +663,9 @@ func writeProjectMetadata(layersDir, repository, commit string) error {
 	if repository != "" {
 		src.Metadata["repository"] = repository
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// The layers dir may be a reused one build code wrote to: never
+	// write through what it left there.
+	f, err := safefs.CreateFresh(p, 0o644)
 	if err != nil {
 		return fmt.Errorf("write project metadata: %w", err)
 	}
@@ -710,40 +678,6 @@ const (
 	maxSBOMFile  = 64 << 20
 	maxSBOMTotal = 512 << 20
 )
-
-// copySBOM copies the SBOM files the exporter left under the layers dir
-// (launch/, build/, cache/ per buildpack and layer, as pack's
-// --sbom-output-dir lays them out) into dst: directories and regular
-// files only, never through a link, within size bounds.
-func copySBOM(src, dst string) (int, error) {
-	if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
-		return 0, os.MkdirAll(dst, 0o755)
-	}
-	n, total := 0, int64(0)
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case !d.Type().IsRegular():
-			return nil // a link or device planted by build code: not an SBOM
-		}
-		b, err := fsutil.ReadRegular(p, maxSBOMFile)
-		if err != nil {
-			return err
-		}
-		if total += int64(len(b)); total > maxSBOMTotal {
-			return fmt.Errorf("the SBOM files exceed %d MiB", maxSBOMTotal>>20)
-		}
-		n++
-		return os.WriteFile(target, b, 0o644)
-	})
-	return n, err
-}
 
 // loadDescriptor reads the app's project.toml (or --descriptor) and says
 // which of its keys cipack does not apply.

@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/project"
+	"github.com/cipack/cipack/internal/safefs"
+	"github.com/cipack/cipack/internal/scratch"
 )
 
 // System directories an app never lives in. The build hands the app dir
@@ -78,56 +79,53 @@ func isSystem(p string) bool {
 	return false
 }
 
-// handOver gives the app directory to the build user when cipack runs as
-// root and the directory belongs to someone else (a CI checkout made by
-// root or by another uid): buildpacks run as the builder's user and often
-// write into the app dir. It changes nothing outside the app: symlinks are
-// never followed (Lchown, and WalkDir does not descend through them), a
-// file with more than one hard link keeps its owner (the other link may be
-// outside the app), and other filesystems mounted inside are left alone.
-// As a non-root user cipack leaves the directory as it is.
-func handOver(dir string, uid, gid int, log io.Writer) error {
-	if os.Geteuid() != 0 {
-		return nil
+// prepareApp returns the app directory the lifecycle gets. As root, a
+// copy owned by the build user (buildpacks run as that user and write
+// into the app dir, and the user's checkout must stay as it was: same
+// owners, modes and files), filtered by project.toml's include/exclude.
+// As another user, the app itself (the lifecycle runs as that user), or
+// a filtered copy when the descriptor narrows it. The copy never follows
+// a link out of the app and leaves out what could leak another file:
+// hard links (as root), FIFOs, devices, other mounts.
+func prepareApp(app string, desc *project.Descriptor, uid, gid int, root bool, log io.Writer) (string, func(), error) {
+	nothing := func() {}
+	if !root && !desc.Filters() {
+		return app, nothing, nil
 	}
-	var top syscall.Stat_t
-	if err := syscall.Lstat(dir, &top); err != nil {
-		return exit.Usagef("--path", "", "%v", err)
-	}
-	if int(top.Uid) == uid && int(top.Gid) == gid {
-		return nil
-	}
-	fmt.Fprintf(log, "cipack: giving %s to the build user %d:%d\n", dir, uid, gid)
-	var linked, mounts []string
-	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st syscall.Stat_t
-		if err := syscall.Lstat(p, &st); err != nil {
-			return err
-		}
-		if st.Dev != top.Dev {
-			mounts = append(mounts, p)
-			if de.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !de.IsDir() && st.Nlink > 1 {
-			linked = append(linked, p)
-			return nil
-		}
-		return os.Lchown(p, uid, gid)
-	})
+	dir, err := scratch.Dir(appPrefix)
 	if err != nil {
-		return exit.Usagef("--path", "make the app directory writable by root, or run cipack as the build user", "hand the app to the build user: %v", err)
+		return "", nil, err
 	}
-	if len(linked) > 0 {
-		fmt.Fprintf(log, "cipack: warning: %d hard-linked file(s) keep their owner, since another link may be outside the app (first: %s); the build user reads them only if their mode allows\n", len(linked), linked[0])
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	dst := filepath.Join(dir, "app")
+	subject := "--path"
+	if desc.Filters() {
+		subject = desc.Path
 	}
-	if len(mounts) > 0 {
-		fmt.Fprintf(log, "cipack: warning: %d mount point(s) inside the app are left as they are (first: %s)\n", len(mounts), mounts[0])
+	stats, err := safefs.CopyTree(app, dst, safefs.CopyOptions{Filter: desc.Filter(), SkipHardLinks: root, PruneEmptyDirs: desc.Filters(),
+		Chown: root, UID: uid, GID: gid})
+	if err != nil {
+		cleanup()
+		return "", nil, exit.Usagef(subject, "make the app readable, and check the include/exclude patterns", "copy the app for the build: %v", err)
 	}
-	return nil
+	if root {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	for _, w := range []struct {
+		what string
+		list []string
+	}{{"hard-linked file(s) left out of the build, since another link may be outside the app", stats.SkippedLinks},
+		{"special file(s) (FIFO, socket, device) left out of the build", stats.Skipped},
+		{"mount point(s) inside the app left out of the build", stats.Mounts}} {
+		if len(w.list) > 0 {
+			fmt.Fprintf(log, "cipack: warning: %d %s (first: %s)\n", len(w.list), w.what, w.list[0])
+		}
+	}
+	return dst, cleanup, nil
 }
+
+// appPrefix names the app copies in the temp dir.
+const appPrefix = "cipack-app-"

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/scratch"
 	"github.com/cipack/cipack/internal/testenv"
 )
 
@@ -60,9 +62,10 @@ func TestResolveAppStaysInsideTheSourceRoot(t *testing.T) {
 	}
 }
 
-// Handing the app over never reaches outside it: not through a symlink,
-// nor a hard link to a file elsewhere.
-func TestHandOverChangesNothingOutsideTheApp(t *testing.T) {
+// As root the build gets a copy of the app owned by the build user: the
+// checkout keeps its owners, modes and files, and the copy reaches
+// nothing outside it, not through a symlink nor a hard link.
+func TestPrepareAppLeavesTheCheckoutAsItWas(t *testing.T) {
 	testenv.NeedRoot(t)
 	root := t.TempDir()
 	app := filepath.Join(root, "app")
@@ -76,21 +79,23 @@ func TestHandOverChangesNothingOutsideTheApp(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("root-only"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(app, "app.sh"), []byte("echo hi"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(app, "app.sh"), []byte("echo hi"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Link(secret, filepath.Join(app, "hardlink")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(outside, filepath.Join(app, "symlink-dir")); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Symlink(secret, filepath.Join(app, "symlink-file")); err != nil {
 		t.Fatal(err)
 	}
+	before := treeState(t, root)
 	var log strings.Builder
-	if err := handOver(app, 65534, 65534, &log); err != nil {
+	dir, cleanup, err := prepareApp(app, nil, 65534, 65534, true, &log)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if after := treeState(t, root); after != before {
+		t.Fatalf("the checkout changed:\nbefore %s\nafter  %s", before, after)
 	}
 	owner := func(p string) uint32 {
 		var st syscall.Stat_t
@@ -99,19 +104,45 @@ func TestHandOverChangesNothingOutsideTheApp(t *testing.T) {
 		}
 		return st.Uid
 	}
-	for _, p := range []string{secret, outside} {
-		if owner(p) != 0 {
-			t.Errorf("%s now belongs to uid %d: the hand-over escaped the app", p, owner(p))
-		}
-	}
-	for _, p := range []string{app, filepath.Join(app, "app.sh"), filepath.Join(app, "symlink-dir")} {
+	for _, p := range []string{dir, filepath.Join(dir, "app.sh"), filepath.Join(dir, "symlink-file")} {
 		if owner(p) != 65534 {
 			t.Errorf("%s belongs to uid %d, want the build user", p, owner(p))
 		}
 	}
-	if !strings.Contains(log.String(), "hard-linked") {
-		t.Errorf("the log should say the hard link was left alone: %s", log.String())
+	if target, err := os.Readlink(filepath.Join(dir, "symlink-file")); err != nil || target != secret {
+		t.Errorf("the symlink should be copied as a link: %q %v", target, err)
 	}
+	if _, err := os.Lstat(filepath.Join(dir, "hardlink")); !os.IsNotExist(err) {
+		t.Errorf("a hard-linked file was copied (its other link may be outside the app): %v", err)
+	}
+	if !strings.Contains(log.String(), "hard-linked") {
+		t.Errorf("the log should say the hard link was left out: %s", log.String())
+	}
+	cleanup()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the copy outlived its cleanup: %v", err)
+	}
+	if after := treeState(t, root); after != before {
+		t.Fatalf("the checkout changed after cleanup")
+	}
+}
+
+// treeState lists every entry under dir with owner, mode, size and mtime.
+func treeState(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		fmt.Fprintf(&b, "%s %o %d:%d %d %d\n", p, fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func TestLifecycleEnvKeepsNoSecrets(t *testing.T) {
@@ -134,7 +165,7 @@ func TestStalePlatformDirsAreRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removeStalePlatformDirs(tmp)
+	scratch.Sweep(tmp, platformPrefix)
 	if _, err := os.Stat(dead); !os.IsNotExist(err) {
 		t.Errorf("the dir of a dead run is still there: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
+	"github.com/cipack/cipack/internal/safefs"
 )
 
 // The digest a build reports is the registry's: a report that names
@@ -93,7 +94,7 @@ func mustImage(t *testing.T, s string) v1.Image {
 
 // The SBOM dir is written by build code: links and FIFOs planted there
 // are not followed or read; real SBOM files are copied.
-func TestCopySBOMTakesRegularFilesOnly(t *testing.T) {
+func TestSBOMCopyTakesRegularFilesOnly(t *testing.T) {
 	src, outside := t.TempDir(), t.TempDir()
 	secret := filepath.Join(outside, "secret")
 	if err := os.WriteFile(secret, []byte("not an SBOM"), 0o600); err != nil {
@@ -113,7 +114,7 @@ func TestCopySBOMTakesRegularFilesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "out")
-	n, err := copySBOM(src, dst)
+	n, err := safefs.CopyOut(src, dst, maxSBOMFile, maxSBOMTotal)
 	if err != nil || n != 1 {
 		t.Fatalf("copied %d: %v", n, err)
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/fsutil"
+	"github.com/cipack/cipack/internal/safefs"
 )
 
 // newCopySelfCmd copies the running binary to a path. The cipack image has
@@ -24,7 +24,9 @@ func newCopySelfCmd(env Env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("find own binary: %w", err)
 			}
-			if err := fsutil.CopyFile(self, args[0], 0o755); err != nil {
+			// DEST is on a volume other steps share: a link left there
+			// is replaced, never written through.
+			if err := safefs.CopyFileAtomic(self, args[0], 0o755); err != nil {
 				return exit.Usagef("DEST", "give a writable path, e.g. a shared volume", "%v", err)
 			}
 			fmt.Fprintln(env.Stdout, args[0])

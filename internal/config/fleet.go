@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 
@@ -18,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/safefs"
 )
 
 // Fleet is the whole file.
@@ -72,9 +72,15 @@ type Webhook struct {
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// Load reads and validates a fleet file.
+// maxFleetFile bounds the fleet file: thousands of images fit in far less.
+const maxFleetFile = 16 << 20
+
+// Load reads and validates a fleet file. The user named it, so links on
+// its path are followed; but a FIFO or a device named by mistake must
+// fail, not hang the sweep or fill memory, so only a bounded regular file
+// is read.
 func Load(path string) (*Fleet, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefs.ReadUserFile(path, maxFleetFile)
 	if err != nil {
 		return nil, exit.Usagef("--config", "point it at a readable fleet file (see examples/fleet.yaml)", "%v", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/buildpacks/lifecycle/buildpack"
 	"github.com/buildpacks/lifecycle/platform/files"
 
-	"github.com/cipack/cipack/internal/fsutil"
+	"github.com/cipack/cipack/internal/safefs"
 )
 
 // maxMetadataFile bounds the lifecycle files cipack reads back: they live
@@ -24,7 +24,7 @@ var DigestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // be well formed. Callers still check the digest against the registry.
 func ReadReport(path string) (files.Report, error) {
 	var r files.Report
-	b, err := fsutil.ReadRegular(path, maxMetadataFile)
+	b, err := safefs.ReadRegular(path, maxMetadataFile)
 	if err != nil {
 		return r, fmt.Errorf("read report: %w", err)
 	}
@@ -44,7 +44,7 @@ func ReadReport(path string) (files.Report, error) {
 // the same care as the report.
 func ReadGroup(path string) (buildpack.Group, error) {
 	var g buildpack.Group
-	b, err := fsutil.ReadRegular(path, maxMetadataFile)
+	b, err := safefs.ReadRegular(path, maxMetadataFile)
 	if err != nil {
 		return g, err
 	}

@@ -9,16 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/safefs"
 )
 
 // Buildpack is one entry of the descriptor's group.
@@ -72,15 +71,21 @@ type file struct {
 // and accepted without a warning.
 var informational = []string{"_", "project", "metadata"}
 
+// maxDescriptor bounds project.toml: a real one is a few hundred bytes.
+const maxDescriptor = 1 << 20
+
 // Load reads path. A missing file is no descriptor (nil, nil) unless
 // required (the user named it).
 func Load(path string, required bool) (*Descriptor, error) {
-	b, err := os.ReadFile(path)
+	b, err := read(path, required)
 	if errors.Is(err, fs.ErrNotExist) && !required {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, exit.Usagef("--descriptor", "point it at the app's project.toml", "%v", err)
+		if required {
+			return nil, exit.Usagef("--descriptor", "point it at the app's project.toml", "%v", err)
+		}
+		return nil, exit.Usagef(path, "make project.toml a regular file inside the app, or remove it", "%v", err)
 	}
 	var f file
 	md, err := toml.Decode(string(b), &f)
@@ -136,6 +141,20 @@ func Load(path string, required bool) (*Descriptor, error) {
 	return d, nil
 }
 
+// read reads the descriptor. Named with --descriptor (required), it is the
+// user's own path: links on it are followed, since the user chose them.
+// Otherwise it is the app's own project.toml, and the app may come from
+// anyone (a pull request): it is read inside the app directory, so a link
+// leads at most elsewhere in the app, never to a secret outside it, and a
+// FIFO, a device or a huge file is refused instead of hanging the build or
+// exhausting memory. Both are regular files of at most maxDescriptor.
+func read(path string, required bool) ([]byte, error) {
+	if required {
+		return safefs.ReadUserFile(path, maxDescriptor)
+	}
+	return safefs.ReadFile(filepath.Dir(path), filepath.Base(path), maxDescriptor)
+}
+
 func isInformational(top string) bool {
 	for _, k := range informational {
 		if top == k {
@@ -148,65 +167,43 @@ func isInformational(top string) bool {
 // Filters reports whether the descriptor narrows the files the build sees.
 func (d *Descriptor) Filters() bool { return d != nil && (len(d.Include) > 0 || len(d.Exclude) > 0) }
 
-// Copy copies the app at src into dst as the build should see it: with
-// include, only the matching files; with exclude, all but the matching
-// ones (gitignore-like patterns: a pattern without "/" matches a name at
-// any depth, one with "/" a path from the app's root; "*", "?" and "**"
-// as in gitignore). Links are copied as links, never followed; files with
-// more than one hard link are left out (SkippedLinks).
+// Copy copies the app at src into dst (a new or empty directory) as the
+// build should see it: with include, only the matching files; with
+// exclude, all but the matching ones (gitignore-like patterns: a pattern
+// without "/" matches a name at any depth, one with "/" a path from the
+// app's root; "*", "?" and "**" as in gitignore). The app may come from
+// anyone, so the copy is safefs.CopyTree's: links are copied as links,
+// never followed; FIFOs, devices and other mounts are left out; files with
+// more than one hard link are left out (SkippedLinks), since the copy is
+// made as root and another link may be outside the app (/etc/shadow).
+// Directories are made only when something inside them is copied, so an
+// excluded tree leaves no trace.
 func (d *Descriptor) Copy(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if rel == "." {
-			return os.MkdirAll(dst, 0o755)
-		}
-		rel = filepath.ToSlash(rel)
-		if len(d.Exclude) > 0 && matchAny(d.Exclude, rel) {
-			if de.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		target := filepath.Join(dst, rel)
-		if de.IsDir() {
-			return nil // made when a file inside is copied
-		}
-		if len(d.Include) > 0 && !matchAny(d.Include, rel) {
-			return nil
-		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		fi, err := de.Info()
-		if err != nil {
-			return err
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-			// Another link may be outside the app (/etc/shadow): reading
-			// it as root into a fresh file would hand its content to the
-			// build user. Left out, and said so.
-			d.SkippedLinks = append(d.SkippedLinks, rel)
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, fi.Mode().Perm())
+	stats, err := safefs.CopyTree(src, dst, safefs.CopyOptions{
+		Filter:         d.keep,
+		SkipHardLinks:  true,
+		PruneEmptyDirs: true,
 	})
+	d.SkippedLinks = stats.SkippedLinks
+	return err
+}
+
+// Filter is the include/exclude filter for safefs.CopyTree, or nil when
+// the descriptor narrows nothing.
+func (d *Descriptor) Filter() func(rel string, isDir bool) bool {
+	if !d.Filters() {
+		return nil
+	}
+	return d.keep
+}
+
+// keep is the include/exclude filter: an excluded directory drops its
+// subtree; with include, directories are entered and files must match.
+func (d *Descriptor) keep(rel string, isDir bool) bool {
+	if len(d.Exclude) > 0 && matchAny(d.Exclude, rel) {
+		return false
+	}
+	return isDir || len(d.Include) == 0 || matchAny(d.Include, rel)
 }
 
 // matchAny matches rel (slash-separated, relative to the app) against

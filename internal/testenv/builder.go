@@ -2,13 +2,12 @@ package testenv
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/cipack/cipack/internal/fsutil"
 )
 
 // Buildpack is a buildpack directory to put in the builder.
@@ -49,7 +48,7 @@ func MakeBuilder(dir string, spec BuilderSpec) (string, error) {
 		return "", err
 	}
 	for _, bin := range []string{"lifecycle", "launcher"} {
-		if err := fsutil.CopyFile(filepath.Join(spec.LifecycleDir, bin), filepath.Join(lc, bin), 0o755); err != nil {
+		if err := copyFile(filepath.Join(spec.LifecycleDir, bin), filepath.Join(lc, bin), 0o755); err != nil {
 			return "", err
 		}
 	}
@@ -123,6 +122,39 @@ func copyTree(src, dst string) error {
 		if fi.IsDir() {
 			return os.MkdirAll(target, 0o755)
 		}
-		return fsutil.CopyFile(p, target, fi.Mode().Perm()|0o444)
+		return copyFile(p, target, fi.Mode().Perm()|0o444)
 	})
+}
+
+// copyFile copies a trusted test file (a lifecycle binary, a buildpack's
+// own file) with mode, through a temporary file renamed into place: a
+// builder dir can be remade while an earlier test's binary in it runs, and
+// writing into a running binary fails (ETXTBSY). These are the tests' own
+// files, so none of internal/safefs's care is needed.
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".copy-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
 }
