@@ -87,12 +87,12 @@ func isSystem(p string) bool {
 // a filtered copy when the descriptor narrows it. The copy never follows
 // a link out of the app and leaves out what could leak another file:
 // hard links (as root), FIFOs, devices, other mounts.
-func prepareApp(app string, desc *project.Descriptor, uid, gid int, root bool, log io.Writer) (string, func(), error) {
+func prepareApp(tmp, app string, desc *project.Descriptor, uid, gid int, root bool, log io.Writer) (string, func(), error) {
 	nothing := func() {}
 	if !root && !desc.Filters() {
 		return app, nothing, nil
 	}
-	dir, err := scratch.Dir(appPrefix)
+	dir, err := scratch.Dir(tmp, appPrefix)
 	if err != nil {
 		return "", nil, err
 	}

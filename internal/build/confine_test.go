@@ -90,7 +90,7 @@ func TestPrepareAppLeavesTheCheckoutAsItWas(t *testing.T) {
 	}
 	before := treeState(t, root)
 	var log strings.Builder
-	dir, cleanup, err := prepareApp(app, nil, 65534, 65534, true, &log)
+	dir, cleanup, err := prepareApp("", app, nil, 65534, 65534, true, &log)
 	if err != nil {
 		t.Fatal(err)
 	}

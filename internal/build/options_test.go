@@ -82,7 +82,7 @@ func TestResolveTag(t *testing.T) {
 }
 
 func TestWritePlatformDirKeepsValuesVerbatim(t *testing.T) {
-	dir, err := writePlatformDir([]string{"A=x=y=z", "B=", "C=multi\nline"}, os.Getuid(), os.Getgid())
+	dir, err := writePlatformDir(t.TempDir(), []string{"A=x=y=z", "B=", "C=multi\nline"}, os.Getuid(), os.Getgid(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func assertPlatformEnv(t *testing.T, o Options, want map[string]string) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	platform, err := writePlatformDir(append(append([]string{}, o.fileEnv...), o.Env...), os.Getuid(), os.Getgid())
+	platform, err := writePlatformDir(t.TempDir(), append(append([]string{}, o.fileEnv...), o.Env...), os.Getuid(), os.Getgid(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,15 +212,21 @@ func newPulledHost(opts Options, d Deps) (*pulledHost, error) {
 	return h, nil
 }
 
-// execute runs the lifecycle: the creator in one process (in-builder, or
-// a builder the user trusts), else the five phases one by one, the
-// credential phases apart from build code.
-func execute(ctx context.Context, r *lifecycle.Runner, host *pulledHost, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
-	if host == nil || host.trusted == nil {
-		return r.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
-			in.PlatformAPI = api
-			return lifecycle.PlanCreate(b, in)
-		})
+// setup runs every phase in a container: the host's paths become the
+// sandbox's fixed ones, and the containers get only the env they need.
+func (h *pulledHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps) (func(), error) {
+	r.Environ = containerEnv(d.Environ)
+	h.findHostFiles(d.Environ)
+	h.retarget(in)
+	r.Wrap = h.wrap
+	return func() {}, nil
+}
+
+// execute runs a trusted builder's creator in one container, else the
+// five phases one by one, the credential phases apart from build code.
+func (h *pulledHost) execute(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
+	if h.trusted == nil {
+		return runCreator(ctx, r, b, in, candidates)
 	}
 	api := candidates[0]
 	if len(candidates) > 1 {

@@ -166,6 +166,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		Euid:       os.Geteuid(),
 		LookPath:   exec.LookPath,
 		Pinned:     lifecycle.PinnedModule(bi),
+		TempDir:    os.TempDir(),
 	})
 	if err != nil {
 		return err

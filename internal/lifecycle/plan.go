@@ -172,7 +172,7 @@ func PlanPhases(b *Builder, in CreateInputs) []Invocation {
 	}
 	analyze = append(analyze, in.Image)
 	detect := cat(dirs, []string{"-order", order}, run, logLevel)
-	restore := cat([]string{"-layers", in.LayersDir}, ids, cache, logLevel, insecure)
+	restore := cat([]string{"-layers", in.LayersDir}, run, ids, cache, logLevel, insecure)
 	build := cat(dirs, logLevel)
 	export := cat([]string{"-app", in.AppDir, "-layers", in.LayersDir, "-launcher", b.Path("lifecycle", "launcher"),
 		"-report", in.ReportPath}, run, ids, cache, logLevel, insecure)

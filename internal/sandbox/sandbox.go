@@ -83,7 +83,7 @@ const scratchPrefix = "cipack-sandbox-"
 // holds registry credentials, and an environment block stays readable in
 // /proc for the process's life.
 func Wrap(self string, spec Spec) (*exec.Cmd, func(), error) {
-	work, err := scratch.Dir(scratchPrefix)
+	work, err := scratch.Dir("", scratchPrefix)
 	if err != nil {
 		return nil, nil, err
 	}

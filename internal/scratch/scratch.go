@@ -14,11 +14,15 @@ import (
 	"syscall"
 )
 
-// Dir makes a new directory named prefix + pid + "-" + random in the temp
-// dir, after removing the ones of prefix left by dead processes.
-func Dir(prefix string) (string, error) {
-	Sweep(os.TempDir(), prefix)
-	d, err := os.MkdirTemp("", prefix+strconv.Itoa(os.Getpid())+"-")
+// Dir makes a new directory named prefix + pid + "-" + random in base
+// (the temp dir when empty), after removing the ones of prefix left
+// there by dead processes.
+func Dir(base, prefix string) (string, error) {
+	if base == "" {
+		base = os.TempDir()
+	}
+	Sweep(base, prefix)
+	d, err := os.MkdirTemp(base, prefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return "", fmt.Errorf("make a temporary directory: %w", err)
 	}

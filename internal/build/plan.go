@@ -1,0 +1,156 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/project"
+	"github.com/cipack/cipack/internal/pull"
+)
+
+// buildPlan is what the plan stage decided: nothing on disk yet.
+type buildPlan struct {
+	builder *lifecycle.Builder
+	// files reads the builder's files: this filesystem, or the pulled
+	// layers.
+	files lifecycle.Files
+	// host is the pulled builder's host; nil: in-builder (chosen once the
+	// app's path is known).
+	host       *pulledHost
+	uid, gid   int
+	refs       preflightRefs
+	candidates []string
+	auth       string
+	appDir     string
+	desc       *project.Descriptor
+}
+
+// plan loads the builder, picks the build user, checks the registries and
+// reads the project descriptor: every failure here leaves nothing behind.
+func plan(ctx context.Context, opts Options, d Deps) (*buildPlan, error) {
+	p := &buildPlan{files: lifecycle.LocalFiles{}}
+	var err error
+	if PullMode(opts) {
+		if err = p.pullBuilder(ctx, opts, &d); err != nil {
+			return nil, err
+		}
+	} else if p.builder, err = lifecycle.LoadBuilder(opts.CNBDir); err != nil {
+		return nil, err
+	}
+	if p.builder.Extensions {
+		return nil, exit.New(exit.Builder, p.builder.Path("order.toml"), errors.New("the builder declares image extensions"),
+			"cipack does not support image extensions yet: use a builder without [[order-extensions]]")
+	}
+	if p.uid, err = pickID("--uid", "CNB_USER_ID", opts.UID, d.BuilderUID); err != nil {
+		return nil, err
+	}
+	if p.gid, err = pickID("--gid", "CNB_GROUP_ID", opts.GID, d.BuilderGID); err != nil {
+		return nil, err
+	}
+	if p.host != nil {
+		if p.host.uid, p.host.gid, err = buildUser(p.uid, p.gid); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.checkRegistries(ctx, opts, d); err != nil {
+		return nil, err
+	}
+	if p.appDir, err = ResolveApp(opts.AppPath, opts.SourceRoot); err != nil {
+		return nil, err
+	}
+	p.desc, err = loadDescriptor(opts, p.appDir, d.Log)
+	return p, err
+}
+
+// pullBuilder makes the pulled host: its checks first (root, a runtime,
+// the trusted lifecycle), then the builder resolved and unpacked.
+func (p *buildPlan) pullBuilder(ctx context.Context, opts Options, d *Deps) error {
+	var err error
+	if p.host, err = newPulledHost(opts, *d); err != nil {
+		return err
+	}
+	t := time.Now()
+	pulled, err := pull.Prepare(ctx, d.Registry, opts.Builder, opts.BuilderCache)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.Log, "cipack: builder %s: %d layers, %d unpacked, %d cached in %s (%s)\n", pulled.Ref, len(pulled.Layers), pulled.Unpacked,
+		len(pulled.Layers)-pulled.Unpacked, opts.BuilderCache, time.Since(t).Round(time.Millisecond))
+	p.files = pull.Files(pulled.Layers)
+	if p.builder, err = lifecycle.LoadBuilderFrom("/cnb", p.files); err != nil {
+		return err
+	}
+	// The image's own user: a step's CNB_USER_ID is not the builder's.
+	d.BuilderUID, d.BuilderGID = pulled.UID, pulled.GID
+	p.host.builder = pulled
+	return nil
+}
+
+// checkRegistries runs the preflight, settles the platform API candidates
+// and the lifecycle's credentials.
+func (p *buildPlan) checkRegistries(ctx context.Context, opts Options, d Deps) error {
+	var err error
+	if p.refs, err = preflight(ctx, d.Registry, opts, p.builder); err != nil {
+		return err
+	}
+	if len(p.builder.DeclaredAPIs) == 0 {
+		p.builder.DeclaredAPIs = p.refs.builderAPIs
+	}
+	if p.candidates, err = lifecycle.Candidates(opts.PlatformAPI, p.builder); err != nil {
+		return err
+	}
+	var images []string
+	for _, r := range p.refs.all() {
+		images = append(images, r.String())
+	}
+	if opts.PreviousImage != "" {
+		images = append(images, opts.PreviousImage)
+	}
+	if p.auth, err = d.Registry.LifecycleAuth(images...); err != nil {
+		return exit.New(exit.RegistryAuth, "registry credentials", err, "check DOCKER_CONFIG and CNB_REGISTRY_AUTH")
+	}
+	if p.auth == "{}" {
+		p.auth = ""
+	}
+	return nil
+}
+
+func pickID(flag, envName, given, builder string) (int, error) {
+	v := given
+	if v == "" {
+		v = builder
+	}
+	if v == "" {
+		return 0, exit.New(exit.Builder, flag, fmt.Errorf("the builder sets no %s", envName),
+			fmt.Sprintf("run in the builder image (it sets %s), or pass %s", envName, flag))
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, exit.Usagef(flag, "give a numeric id", "%s=%q is not a numeric id", envName, v)
+	}
+	return n, nil
+}
+
+// loadDescriptor reads the app's project.toml (or --descriptor) and says
+// which of its keys cipack does not apply.
+func loadDescriptor(opts Options, appDir string, log io.Writer) (*project.Descriptor, error) {
+	p, required := opts.Descriptor, opts.Descriptor != ""
+	if !required {
+		p = filepath.Join(appDir, "project.toml")
+	}
+	d, err := project.Load(p, required)
+	if err != nil || d == nil {
+		return nil, err
+	}
+	for _, k := range d.Unsupported {
+		fmt.Fprintf(log, "cipack: warning: %s: %s is not supported by cipack and is ignored\n", d.Path, k)
+	}
+	return d, nil
+}

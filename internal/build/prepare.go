@@ -1,0 +1,314 @@
+package build
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/buildpacks/lifecycle/platform/files"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/project"
+	"github.com/cipack/cipack/internal/safefs"
+	"github.com/cipack/cipack/internal/scratch"
+)
+
+// workdirs are the directories the prepare stage made for one build, and
+// what it wrote in them.
+type workdirs struct {
+	app, platform, layers string
+	order, runToml        string
+	undo                  []func()
+}
+
+// cleanup removes what prepare made (safe on a partial workdirs).
+func (w *workdirs) cleanup() {
+	if w == nil {
+		return
+	}
+	for i := len(w.undo) - 1; i >= 0; i-- {
+		w.undo[i]()
+	}
+}
+
+// prepare makes the build's directories: the platform dir (build env,
+// run.toml, the descriptor's order), the app the lifecycle gets (a copy
+// owned by the build user as root), the layers dir (fresh in pull mode)
+// and the cache dir.
+func prepare(p *buildPlan, opts Options, d Deps) (*workdirs, error) {
+	w := &workdirs{}
+	var descEnv []string
+	if p.desc != nil {
+		descEnv = p.desc.Env
+	}
+	// project.toml first, then the env files, then --env: later ones win.
+	env := append(append(append([]string{}, descEnv...), opts.fileEnv...), opts.Env...)
+	var err error
+	if w.platform, err = writePlatformDir(d.TempDir, env, p.uid, p.gid, d.Euid == 0); err != nil {
+		return w, err
+	}
+	w.undo = append(w.undo, func() { _ = os.RemoveAll(w.platform) })
+	if p.desc != nil && len(p.desc.Group) > 0 {
+		if w.order, err = writeOrder(w.platform, p.builder, p.files, p.desc); err != nil {
+			return w, err
+		}
+	}
+	if opts.RunImage != "" || p.host != nil {
+		// Pull mode always writes one: the trusted phases run in a root
+		// without the builder's files.
+		if w.runToml, err = writeRunToml(w.platform, opts.RunImage, p.builder.RunImage); err != nil {
+			return w, err
+		}
+	}
+	app, undoApp, err := prepareApp(d.TempDir, p.appDir, p.desc, p.uid, p.gid, d.Euid == 0, d.Log)
+	if err != nil {
+		return w, err
+	}
+	w.app = app
+	w.undo = append(w.undo, undoApp)
+	if err := w.makeLayers(d.TempDir, opts, p.host != nil); err != nil {
+		return w, err
+	}
+	if opts.CacheDir != "" {
+		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
+			return w, exit.Usagef("--cache-dir", "make it writable, or use --cache-image", "%v", err)
+		}
+	}
+	return w, writeProjectMetadata(w.layers, opts.SourceRepository, opts.SourceCommit)
+}
+
+// makeLayers makes the layers dir: --layers-dir in the builder, a fresh
+// one bound at /layers in pull mode. A stale report never passes for
+// this build's.
+func (w *workdirs) makeLayers(tmp string, opts Options, pulled bool) error {
+	var err error
+	if pulled {
+		if w.layers, err = scratch.Dir(tmp, "cipack-layers-"); err != nil {
+			return err
+		}
+		w.undo = append(w.undo, func() { _ = os.RemoveAll(w.layers) })
+		// The exported image records /layers' mode: the same as in-builder.
+		if err := os.Chmod(w.layers, 0o755); err != nil {
+			return err
+		}
+	} else if w.layers, err = filepath.Abs(opts.LayersDir); err != nil {
+		return exit.Usagef("--layers-dir", "", "%v", err)
+	}
+	if err := os.MkdirAll(w.layers, 0o755); err != nil {
+		return exit.Usagef("--layers-dir", "make it writable", "%v", err)
+	}
+	_ = os.Remove(filepath.Join(w.layers, "report.toml"))
+	return nil
+}
+
+// inputs are the creator's inputs for this build, with host paths.
+func (w *workdirs) inputs(p *buildPlan, opts Options) lifecycle.CreateInputs {
+	in := lifecycle.CreateInputs{
+		Order:         w.order,
+		RunToml:       w.runToml,
+		Image:         p.refs.image.String(),
+		AppDir:        w.app,
+		LayersDir:     w.layers,
+		PlatformDir:   w.platform,
+		ReportPath:    filepath.Join(w.layers, "report.toml"),
+		CacheImage:    opts.CacheImage,
+		CacheDir:      opts.CacheDir,
+		PreviousImage: opts.PreviousImage,
+		ProcessType:   opts.ProcessType,
+		UID:           p.uid,
+		GID:           p.gid,
+		Insecure:      opts.Insecure,
+		LogLevel:      opts.LogLevel,
+		RegistryAuth:  p.auth,
+	}
+	for _, t := range p.refs.tags {
+		in.Tags = append(in.Tags, t.String())
+	}
+	return in
+}
+
+// platformPrefix names cipack's platform dirs in the temp dir; the pid
+// after it tells a later run whether the dir's owner is still alive.
+const platformPrefix = "cipack-platform-"
+
+// writePlatformDir writes one file per variable under env/, the contract
+// buildpacks read; values are written verbatim, '=' and newlines included.
+// Build env values are often secrets (NPM_TOKEN): the dir is 0700 and the
+// files 0600, owned by the build user (who must read them after the
+// lifecycle drops privileges) and by no one else. Dirs left by a run that
+// was killed are removed first.
+func writePlatformDir(tmp string, env []string, uid, gid int, root bool) (string, error) {
+	dir, err := scratch.Dir(tmp, platformPrefix)
+	if err != nil {
+		return "", fmt.Errorf("create platform dir: %w", err)
+	}
+	owned := func(p string, mode os.FileMode) error {
+		if err := os.Chmod(p, mode); err != nil {
+			return err
+		}
+		if root {
+			return os.Lchown(p, uid, gid)
+		}
+		return nil
+	}
+	envDir := filepath.Join(dir, "env")
+	if err := os.Mkdir(envDir, 0o700); err != nil {
+		return "", fmt.Errorf("create platform dir: %w", err)
+	}
+	for _, p := range []string{dir, envDir} {
+		if err := owned(p, 0o700); err != nil {
+			return "", fmt.Errorf("create platform dir: %w", err)
+		}
+	}
+	for _, e := range env {
+		k, v, err := splitEnv("--env", e)
+		if err != nil {
+			return "", err
+		}
+		p := filepath.Join(envDir, k)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			return "", fmt.Errorf("write platform env %s: %w", k, err)
+		}
+		if err := owned(p, 0o600); err != nil {
+			return "", fmt.Errorf("write platform env %s: %w", k, err)
+		}
+	}
+	return dir, nil
+}
+
+// writeRunToml writes a run.toml naming the user's run image (so the
+// image records that name as runImage.image and later rebases watch it),
+// or else the builder's with its mirrors, in the lifecycle's own type.
+func writeRunToml(dir, image string, builders files.RunImageForExport) (string, error) {
+	run := files.Run{Images: []files.RunImageForExport{builders}}
+	if image != "" {
+		run.Images = []files.RunImageForExport{{Image: image}}
+	}
+	p := filepath.Join(dir, "run.toml")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("write run.toml: %w", err)
+	}
+	defer f.Close()
+	if err := toml.NewEncoder(f).Encode(run); err != nil {
+		return "", fmt.Errorf("write run.toml: %w", err)
+	}
+	return p, nil
+}
+
+// lifecycleEnv is the environment the lifecycle inherits: only what a
+// lifecycle needs from the step (PATH, HOME, locale, proxies, CA files)
+// and the user's own CNB_* settings, minus those cipack plans itself. The
+// step's secrets (cipack's registry password, tokens, act's INPUT_*
+// copies) never reach a process that build code could inspect.
+func lifecycleEnv(env []string) []string {
+	keep := map[string]bool{"PATH": true, "HOME": true, "USER": true, "LANG": true, "TZ": true, "TMPDIR": true, "HOSTNAME": true,
+		"HTTP_PROXY": true, "HTTPS_PROXY": true, "NO_PROXY": true, "http_proxy": true, "https_proxy": true, "no_proxy": true,
+		"SSL_CERT_FILE": true, "SSL_CERT_DIR": true}
+	planned := map[string]bool{"CNB_PLATFORM_API": true, "CNB_REGISTRY_AUTH": true, "CNB_INSECURE_REGISTRIES": true}
+	out := make([]string, 0, len(env))
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		switch {
+		case keep[k], strings.HasPrefix(k, "LC_"):
+		case strings.HasPrefix(k, "CNB_") && !planned[k]:
+		default:
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// writeProjectMetadata writes the lifecycle's project-metadata.toml in the
+// layers dir (where the exporter reads it by default), in the lifecycle's
+// own type: a git source with its commit and repository. Without source
+// information any earlier file goes, so no build inherits another's.
+func writeProjectMetadata(layersDir, repository, commit string) error {
+	p := filepath.Join(layersDir, "project-metadata.toml")
+	if repository == "" && commit == "" {
+		_ = os.Remove(p)
+		return nil
+	}
+	src := &files.ProjectSource{Type: "git", Version: map[string]interface{}{}, Metadata: map[string]interface{}{}}
+	if commit != "" {
+		src.Version["commit"] = commit
+	}
+	if repository != "" {
+		src.Metadata["repository"] = repository
+	}
+	// The layers dir may be a reused one build code wrote to: never
+	// write through what it left there.
+	f, err := safefs.CreateFresh(p, 0o644)
+	if err != nil {
+		return fmt.Errorf("write project metadata: %w", err)
+	}
+	defer f.Close()
+	return toml.NewEncoder(f).Encode(files.ProjectMetadata{Source: src})
+}
+
+// writeOrder writes an order.toml holding the descriptor's group, after
+// checking that the builder has each buildpack (a group entry without a
+// version takes the builder's). It returns its path.
+func writeOrder(platformDir string, b *lifecycle.Builder, fsys lifecycle.Files, d *project.Descriptor) (string, error) {
+	var builderOrder struct {
+		Order []struct {
+			Group []project.Buildpack `toml:"group"`
+		} `toml:"order"`
+	}
+	if raw, err := fsys.ReadFile(b.Path("order.toml")); err == nil {
+		_, _ = toml.Decode(string(raw), &builderOrder)
+	}
+	versionOf := func(id string) string {
+		for _, o := range builderOrder.Order {
+			for _, g := range o.Group {
+				if g.ID == id && g.Version != "" {
+					return g.Version
+				}
+			}
+		}
+		return ""
+	}
+	type entry struct {
+		ID      string `toml:"id"`
+		Version string `toml:"version"`
+	}
+	var group []entry
+	for _, bp := range d.Group {
+		v := bp.Version
+		if v == "" {
+			v = versionOf(bp.ID)
+		}
+		dir := b.Path("buildpacks", strings.ReplaceAll(bp.ID, "/", "_"), v)
+		if _, err := fsys.Stat(filepath.Join(dir, "buildpack.toml")); v == "" || err != nil {
+			return "", exit.Usagef(d.Path, "use buildpacks the builder has, or another builder", "the builder has no buildpack %s%s", bp.ID, atVersion(bp.Version))
+		}
+		group = append(group, entry{bp.ID, v})
+	}
+	p := filepath.Join(platformDir, "order.toml")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	type orderFile struct {
+		Order []struct {
+			Group []entry `toml:"group"`
+		} `toml:"order"`
+	}
+	var of orderFile
+	of.Order = append(of.Order, struct {
+		Group []entry `toml:"group"`
+	}{group})
+	return p, toml.NewEncoder(f).Encode(of)
+}
+
+func atVersion(v string) string {
+	if v == "" {
+		return ""
+	}
+	return "@" + v
+}

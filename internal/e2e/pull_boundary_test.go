@@ -1,0 +1,318 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/testenv"
+)
+
+// The container boundary of pull mode, seen from inside by a spy
+// buildpack, and what the builder image cannot override.
+
+// pullBuildEnv is pullBuild with extra environment for cipack.
+func pullBuildEnv(t testing.TB, cache string, env []string, args ...string) run {
+	ws := filepath.Join(fx.Dir, "pull-ws-"+randSuffix())
+	root, _ := testenv.ModuleRoot()
+	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
+		t.Fatal(err)
+	}
+	argv := append([]string{"build", "--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"), "--builder-cache", cache}, args...)
+	cmd := exec.Command(fx.Cipack, argv...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	_ = cmd.Run()
+	return run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+var hostileImageOnce struct {
+	sync.Once
+	ref string
+	err error
+}
+
+// hostileBuilderImage pushes the hostile builder (the spy buildpack) as
+// an image for pull mode.
+func hostileBuilderImage(t *testing.T) string {
+	t.Helper()
+	cnb := hostileBuilder(t)
+	hostileImageOnce.Do(func() {
+		base, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "v1"})
+		if err != nil {
+			hostileImageOnce.err = err
+			return
+		}
+		hostileImageOnce.ref = fx.Registry.Host + "/pull/hostile-builder:v1"
+		_, hostileImageOnce.err = fx.PushBuilder(context.Background(), cnb, hostileImageOnce.ref, base)
+	})
+	if hostileImageOnce.err != nil {
+		t.Fatal(hostileImageOnce.err)
+	}
+	return hostileImageOnce.ref
+}
+
+// A spy buildpack in pull mode finds no capability, no_new_privs set, a
+// seccomp filter, no block device, a nosuid/nodev root, the proxy the
+// user set and the CA file SSL_CERT_FILE names (bound read-only; the
+// lifecycle keeps the variable itself from buildpacks, as in-builder),
+// and no registry credential anywhere it can read (env, /proc, the
+// platform dir, /tmp, /cache).
+func TestPullModeSpyFindsNoPrivilegeNorCredential(t *testing.T) {
+	needFixture(t)
+	builder := hostileBuilderImage(t)
+	auth, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{User: "ci", Password: "registry-s3cret-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	ca := filepath.Join(fx.Dir, "proxy-ca-"+randSuffix()+".pem")
+	if err := os.WriteFile(ca, []byte("# the proxy's CA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{
+		"registry password":       "registry-s3cret-pw",
+		"registry auth header":    base64.StdEncoding.EncodeToString([]byte("ci:registry-s3cret-pw")),
+		"CNB_REGISTRY_AUTH token": "cnb-auth-s3cret",
+		"GitHub token":            "ghs_github-s3cret",
+	}
+	env := []string{
+		"CIPACK_REGISTRY_USERNAME=ci", "CIPACK_REGISTRY_PASSWORD=registry-s3cret-pw",
+		`CNB_REGISTRY_AUTH={"other.example": "Bearer cnb-auth-s3cret"}`, "CIPACK_GITHUB_TOKEN=ghs_github-s3cret",
+		"HTTPS_PROXY=http://proxy.invalid:3128", "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + ca,
+	}
+	// The builder comes through the password-protected proxy too.
+	proxied := strings.Replace(builder, fx.Registry.Host, auth.Host, 1)
+	r := pullBuildEnv(t, filepath.Join(fx.Dir, "spy-cache-"+randSuffix()), env, "--builder", proxied,
+		"--run-image", strings.Replace(fx.RunImage, fx.Registry.Host, auth.Host, 1),
+		"--image", auth.Host+"/pull/spy:latest", "--env", "HOSTILE=spy", "--env", "HOSTILE_CERT="+ca)
+	if r.code != 0 {
+		t.Fatalf("spy build: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("proc files as %d", fx.UID),
+		"hostile: status CapInh:\t0000000000000000", "hostile: status CapPrm:\t0000000000000000",
+		"hostile: status CapEff:\t0000000000000000", "hostile: status CapBnd:\t0000000000000000",
+		"hostile: status CapAmb:\t0000000000000000", "hostile: status NoNewPrivs:\t1", "hostile: status Seccomp:\t2",
+		"hostile: block devices: 0 in /, 0 in /dev",
+		"hostile: proxy HTTPS_PROXY=http://proxy.invalid:3128 NO_PROXY=127.0.0.1,localhost",
+		"hostile: cert # the proxy's CA",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the spy did not see %q", want)
+		}
+	}
+	if !strings.Contains(r.stderr, "spy-read") {
+		t.Errorf("the spy read nothing at all (not even its own environ): it did not look")
+	}
+	rootMount := lineWith(r.stderr, "hostile: root mount ")
+	if !strings.Contains(rootMount, "nosuid") || !strings.Contains(rootMount, "nodev") {
+		t.Errorf("the container's root is not nosuid,nodev: %q", rootMount)
+	}
+	devs := lineWith(r.stderr, "hostile: dev: ")
+	for _, dev := range []string{"sda", "vda", "nvme", "loop", "mem", "kmsg", "dm-"} {
+		if strings.Contains(devs, dev) {
+			t.Errorf("a host device is visible: %q", devs)
+		}
+	}
+	for what, s := range secrets {
+		if strings.Contains(r.stderr, s) || strings.Contains(r.stdout, s) {
+			t.Errorf("build code read the %s", what)
+		}
+	}
+	if t.Failed() {
+		t.Logf("cipack's log:\n%s", r.stderr)
+	}
+}
+
+func lineWith(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if i := strings.Index(l, prefix); i >= 0 {
+			return l[i:]
+		}
+	}
+	return ""
+}
+
+// pushBuilderWith pushes fx's builder image changed by edit.
+func pushBuilderWith(t *testing.T, ref string, edit func(v1.Image) (v1.Image, error)) string {
+	t.Helper()
+	img, err := edit(testenv.MustPull(t, fx.BuilderImage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testenv.Push(context.Background(), ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func withEnv(env ...string) func(v1.Image) (v1.Image, error) {
+	return func(img v1.Image) (v1.Image, error) {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		cf = cf.DeepCopy()
+		cf.Config.Env = append(cf.Config.Env, env...)
+		return mutate.ConfigFile(img, cf)
+	}
+}
+
+// The builder's Env never overrides what the user asked for: its
+// CNB_RUN_IMAGE and CNB_PLATFORM_API are not the lifecycle's, and a
+// builder that would run build code as root is refused.
+func TestPullModeBuilderEnvCannotOverrideTheUser(t *testing.T) {
+	needFixture(t)
+	other := fx.Registry.Host + "/pull/other-run:v1"
+	if _, err := testenv.Push(context.Background(), other, testenv.MustPull(t, fx.RunImage)); err != nil {
+		t.Fatal(err)
+	}
+	builder := pushBuilderWith(t, fx.Registry.Host+"/pull/env-builder:v1", withEnv("CNB_RUN_IMAGE="+other, "CNB_PLATFORM_API=0.12"))
+	image := fx.Registry.Host + "/pull/env-app:latest"
+	r := pullBuildEnv(t, filepath.Join(fx.Dir, "env-cache-"+randSuffix()), nil, "--builder", builder, "--run-image", fx.RunImage,
+		"--image", image, "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("build: exit %d\n%s", r.code, r.stderr)
+	}
+	if api := mustJSON(t, r.stdout).PlatformAPI; api != "0.15" {
+		t.Errorf("platform API %s: the builder's CNB_PLATFORM_API chose it", api)
+	}
+	var md struct {
+		RunImage struct {
+			Image string `json:"image"`
+		} `json:"runImage"`
+	}
+	if err := json.Unmarshal([]byte(testenv.MustConfig(t, image).Config.Labels["io.buildpacks.lifecycle.metadata"]), &md); err != nil {
+		t.Fatal(err)
+	}
+	if md.RunImage.Image != fx.RunImage {
+		t.Errorf("the image records run image %q, want the --run-image %q", md.RunImage.Image, fx.RunImage)
+	}
+
+	root := pushBuilderWith(t, fx.Registry.Host+"/pull/root-builder:v1", withEnv("CNB_USER_ID=0", "CNB_GROUP_ID=0"))
+	r = pullBuildEnv(t, filepath.Join(fx.Dir, "env-cache-"+randSuffix()), nil, "--builder", root, "--image", image+"-root")
+	if r.code != exit.Builder || !strings.Contains(r.stderr, "never runs build code as root") {
+		t.Fatalf("a builder whose user is root: exit %d, want %d\n%s", r.code, exit.Builder, r.stderr)
+	}
+	if got := tags(t, fx.Registry.Host+"/pull/env-app"); len(got) != 1 {
+		t.Errorf("tags %v: the refused build pushed something", got)
+	}
+}
+
+// A builder of 120+ layers (Paketo's reach the 127-layer limit) builds in
+// pull mode with a long cache path like the action's, and the image runs.
+func TestPullModeBuilderOf120Layers(t *testing.T) {
+	needFixture(t)
+	builder := pushBuilderWith(t, fx.Registry.Host+"/pull/wide-builder:v1", func(img v1.Image) (v1.Image, error) {
+		return withFillerLayers(img, 126, 64)
+	})
+	cf := testenv.MustConfig(t, builder)
+	if n := len(cf.RootFS.DiffIDs); n < 120 {
+		t.Fatalf("the builder has %d layers, want 120 or more", n)
+	}
+	// As deep as a self-hosted runner's: _work/_temp/cipack-cache/builders.
+	cache := filepath.Join(fx.Dir, "actions-runner", "_work", "_temp", "cipack-cache", "builders-"+randSuffix())
+	image := fx.Registry.Host + "/pull/wide-app:latest"
+	r := pullBuildEnv(t, cache, nil, "--builder", builder, "--image", image, "--env", "GREETING=wide", "--process-type", "web")
+	if r.code != 0 {
+		t.Fatalf("a %d-layer builder: exit %d\n%s", len(cf.RootFS.DiffIDs), r.code, r.stderr)
+	}
+	out, err := testenv.RunImageProcess(context.Background(), strings.TrimSpace(r.stdout), "web", filepath.Join(fx.Dir, "wide-run-"+randSuffix()))
+	if err != nil || !strings.Contains(out, "GREETING=wide") {
+		t.Fatalf("the image printed %q (%v)", out, err)
+	}
+	r = pullBuildEnv(t, cache, nil, "--builder", builder, "--image", image)
+	if r.code != 0 || !strings.Contains(r.stderr, " 0 unpacked") {
+		t.Fatalf("warm rebuild: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// withFillerLayers appends layers until img has total layers, each one
+// small file of size bytes under /opt/filler.
+func withFillerLayers(img v1.Image, total, size int) (v1.Image, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for i := len(layers); i < total; i++ {
+		body := []byte(strings.Repeat(fmt.Sprintf("%04d", i), size/4))
+		l, err := testenv.LayerFromFiles([]testenv.TarFile{
+			{Name: "opt/", Dir: true, Mode: 0o755}, {Name: "opt/filler/", Dir: true, Mode: 0o755},
+			{Name: fmt.Sprintf("opt/filler/%04d", i), Mode: 0o644, Body: body},
+		})
+		if err != nil {
+			return nil, err
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// The user's checkout is left as it was by a build as root, in pull mode
+// and in-builder mode: same files, owners, modes and contents.
+func TestBuildsLeaveTheCheckoutAsItWas(t *testing.T) {
+	needFixture(t)
+	ws := filepath.Join(fx.Dir, "checkout-"+randSuffix())
+	root, _ := testenv.ModuleRoot()
+	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(ws, ".git", "hooks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, ws)
+	cache := filepath.Join(fx.Dir, "checkout-cache-"+randSuffix())
+	cmd := exec.Command(fx.Cipack, "build", "--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"),
+		"--builder-cache", cache, "--builder", fx.BuilderImage, "--image", fx.Registry.Host+"/pull/checkout:latest")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pull build: %v\n%s", err, out)
+	}
+	if after := tree(t, ws); after != before {
+		t.Fatalf("pull mode changed the checkout:\nbefore\n%s\nafter\n%s", before, after)
+	}
+	m := testenv.Mounts{CNB: fx.BuilderDir, Layers: filepath.Join(fx.Dir, "checkout-layers-"+randSuffix()), Workspace: ws}
+	if err := os.MkdirAll(m.Layers, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := cipackBuildIn(t, m, nil, "--image", fx.Registry.Host+"/pull/checkout-in-builder:latest")
+	if r.code != 0 {
+		t.Fatalf("in-builder build: exit %d\n%s", r.code, r.stderr)
+	}
+	if after := tree(t, ws); after != before {
+		t.Fatalf("in-builder mode changed the checkout:\nbefore\n%s\nafter\n%s", before, after)
+	}
+}
+
+// tree lists every entry under dir: path, mode, owner, size, mtime.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		fmt.Fprintf(&b, "%s %v %d:%d %d %d\n", strings.TrimPrefix(p, dir), fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
