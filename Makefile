@@ -4,6 +4,13 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cipack/cipack/internal/cli.Version=$(VERSION)
+# Pull mode's trusted lifecycle: built from the lifecycle module go.mod pins
+# (its tool directive), from this module, next to cipack. cipack checks the
+# module path, version and sum Go records in them (debug/buildinfo), so
+# these flags must not add a replace or another module version.
+LIFECYCLE_BINS := lifecycle launcher
+LIFECYCLE_PKG := github.com/buildpacks/lifecycle/cmd
+LIFECYCLE_LDFLAGS := -s -w
 APT_PACKAGES := busybox-static docker-registry util-linux coreutils curl git podman runc
 # Test modules kept apart so their heavy dependencies stay out of go.mod.
 NESTED := tekton/tektontest action/acttest
@@ -24,8 +31,11 @@ setup:
 	@$(GO) mod download
 	@for m in $(NESTED); do (cd $$m && $(GO) mod download); done
 
+# bin/cipack and, next to it, the lifecycle and launcher its pull mode
+# runs the credential phases with.
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cipack ./cmd/cipack
+	$(GO) build -trimpath -ldflags '$(LIFECYCLE_LDFLAGS)' -o $(BIN)/ $(addprefix $(LIFECYCLE_PKG)/,$(LIFECYCLE_BINS))
 
 # The README's test command: unit and end-to-end tests with real parts.
 test: setup lint
@@ -61,14 +71,26 @@ demo: setup
 image:
 	docker build --build-arg VERSION=$(VERSION) -t cipack:$(VERSION) .
 
-# Release assets for the action's download path: static binaries and checksums.
+# Release assets for the action's download path: static binaries (cipack
+# and the trusted lifecycle and launcher, per architecture) and checksums.
+# Each lifecycle binary is checked to record the pinned lifecycle module,
+# as cipack will check it.
 DIST ?= dist
+RELEASE_ARCHES ?= amd64 arm64
 release:
 	rm -rf $(DIST) && mkdir -p $(DIST)
-	for arch in amd64 arm64; do \
+	@pinned=$$($(GO) list -m -f '{{.Version}}' github.com/buildpacks/lifecycle) || exit 1; \
+	for arch in $(RELEASE_ARCHES); do \
+	  echo "== linux/$$arch (lifecycle $$pinned)"; \
 	  GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/cipack_linux_$$arch ./cmd/cipack || exit 1; \
+	  for b in $(LIFECYCLE_BINS); do \
+	    GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LIFECYCLE_LDFLAGS)' -o $(DIST)/$${b}_linux_$$arch $(LIFECYCLE_PKG)/$$b || exit 1; \
+	    $(GO) version -m $(DIST)/$${b}_linux_$$arch | grep -Eq "^[[:space:]]*path[[:space:]]+$(LIFECYCLE_PKG)/$$b$$" && \
+	    $(GO) version -m $(DIST)/$${b}_linux_$$arch | grep -Eq "^[[:space:]]*(mod|dep)[[:space:]]+github.com/buildpacks/lifecycle[[:space:]]+$$pinned[[:space:]]" || \
+	      { echo "$(DIST)/$${b}_linux_$$arch does not record github.com/buildpacks/lifecycle $$pinned"; exit 1; }; \
+	  done; \
 	done
-	cd $(DIST) && sha256sum cipack_linux_* > checksums.txt && cat checksums.txt
+	cd $(DIST) && sha256sum $(foreach b,cipack $(LIFECYCLE_BINS),$(foreach a,$(RELEASE_ARCHES),$(b)_linux_$(a))) > checksums.txt && cat checksums.txt
 
 # Prepares a release commit: the Tasks' default image becomes the release's.
 # Then tag it (git tag VERSION) and push the tag: .github/workflows/release.yml

@@ -1,6 +1,10 @@
 package acttest
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -8,12 +12,74 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/cipack/cipack/internal/lifecycle"
 )
 
-// The action's release path: the asset is downloaded and checked against
-// checksums.txt (served here from `make release` output on 127.0.0.1);
-// a tampered asset is refused.
+// releaseBins are the binaries a release ships per architecture, as
+// BIN_linux_ARCH, and the action installs side by side as BIN: cipack
+// and pull mode's trusted lifecycle.
+var releaseBins = []string{"cipack", "lifecycle", "launcher"}
+
+// setupRun runs a copy of the action's setup script (from the action tree
+// tree) with exactly env, and returns its log and its step outputs.
+func setupRun(t *testing.T, tree string, env ...string) (log, outputs string, err error) {
+	t.Helper()
+	tmp := t.TempDir()
+	out := filepath.Join(tmp, "out")
+	cmd := exec.Command(filepath.Join(tree, "action", "setup-cipack.sh"))
+	cmd.Env = append([]string{"RUNNER_TEMP=" + tmp, "GITHUB_OUTPUT=" + out}, env...)
+	b, err := cmd.CombinedOutput()
+	o, _ := os.ReadFile(out)
+	return string(b), string(o), err
+}
+
+// pathOutput is the binary the script wrote to path= in its outputs.
+func pathOutput(t *testing.T, outputs string) string {
+	t.Helper()
+	for _, l := range strings.Split(outputs, "\n") {
+		if p, ok := strings.CutPrefix(l, "path="); ok {
+			return p
+		}
+	}
+	t.Fatalf("no path= output in %q", outputs)
+	return ""
+}
+
+// trustedNextTo fails unless cipack's own check (the one pull mode runs)
+// accepts the lifecycle and launcher next to the cipack binary bin.
+func trustedNextTo(t *testing.T, bin string) {
+	t.Helper()
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := lifecycle.FindTrusted(filepath.Dir(bin), lifecycle.PinnedModule(bi))
+	if err != nil {
+		t.Fatalf("pull mode would refuse the lifecycle installed next to %s: %v", bin, err)
+	}
+	if tr.Version == "" {
+		t.Fatalf("no lifecycle version for %s", bin)
+	}
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// The action's release path: the assets — cipack and the trusted
+// lifecycle and launcher — are downloaded and each checked against
+// checksums.txt (served here from `make release` output for this host's
+// architecture, on 127.0.0.1); a tampered or unlisted asset is refused,
+// and the tool cache is used only when all three still match.
 func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
 		t.Fatalf("release assets exist for amd64 and arm64, not %s", runtime.GOARCH)
@@ -22,40 +88,51 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	arch := runtime.GOARCH
 	dist := t.TempDir()
-	asset := "cipack_linux_" + runtime.GOARCH
-	build := exec.Command("go", "build", "-o", filepath.Join(dist, asset), "./cmd/cipack")
-	build.Dir = rootDir
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	mk := exec.Command("make", "-s", "release", "VERSION=v9.9.9", "DIST="+dist, "RELEASE_ARCHES="+arch)
+	mk.Dir = rootDir
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make release: %v\n%s", err, out)
 	}
-	sum := exec.Command("sh", "-c", "sha256sum "+asset+" > checksums.txt")
-	sum.Dir = dist
-	if out, err := sum.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	sums, err := os.ReadFile(filepath.Join(dist, "checksums.txt"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	tamper := false
+	for _, b := range releaseBins {
+		if !strings.Contains(string(sums), "  "+b+"_linux_"+arch+"\n") {
+			t.Fatalf("checksums.txt does not list %s_linux_%s:\n%s", b, arch, sums)
+		}
+	}
+
+	// alter, when set, changes what the server sends for a file.
+	var alter atomic.Pointer[func(file string, b []byte) []byte]
+	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v9.9.9/") {
+		requests.Add(1)
+		file, ok := strings.CutPrefix(r.URL.Path, "/v9.9.9/")
+		if !ok || strings.Contains(file, "/") {
 			http.NotFound(w, r)
 			return
 		}
-		b, err := os.ReadFile(filepath.Join(dist, strings.TrimPrefix(r.URL.Path, "/v9.9.9/")))
+		b, err := os.ReadFile(filepath.Join(dist, file))
 		if err != nil {
 			http.NotFound(w, r)
 			return
 		}
-		if tamper && strings.HasSuffix(r.URL.Path, asset) {
-			b = append(b, 0)
+		if f := alter.Load(); f != nil {
+			b = (*f)(file, b)
 		}
 		_, _ = w.Write(b)
 	}))
 	defer srv.Close()
-
-	var requests int
-	counted := srv.Config.Handler
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests++; counted.ServeHTTP(w, r) })
+	setAlter := func(f func(file string, b []byte) []byte) {
+		if f == nil {
+			alter.Store(nil)
+			return
+		}
+		alter.Store(&f)
+	}
 
 	// The action as a consumer gets it: its tree, with (at a major tag)
 	// the release it stands for recorded in action/release-version.
@@ -80,15 +157,9 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	}
 	toolCache := t.TempDir()
 	run := func(tree, version, path string) (string, string, error) {
-		tmp := t.TempDir()
-		out := filepath.Join(tmp, "out")
-		cmd := exec.Command(filepath.Join(tree, "action", "setup-cipack.sh"))
-		cmd.Env = []string{"PATH=" + path, "RUNNER_TEMP=" + tmp, "RUNNER_TOOL_CACHE=" + toolCache, "GITHUB_OUTPUT=" + out,
-			"CIPACK_VERSION=" + version, "CIPACK_RELEASE_BASE=" + srv.URL}
-		log, err := cmd.CombinedOutput()
-		b, _ := os.ReadFile(out)
-		return string(log), string(b), err
+		return setupRun(t, tree, "PATH="+path, "RUNNER_TOOL_CACHE="+toolCache, "CIPACK_VERSION="+version, "CIPACK_RELEASE_BASE="+srv.URL)
 	}
+	cacheDir := func() string { return filepath.Join(toolCache, "cipack", "v9.9.9", arch) }
 	// A PATH without cipack and without go: only the release path is left.
 	const noGo = "/usr/bin:/bin"
 
@@ -97,24 +168,127 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	if err != nil || !strings.Contains(log, "ref 'v1' is release v9.9.9") || !strings.Contains(log, "installed release v9.9.9 (verified)") {
 		t.Fatalf("install at @v1: %v\n%s", err, log)
 	}
-	bin := strings.TrimPrefix(strings.TrimSpace(outputs), "path=")
-	if v, err := exec.Command(bin, "--version").CombinedOutput(); err != nil {
-		t.Fatalf("installed binary does not run: %v %s", err, v)
+	bin := pathOutput(t, outputs)
+	if bin != filepath.Join(cacheDir(), "cipack") {
+		t.Fatalf("path=%s, want the tool cache's cipack", bin)
 	}
-	// A second job on the same runner takes it from the tool cache.
-	requests = 0
-	if log, _, err := run(actionTree(""), "v9.9.9", noGo); err != nil || !strings.Contains(log, "from the tool cache") || requests != 0 {
-		t.Fatalf("tool cache: %v, %d requests\n%s", err, requests, log)
+	if v, err := exec.Command(bin, "--version").CombinedOutput(); err != nil || !strings.Contains(string(v), "v9.9.9") {
+		t.Fatalf("installed binary does not run as v9.9.9: %v %s", err, v)
+	}
+	for _, b := range releaseBins {
+		p := filepath.Join(cacheDir(), b)
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o111 == 0 {
+			t.Fatalf("%s is not installed executable: %v", p, err)
+		}
+		if got, want := sha256File(t, p), sha256File(t, filepath.Join(dist, b+"_linux_"+arch)); got != want {
+			t.Fatalf("%s is not the release's %s_linux_%s", p, b, arch)
+		}
+		if !strings.Contains(log, p) {
+			t.Errorf("the log does not say it installed %s:\n%s", p, log)
+		}
+	}
+	trustedNextTo(t, bin)
+	if leftovers, _ := filepath.Glob(filepath.Join(cacheDir(), ".download-*")); len(leftovers) != 0 {
+		t.Errorf("download dir left behind: %v", leftovers)
 	}
 
-	// A tampered asset is refused (and not cached).
-	tamper = true
+	// A second job on the same runner takes all three from the tool cache.
+	requests.Store(0)
+	if log, outputs, err := run(actionTree(""), "v9.9.9", noGo); err != nil || !strings.Contains(log, "from the tool cache") || requests.Load() != 0 || pathOutput(t, outputs) != bin {
+		t.Fatalf("tool cache: %v, %d requests\n%s", err, requests.Load(), log)
+	}
+
+	// The cache check covers every binary: one changed or missing in the
+	// cache is no hit; the release is fetched and verified again.
+	for _, b := range releaseBins {
+		for _, how := range []string{"changed", "missing"} {
+			p := filepath.Join(cacheDir(), b)
+			if how == "changed" {
+				f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = f.Write([]byte{0})
+				f.Close()
+			} else if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			requests.Store(0)
+			log, _, err := run(actionTree(""), "v9.9.9", noGo)
+			if err != nil || strings.Contains(log, "from the tool cache") || requests.Load() == 0 || !strings.Contains(log, "installed release v9.9.9 (verified)") {
+				t.Fatalf("%s %s in the tool cache must not be a hit: %v, %d requests\n%s", how, b, err, requests.Load(), log)
+			}
+			if sha256File(t, p) != sha256File(t, filepath.Join(dist, b+"_linux_"+arch)) {
+				t.Fatalf("%s was not replaced by the release's", p)
+			}
+		}
+	}
+	// A cache from before the lifecycle shipped (cipack and checksums.txt
+	// only) is no hit either.
+	for _, b := range []string{"lifecycle", "launcher"} {
+		if err := os.Remove(filepath.Join(cacheDir(), b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cacheDir(), "checksums.txt"), []byte(sha256File(t, bin)+"  cipack_linux_"+arch+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if log, _, err := run(actionTree(""), "v9.9.9", noGo); err != nil || strings.Contains(log, "from the tool cache") {
+		t.Fatalf("a cache without the lifecycle: %v\n%s", err, log)
+	}
+	trustedNextTo(t, bin)
+
+	// A tampered asset — the lifecycle as much as cipack — is refused with
+	// an error annotation and exit 1, and nothing is installed.
+	for _, b := range releaseBins {
+		asset := b + "_linux_" + arch
+		setAlter(func(file string, body []byte) []byte {
+			if file == asset {
+				return append(bytes.Clone(body), 0)
+			}
+			return body
+		})
+		toolCache = t.TempDir()
+		log, outputs, err := run(actionTree(""), "v9.9.9", noGo)
+		ee, _ := err.(*exec.ExitError)
+		if ee == nil || ee.ExitCode() != 1 || !strings.Contains(log, "::error title=cipack setup::checksum mismatch for "+asset+" v9.9.9: refusing it") || outputs != "" {
+			t.Fatalf("a tampered %s must be refused with exit 1: %v\n%s", asset, err, log)
+		}
+		if entries, _ := os.ReadDir(cacheDir()); len(entries) != 0 {
+			t.Fatalf("a refused release left %v in the tool cache", entries)
+		}
+	}
+	// checksums.txt without a line for the lifecycle: refused the same way.
+	setAlter(func(file string, body []byte) []byte {
+		if file != "checksums.txt" {
+			return body
+		}
+		var keep []string
+		for _, l := range strings.SplitAfter(string(body), "\n") {
+			if !strings.HasSuffix(l, " lifecycle_linux_"+arch+"\n") {
+				keep = append(keep, l)
+			}
+		}
+		return []byte(strings.Join(keep, ""))
+	})
 	toolCache = t.TempDir()
 	log, _, err = run(actionTree(""), "v9.9.9", noGo)
-	if err == nil || !strings.Contains(log, "checksum mismatch") {
-		t.Fatalf("a tampered asset must be refused: %v\n%s", err, log)
+	if ee, _ := err.(*exec.ExitError); ee == nil || ee.ExitCode() != 1 || !strings.Contains(log, "::error title=cipack setup::checksum mismatch for lifecycle_linux_"+arch) {
+		t.Fatalf("an unlisted lifecycle must be refused: %v\n%s", err, log)
 	}
-	tamper = false
+	// A lifecycle asset the release lacks: a download error naming it.
+	setAlter(nil)
+	if err := os.Rename(filepath.Join(dist, "launcher_linux_"+arch), filepath.Join(dist, "launcher.gone")); err != nil {
+		t.Fatal(err)
+	}
+	toolCache = t.TempDir()
+	log, _, err = run(actionTree(""), "v9.9.9", noGo)
+	if err == nil || !strings.Contains(log, "::error title=cipack setup::could not download "+srv.URL+"/v9.9.9/launcher_linux_"+arch) {
+		t.Fatalf("a missing launcher asset: %v\n%s", err, log)
+	}
+	if err := os.Rename(filepath.Join(dist, "launcher.gone"), filepath.Join(dist, "launcher_linux_"+arch)); err != nil {
+		t.Fatal(err)
+	}
 
 	// wget where there is no curl; neither: a clear error naming the fix.
 	only := func(tools ...string) string {
@@ -140,8 +314,10 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 		t.Fatal(err)
 	}
 	toolCache = t.TempDir()
-	if log, _, err := run(actionTree("v9.9.9"), "v1", withWget); err != nil || !strings.Contains(log, "installed release v9.9.9 (verified)") {
+	if log, outputs, err := run(actionTree("v9.9.9"), "v1", withWget); err != nil || !strings.Contains(log, "installed release v9.9.9 (verified)") {
 		t.Fatalf("with wget only: %v\n%s", err, log)
+	} else {
+		trustedNextTo(t, pathOutput(t, outputs))
 	}
 	toolCache = t.TempDir()
 	log, _, err = run(actionTree("v9.9.9"), "v1", only(base...))
@@ -153,4 +329,107 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	if err == nil || !strings.Contains(log, "use the action at a release") {
 		t.Fatalf("untagged ref, no Go: %v\n%s", err, log)
 	}
+}
+
+// A cipack already on PATH (baked into a builder image) is used as it is;
+// when no lifecycle and launcher are next to it (symlinks resolved, as
+// cipack resolves its own executable) or in CIPACK_LIFECYCLE_DIR, a notice
+// says what pull mode then needs, and the step still succeeds.
+func TestSetupScriptCipackOnPath(t *testing.T) {
+	rootDir, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := func(path string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const notice = "::notice title=cipack setup::no lifecycle and launcher in "
+	run := func(pathDir string, env ...string) (string, string) {
+		t.Helper()
+		log, outputs, err := setupRun(t, rootDir, append([]string{"PATH=" + pathDir + ":/usr/bin:/bin"}, env...)...)
+		if err != nil {
+			t.Fatalf("cipack on PATH must not fail the step: %v\n%s", err, log)
+		}
+		if !strings.Contains(log, "cipack: using "+filepath.Join(pathDir, "cipack")+" from PATH") || pathOutput(t, outputs) != filepath.Join(pathDir, "cipack") {
+			t.Fatalf("cipack on PATH not used:\n%s\n%s", log, outputs)
+		}
+		return log, outputs
+	}
+
+	alone := t.TempDir()
+	exe(filepath.Join(alone, "cipack"))
+	if log, _ := run(alone); !strings.Contains(log, notice+alone) || !strings.Contains(log, "--lifecycle-dir") || !strings.Contains(log, "--trust-builder") {
+		t.Fatalf("no notice for a cipack without its lifecycle:\n%s", log)
+	}
+	// Only one of the two is not enough.
+	exe(filepath.Join(alone, "lifecycle"))
+	if log, _ := run(alone); !strings.Contains(log, notice) {
+		t.Fatalf("no notice for a cipack without a launcher:\n%s", log)
+	}
+
+	shipped := t.TempDir()
+	for _, b := range releaseBins {
+		exe(filepath.Join(shipped, "opt", b))
+	}
+	real := filepath.Join(shipped, "opt")
+	if log, _ := run(real); strings.Contains(log, notice) || !strings.Contains(log, "pull mode's trusted lifecycle: "+filepath.Join(real, "lifecycle")) {
+		t.Fatalf("lifecycle next to cipack:\n%s", log)
+	}
+	// /usr/local/bin/cipack -> /opt/cipack/cipack: cipack looks in /opt/cipack.
+	linked := filepath.Join(shipped, "bin")
+	if err := os.MkdirAll(linked, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(real, "cipack"), filepath.Join(linked, "cipack")); err != nil {
+		t.Fatal(err)
+	}
+	if log, _ := run(linked); strings.Contains(log, notice) || !strings.Contains(log, "pull mode's trusted lifecycle: "+filepath.Join(real, "lifecycle")) {
+		t.Fatalf("a symlinked cipack:\n%s", log)
+	}
+	// CIPACK_LIFECYCLE_DIR is where cipack looks instead.
+	if log, _ := run(alone, "CIPACK_LIFECYCLE_DIR="+real); strings.Contains(log, notice) {
+		t.Fatalf("CIPACK_LIFECYCLE_DIR with the lifecycle:\n%s", log)
+	}
+	if log, _ := run(real, "CIPACK_LIFECYCLE_DIR="+alone); !strings.Contains(log, notice+alone) {
+		t.Fatalf("CIPACK_LIFECYCLE_DIR without the lifecycle:\n%s", log)
+	}
+}
+
+// An untagged ref where Go is present: cipack, the lifecycle and the
+// launcher are built from the action's own source, side by side, and
+// cipack's check accepts that lifecycle.
+func TestSetupScriptBuildsFromSource(t *testing.T) {
+	rootDir, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(rootDir, "action", "release-version")); err == nil {
+		t.Skip("this tree records a release: the script would download it")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + filepath.Dir(goBin) + ":/usr/bin:/bin", "CIPACK_VERSION=main", "HOME=" + os.Getenv("HOME")}
+	env = append(env, goEnv...)
+	if v, err := exec.Command("go", "env", "GOFLAGS").Output(); err == nil {
+		env = append(env, "GOFLAGS="+strings.TrimSpace(string(v)))
+	}
+	log, outputs, err := setupRun(t, rootDir, env...)
+	if err != nil || !strings.Contains(log, "cipack: building from "+rootDir) {
+		t.Fatalf("build from source: %v\n%s", err, log)
+	}
+	bin := pathOutput(t, outputs)
+	for _, b := range releaseBins {
+		if !strings.Contains(log, filepath.Join(filepath.Dir(bin), b)) {
+			t.Errorf("the log does not name %s:\n%s", b, log)
+		}
+	}
+	trustedNextTo(t, bin)
 }

@@ -81,7 +81,10 @@ func (p *buildPlan) pullBuilder(ctx context.Context, opts Options, d *Deps) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.Log, "cipack: builder %s: %d layers, %d unpacked, %d cached in %s (%s)\n", pulled.Ref, len(pulled.Layers), pulled.Unpacked,
+	for _, why := range pulled.Repaired {
+		fmt.Fprintf(d.Log, "cipack: builder store: %s\n", why)
+	}
+	fmt.Fprintf(d.Log, "cipack: builder %s: %d layers, %d unpacked, %d cached and verified in %s (%s)\n", pulled.Ref, len(pulled.Layers), pulled.Unpacked,
 		len(pulled.Layers)-pulled.Unpacked, opts.BuilderCache, time.Since(t).Round(time.Millisecond))
 	p.files = pull.Files(pulled.Layers)
 	if p.builder, err = lifecycle.LoadBuilderFrom("/cnb", p.files); err != nil {

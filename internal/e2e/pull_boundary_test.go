@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -315,4 +317,80 @@ func tree(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// lingering lists the processes a build left running (the hostile
+// buildpack's linger mode marks its argv).
+func lingering(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), "hostile-linger") {
+			out = append(out, filepath.Dir(p)+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+// No build process outlives the lifecycle, in any mode: a buildpack's
+// detached process (which would rewrite the SBOM after export) is gone
+// before cipack copies the SBOM, and the SBOM dir holds only what the
+// exporter wrote.
+func TestNoBuildProcessOutlivesTheBuild(t *testing.T) {
+	needFixture(t)
+	builder := hostileBuilderImage(t)
+	check := func(mode string, r run, sbom string) {
+		t.Helper()
+		if r.code != 0 || !strings.Contains(r.stderr, "hostile: left a process behind") {
+			t.Fatalf("%s: exit %d\n%s", mode, r.code, r.stderr)
+		}
+		time.Sleep(1500 * time.Millisecond) // past the lingerer's wait
+		if left := lingering(t); len(left) > 0 {
+			for _, l := range left {
+				pid, _ := strconv.Atoi(strings.TrimPrefix(strings.SplitN(l, ":", 2)[0], "/proc/"))
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("%s: build processes outlived the build: %v", mode, left)
+		}
+		if _, err := os.Stat(filepath.Join(sbom, "launch", "lingered.json")); !os.IsNotExist(err) {
+			t.Errorf("%s: a lingering process wrote into the SBOM dir after export: %v", mode, err)
+		}
+	}
+	sbom := filepath.Join(fx.Dir, "linger-sbom-"+randSuffix())
+	r := pullBuildEnv(t, filepath.Join(fx.Dir, "linger-cache-"+randSuffix()), nil, "--builder", builder,
+		"--image", fx.Registry.Host+"/pull/linger:latest", "--env", "HOSTILE=linger", "--sbom-dir", sbom)
+	check("pull mode", r, sbom)
+
+	sbom = filepath.Join(fx.Dir, "linger-sbom-"+randSuffix())
+	r = cipackBuildIn(t, hostileWorkspace(t, "linger"), nil, "--image", fx.Registry.Host+"/pull/linger-in:latest",
+		"--env", "HOSTILE=linger", "--sbom-dir", sbom)
+	check("in-builder, /workspace bind", r, sbom)
+
+	// As the build user: no namespace can be made, cipack ends the
+	// orphans itself.
+	m := hostileWorkspace(t, "linger-nonroot")
+	sbom = filepath.Join(m.Workspace, "sbom-out")
+	for _, dir := range []string{m.Workspace, m.Layers} {
+		if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, fx.UID, fx.GID)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := strconv.Itoa
+	cmd := testenv.InBuilder(context.Background(), m, "setpriv", "--reuid", id(fx.UID), "--regid", id(fx.GID), "--clear-groups",
+		fx.Cipack, "build", "--path", "/workspace", "--source-root", "/workspace", "--sbom-dir", "/workspace/sbom-out",
+		"--image", fx.Registry.Host+"/pull/linger-nonroot:latest", "--env", "HOSTILE=linger")
+	cmd.Env = append(os.Environ(), "CNB_USER_ID="+id(fx.UID), "CNB_GROUP_ID="+id(fx.GID), "HOME=/tmp")
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		code = 1
+	}
+	check("in-builder as the build user", run{stderr: string(out), code: code}, sbom)
 }

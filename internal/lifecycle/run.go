@@ -123,8 +123,10 @@ func (r *Runner) start(ctx context.Context, inv Invocation, pw *phaseWriter) (in
 		cmd = exec.CommandContext(ctx, inv.Path, inv.Args...)
 		cmd.Env = env
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-		// A lifecycle started directly dies with cipack, even by SIGKILL.
+		// A lifecycle started directly dies with cipack, even by SIGKILL,
+		// and what it leaves running is cipack's to end (see reap.go).
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		becomeSubreaper()
 	}
 	cmd.WaitDelay = 10 * time.Second
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -138,6 +140,11 @@ func (r *Runner) start(ctx context.Context, inv Invocation, pw *phaseWriter) (in
 	}
 	runErr := cmd.Wait()
 	close(stop)
+	if r.Wrap == nil {
+		if n := reapDescendants(); n > 0 {
+			fmt.Fprintf(r.Log, "cipack: %d process(es) the %s phase left running were stopped\n", n, phaseName(inv))
+		}
+	}
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(runErr, &ee) {

@@ -1,23 +1,25 @@
 // Package pull is pull mode's first half: it resolves a builder image by
 // digest (the child for this host's platform when it is an index), reads
-// its config, and unpacks its layers into a cache keyed by layer, so that
-// a new builder version unpacks only the layers that changed. The sandbox
+// its config, and makes sure each of its layers is in a verified layer
+// store on the host, unpacked as an overlayfs lower layer, so that a new
+// builder version unpacks only the layers that changed. The sandbox
 // package then runs the lifecycle on those layers.
+//
+// What the store holds is run as the build, so it is trusted only as far
+// as it can be checked: each layer is hashed against its diffID while it
+// is extracted, completed with a marker written last, sealed (see seal.go)
+// so a tree changed afterwards is noticed, locked so builds sharing a
+// store do not race, and kept in a directory only cipack's user can
+// enter.
 package pull
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -25,250 +27,135 @@ import (
 	"github.com/cipack/cipack/internal/registry"
 )
 
-// Builder is an unpacked builder image.
+// Builder is a builder image whose layers are in the store.
 type Builder struct {
 	Ref    string // the builder by digest
+	Digest string // the resolved image's digest (the platform child of an index)
+	// Layers are the layers' unpacked trees, lowest first: overlayfs
+	// lower dirs, and what Files reads.
 	Layers []string
 	Env    []string
 	// UID and GID are the builder's CNB_USER_ID and CNB_GROUP_ID ("" when
-	// it sets none).
+	// it sets none). Whether they are acceptable is the caller's policy.
 	UID, GID string
 	Labels   map[string]string
-	// Unpacked counts the layers unpacked by this call (the others were
-	// in the cache).
-	Unpacked int
+	// Unpacked counts the layers unpacked by this call, Verified the
+	// layers found in the store whose seal matched.
+	Unpacked, Verified int
+	// Repaired says, per layer, why a stored tree was thrown away and
+	// unpacked again (it had changed since it was verified, or its
+	// unpack never finished).
+	Repaired []string
 }
 
+// parallelLayers bounds the layers fetched, unpacked or checked at once:
+// enough to overlap the network with the disk, few enough for 2 cores.
+const parallelLayers = 3
+
 // Prepare resolves ref for the host's platform, and makes sure each of
-// its layers is unpacked under cacheDir/layers/<diffID>.
+// its layers is unpacked and verified under cacheDir (see openStore for
+// the layout).
 func Prepare(ctx context.Context, reg *registry.Client, ref, cacheDir string) (*Builder, error) {
 	r, err := reg.Parse(ref)
 	if err != nil {
 		return nil, exit.Usagef("--builder", "", "invalid builder reference %q: %v", ref, err)
 	}
+	st, err := openStore(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
 	img, cf, err := reg.ConfigFor(ctx, r, registry.HostPlatform())
 	if err != nil {
 		return nil, err
 	}
 	digest, err := img.Digest()
 	if err != nil {
-		return nil, err
+		return nil, registry.Classify(ref, "read", err)
 	}
-	b := &Builder{Ref: r.Context().Digest(digest.String()).String(), Env: cf.Config.Env, Labels: cf.Config.Labels}
-	for _, e := range cf.Config.Env {
-		if v, ok := strings.CutPrefix(e, "CNB_USER_ID="); ok {
-			b.UID = v
-		}
-		if v, ok := strings.CutPrefix(e, "CNB_GROUP_ID="); ok {
-			b.GID = v
-		}
-	}
+	b := &Builder{Ref: r.Context().Digest(digest.String()).String(), Digest: digest.String(), Env: cf.Config.Env, Labels: cf.Config.Labels}
+	b.UID, b.GID = cnbIDs(cf.Config.Env)
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, registry.Classify(ref, "read layers of", err)
 	}
-	for _, l := range layers {
-		diffID, err := l.DiffID()
-		if err != nil {
-			return nil, err
-		}
-		dir := filepath.Join(cacheDir, "layers", diffID.Hex)
-		if _, err := os.Stat(dir); err != nil {
-			if err := unpackLayer(ctx, l, dir); err != nil {
-				return nil, fmt.Errorf("builder %s: unpack layer %s: %w", ref, diffID, err)
-			}
+	if err := st.cleanStale(); err != nil {
+		return nil, fmt.Errorf("builder %s: %w", ref, err)
+	}
+	results, err := ensureAll(ctx, st, b.Ref, layers)
+	if err != nil {
+		return nil, err
+	}
+	for _, res := range results {
+		b.Layers = append(b.Layers, res.path)
+		switch {
+		case res.unpacked && res.repaired != "":
 			b.Unpacked++
+			b.Repaired = append(b.Repaired, res.repaired)
+		case res.unpacked:
+			b.Unpacked++
+		default:
+			b.Verified++
 		}
-		b.Layers = append(b.Layers, dir)
 	}
 	return b, nil
 }
 
-// unpackLayer extracts l into dir, written as an overlay lower layer:
-// whiteouts become 0/0 character devices, opaque directories get the
-// overlay's opaque xattr. It extracts into a temporary directory renamed
-// into place, so a half-unpacked layer is never reused.
-func unpackLayer(ctx context.Context, l v1.Layer, dir string) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if err := extract(tmp, h, tr); err != nil {
-			return fmt.Errorf("%s: %w", h.Name, err)
-		}
-	}
-	return os.Rename(tmp, dir)
-}
-
-// extract writes one tar entry under root. Entry names are cleaned and
-// kept inside root, and no path component that is a symlink is followed:
-// a layer cannot write outside its directory.
-func extract(root string, h *tar.Header, r io.Reader) error {
-	name := path.Clean("/" + h.Name)
-	if name == "/" {
-		return nil
-	}
-	dirName, base := path.Split(name)
-	if err := safeDirs(root, dirName); err != nil {
-		return err
-	}
-	target := filepath.Join(root, name)
-	if base == ".wh..wh..opq" {
-		return syscall.Setxattr(filepath.Dir(target), "trusted.overlay.opaque", []byte("y"), 0)
-	}
-	if strings.HasPrefix(base, ".wh.") {
-		wh := filepath.Join(filepath.Dir(target), strings.TrimPrefix(base, ".wh."))
-		_ = os.RemoveAll(wh)
-		return syscall.Mknod(wh, syscall.S_IFCHR, 0)
-	}
-	mode := os.FileMode(h.Mode).Perm() | os.FileMode(h.Mode)&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky)
-	switch h.Typeflag {
-	case tar.TypeDir:
-		if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
-			if err := os.Remove(target); err != nil {
-				return err
+// ensureAll runs st.ensure on every layer, a few at a time, and returns
+// the results in the layers' order. The first failure cancels the rest.
+func ensureAll(ctx context.Context, st *store, ref string, layers []v1.Layer) ([]layerResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]layerResult, len(layers))
+	errs := make([]error, len(layers))
+	sem := make(chan struct{}, parallelLayers)
+	var wg sync.WaitGroup
+	for i, l := range layers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				errs[i] = ctx.Err()
+				return
 			}
-		}
-		if err := os.Mkdir(target, 0o755); err != nil && !os.IsExist(err) {
-			return err
-		}
-	case tar.TypeReg:
-		_ = os.Remove(target)
-		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, r); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-	case tar.TypeSymlink:
-		_ = os.Remove(target)
-		if err := os.Symlink(h.Linkname, target); err != nil {
-			return err
-		}
-		return os.Lchown(target, h.Uid, h.Gid)
-	case tar.TypeLink:
-		src := filepath.Join(root, path.Clean("/"+h.Linkname))
-		if err := safeDirs(root, path.Dir(path.Clean("/"+h.Linkname))); err != nil {
-			return err
-		}
-		_ = os.Remove(target)
-		return os.Link(src, target)
-	default:
-		return nil // devices and fifos have no place in a builder
+			results[i], errs[i] = st.ensure(ctx, layerJob{ref: ref, index: i + 1, count: len(layers), layer: l})
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
 	}
-	if err := os.Lchown(target, h.Uid, h.Gid); err != nil {
-		return err
-	}
-	return os.Chmod(target, mode)
-}
-
-// safeDirs makes sure each directory of dir under root exists and is a
-// real directory, not a symlink that could lead out of root.
-func safeDirs(root, dir string) error {
-	cur := root
-	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
-		if part == "" {
-			continue
-		}
-		cur = filepath.Join(cur, part)
-		fi, err := os.Lstat(cur)
+	wg.Wait()
+	// Report the failure that caused the others' cancellation.
+	var canceled error
+	for _, err := range errs {
 		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			if err := os.Mkdir(cur, 0o755); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		case fi.Mode()&os.ModeSymlink != 0:
-			return fmt.Errorf("%s is a symlink inside the layer: refusing to write through it", strings.TrimPrefix(cur, root))
-		case !fi.IsDir():
-			return fmt.Errorf("%s is not a directory", strings.TrimPrefix(cur, root))
+		case err == nil:
+		case !errors.Is(err, context.Canceled):
+			return nil, err
+		case canceled == nil:
+			canceled = err
 		}
 	}
-	return nil
+	if canceled != nil {
+		return nil, fmt.Errorf("builder %s: %w", ref, canceled)
+	}
+	return results, nil
 }
 
-// Files is a read-only view of the builder's files across its layers,
-// top layer first, for reading the builder's descriptors on the host.
-type Files []string
-
-// Stat finds p in the topmost layer that has it, following symlinks
-// across layers.
-func (f Files) Stat(p string) (fs.FileInfo, error) {
-	full, err := f.resolve(p, 0)
-	if err != nil {
-		return nil, err
-	}
-	return os.Stat(full)
-}
-
-// ReadFile reads p from the topmost layer that has it.
-func (f Files) ReadFile(p string) ([]byte, error) {
-	full, err := f.resolve(p, 0)
-	if err != nil {
-		return nil, err
-	}
-	return os.ReadFile(full)
-}
-
-func (f Files) resolve(p string, depth int) (string, error) {
-	if depth > 16 {
-		return "", fmt.Errorf("%s: too many symlinks", p)
-	}
-	p = path.Clean("/" + p)
-	for i := len(f) - 1; i >= 0; i-- {
-		full := filepath.Join(f[i], p)
-		fi, err := os.Lstat(full)
-		if err != nil {
-			continue
+// cnbIDs reads CNB_USER_ID and CNB_GROUP_ID from a config's Env (the last
+// one wins, as in a process environment).
+func cnbIDs(env []string) (uid, gid string) {
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "CNB_USER_ID="); ok {
+			uid = v
 		}
-		if fi.Mode()&os.ModeCharDevice != 0 {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Rdev == 0 {
-				return "", fs.ErrNotExist // a whiteout
-			}
+		if v, ok := strings.CutPrefix(e, "CNB_GROUP_ID="); ok {
+			gid = v
 		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			target, err := os.Readlink(full)
-			if err != nil {
-				return "", err
-			}
-			if !path.IsAbs(target) {
-				target = path.Join(path.Dir(p), target)
-			}
-			return f.resolve(target, depth+1)
-		}
-		return full, nil
 	}
-	return "", fs.ErrNotExist
+	return uid, gid
 }
 
 // ID parses a numeric user or group id.

@@ -458,10 +458,11 @@ func TestManifestTaskMergesPerArchBuilds(t *testing.T) {
 	}
 }
 
-// The release, as a snapshot: `make release` makes both static binaries
-// and their checksums; ko (the release's image tool) builds the image for
-// both platforms and pushes an index to the loopback registry. The Tasks
-// all default to one release image.
+// The release, as a snapshot: `make release` makes the static binaries
+// (cipack, lifecycle and launcher for amd64 and arm64) and their
+// checksums; ko (the release's image tool) builds the image for both
+// platforms and pushes an index to the loopback registry. The Tasks all
+// default to one release image.
 func TestReleaseSnapshot(t *testing.T) {
 	needFixture(t)
 	root, err := testenv.ModuleRoot()
@@ -476,13 +477,19 @@ func TestReleaseSnapshot(t *testing.T) {
 	}
 	sums := exec.Command("sha256sum", "-c", "checksums.txt")
 	sums.Dir = dist
-	if out, err := sums.CombinedOutput(); err != nil || strings.Count(string(out), ": OK") != 2 {
+	if out, err := sums.CombinedOutput(); err != nil || strings.Count(string(out), ": OK") != 6 {
 		t.Fatalf("checksums: %v\n%s", err, out)
 	}
 	for _, arch := range []string{"amd64", "arm64"} {
-		out, _ := exec.Command("file", filepath.Join(dist, "cipack_linux_"+arch)).CombinedOutput()
-		if len(out) > 0 && !strings.Contains(string(out), "statically linked") && !strings.Contains(string(out), "cannot open") && !strings.Contains(string(out), "not found") {
-			t.Errorf("%s is not static: %s", arch, out)
+		for _, bin := range []string{"cipack", "lifecycle", "launcher"} {
+			asset := filepath.Join(dist, bin+"_linux_"+arch)
+			if _, err := os.Stat(asset); err != nil {
+				t.Fatalf("no release asset: %v", err)
+			}
+			out, _ := exec.Command("file", asset).CombinedOutput()
+			if len(out) > 0 && !strings.Contains(string(out), "statically linked") && !strings.Contains(string(out), "cannot open") && !strings.Contains(string(out), "not found") {
+				t.Errorf("%s_linux_%s is not static: %s", bin, arch, out)
+			}
 		}
 	}
 	cipackImage(t) // builds ko

@@ -1,0 +1,74 @@
+package pull
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// sealedTree stores a tree of files files (100 a directory, a symlink
+// every tenth) as a completed layer, and returns the store and its diffID.
+func sealedTree(tb testing.TB, files int) (*store, v1.Hash) {
+	tb.Helper()
+	st, err := openStore(filepath.Join(tb.TempDir(), "cache"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	id := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("5", 64)}
+	tree := filepath.Join(st.dir, treeName(id.Hex))
+	for i := range files {
+		d := filepath.Join(tree, "usr", fmt.Sprintf("d%03d", i/100))
+		if i%100 == 0 {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		p := filepath.Join(d, fmt.Sprintf("f%03d", i%100))
+		if i%10 == 9 {
+			err = os.Symlink("f000", p)
+		} else {
+			err = os.WriteFile(p, []byte(p), 0o644)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := st.complete(id); err != nil {
+		tb.Fatal(err)
+	}
+	return st, id
+}
+
+// The seal sees every entry, and a tree checks against its own marker.
+func TestSealCoversTheTree(t *testing.T) {
+	st, id := sealedTree(t, 250)
+	if why := st.verify(id); why != "" {
+		t.Fatalf("a fresh tree fails: %s", why)
+	}
+	m, err := st.readMarker(id.Hex)
+	if err != nil || m.Entries != 1+1+3+250 { // root, usr, 3 dirs, the files
+		t.Fatalf("marker %+v %v", m, err)
+	}
+	if err := os.Chmod(filepath.Join(st.dir, treeName(id.Hex), "usr/d001/f050"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if why := st.verify(id); !strings.Contains(why, "changed since it was verified") {
+		t.Fatalf("a changed tree: %q", why)
+	}
+}
+
+// BenchmarkSealCheck is Prepare's warm path for one layer of about 5,000
+// files: read the marker, walk and hash the tree's lstat facts.
+func BenchmarkSealCheck(b *testing.B) {
+	st, id := sealedTree(b, 5000)
+	for b.Loop() {
+		if why := st.verify(id); why != "" {
+			b.Fatal(why)
+		}
+	}
+}
