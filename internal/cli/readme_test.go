@@ -54,3 +54,47 @@ func TestREADMEFlagTablesMatchCommands(t *testing.T) {
 		}
 	}
 }
+
+// Every test the README's security table names exists: a promise points
+// at the test that holds it.
+func TestREADMESecurityTableNamesRealTests(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section, ok := testenv.MarkdownSection(string(readme), "## Security and reliability")
+	if !ok {
+		t.Fatal("README has no security section")
+	}
+	defined := map[string]bool{}
+	err = filepath.WalkDir(filepath.Join("..", ".."), func(p string, d os.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if name, ok := strings.CutPrefix(l, "func Test"); ok {
+				defined["Test"+name[:strings.IndexAny(name, "(")]] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, f := range strings.Split(section, "`") {
+		if strings.HasPrefix(f, "Test") && !strings.ContainsAny(f, " /") {
+			named++
+			if !defined[f] {
+				t.Errorf("the security table names %s, which no test defines", f)
+			}
+		}
+	}
+	if named < 20 {
+		t.Fatalf("found %d test names in the security table: the table moved?", named)
+	}
+}

@@ -52,7 +52,11 @@ func runContainer(spec Spec) (int, error) {
 		return 1, err
 	}
 	bundle := filepath.Join(spec.Work, "bundle")
-	cfg, err := json.Marshal(Config(spec, root, "cipack"))
+	config := Config(spec, root, "cipack")
+	if err := makeTargets(root, config.Mounts); err != nil {
+		return 1, err
+	}
+	cfg, err := json.Marshal(config)
 	if err != nil {
 		return 1, err
 	}
