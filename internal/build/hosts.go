@@ -125,7 +125,7 @@ func (h bindHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps)
 		return cmd, func(code int) error {
 			done()
 			if code == sandbox.SetupFailed {
-				return errors.New("the /workspace bind could not be made (its message is above)")
+				return errors.New("the /workspace bind could not be made")
 			}
 			return nil
 		}, nil

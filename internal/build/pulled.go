@@ -70,7 +70,7 @@ func (h *pulledHost) wrap(inv lifecycle.Invocation, env []string) (*exec.Cmd, fu
 	done := func(code int) error {
 		cleanup()
 		if code == sandbox.SetupFailed {
-			return errors.New("the sandbox could not be made (its message is above)")
+			return errors.New("the sandbox could not be made")
 		}
 		return nil
 	}

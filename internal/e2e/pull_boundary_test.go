@@ -394,3 +394,23 @@ func TestNoBuildProcessOutlivesTheBuild(t *testing.T) {
 	}
 	check("in-builder as the build user", run{stderr: string(out), code: code}, sbom)
 }
+
+// A sandbox that cannot be made is its own error (exit 13) naming the
+// cause, never a lifecycle exit code; nothing is pushed.
+func TestSandboxFailuresAreTheirOwnError(t *testing.T) {
+	needFixture(t)
+	image := fx.Registry.Host + "/pull/nosandbox"
+	for _, c := range []struct{ runtime, says string }{
+		{"/nonexistent/runc", `OCI runtime "/nonexistent/runc" not found`},
+		{"/bin/false", "false create: exit status 1"},
+	} {
+		r := pullBuildEnv(t, filepath.Join(fx.Dir, "nosandbox-cache-"+randSuffix()), nil, "--builder", fx.BuilderImage,
+			"--image", image+":latest", "--oci-runtime", c.runtime)
+		if r.code != exit.Sandbox || !strings.Contains(r.stderr, c.says) || strings.Contains(r.stderr, "lifecycle exited") {
+			t.Errorf("--oci-runtime %s: exit %d, want %d saying %q\n%s", c.runtime, r.code, exit.Sandbox, c.says, r.stderr)
+		}
+	}
+	if got := tags(t, image); len(got) != 0 {
+		t.Errorf("a failed sandbox pushed %v", got)
+	}
+}

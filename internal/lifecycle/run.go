@@ -157,7 +157,8 @@ func (r *Runner) start(ctx context.Context, inv Invocation, pw *phaseWriter) (in
 		return 0, exit.New(exit.Builder, inv.Path, runErr, "the builder's lifecycle does not run here")
 	}
 	if err := done(code); err != nil {
-		return code, exit.New(exit.Sandbox, "sandbox", fmt.Errorf("%s phase: %w", phaseName(inv), err), "see the sandbox's message above")
+		return code, exit.New(exit.Sandbox, "sandbox", fmt.Errorf("%s phase: %w: %s", phaseName(inv), err, pw.lastLine()),
+			"pull mode needs root, an OCI runtime (crun or runc), mount namespaces and overlayfs")
 	}
 	return code, nil
 }
@@ -209,6 +210,14 @@ type phaseWriter struct {
 	current string
 	started time.Time
 	timings []PhaseTiming
+	// last is the last line written: a sandbox that failed says why there.
+	last string
+}
+
+func (w *phaseWriter) lastLine() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
 }
 
 func (w *phaseWriter) Write(p []byte) (int, error) {
@@ -227,7 +236,11 @@ func (w *phaseWriter) Write(p []byte) (int, error) {
 }
 
 func (w *phaseWriter) line(l []byte) {
-	phase, banner := strings.CutPrefix(strings.TrimSpace(ansi.ReplaceAllString(string(l), "")), "===> ")
+	text := strings.TrimSpace(ansi.ReplaceAllString(string(l), ""))
+	if text != "" {
+		w.last = text
+	}
+	phase, banner := strings.CutPrefix(text, "===> ")
 	if w.hold {
 		if !banner {
 			w.held = append(w.held, append([]byte(nil), l...))
