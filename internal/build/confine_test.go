@@ -1,7 +1,6 @@
 package build
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,13 +87,13 @@ func TestPrepareAppLeavesTheCheckoutAsItWas(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(app, "symlink-file")); err != nil {
 		t.Fatal(err)
 	}
-	before := treeState(t, root)
+	before := testenv.TreeState(t, root)
 	var log strings.Builder
 	dir, cleanup, err := prepareApp("", app, nil, 65534, 65534, true, &log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := treeState(t, root); after != before {
+	if after := testenv.TreeState(t, root); after != before {
 		t.Fatalf("the checkout changed:\nbefore %s\nafter  %s", before, after)
 	}
 	owner := func(p string) uint32 {
@@ -122,27 +121,9 @@ func TestPrepareAppLeavesTheCheckoutAsItWas(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the copy outlived its cleanup: %v", err)
 	}
-	if after := treeState(t, root); after != before {
+	if after := testenv.TreeState(t, root); after != before {
 		t.Fatalf("the checkout changed after cleanup")
 	}
-}
-
-// treeState lists every entry under dir with owner, mode, size and mtime.
-func treeState(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		fmt.Fprintf(&b, "%s %o %d:%d %d %d\n", p, fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 func TestLifecycleEnvKeepsNoSecrets(t *testing.T) {

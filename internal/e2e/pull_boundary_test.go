@@ -278,14 +278,14 @@ func TestBuildsLeaveTheCheckoutAsItWas(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(ws, ".git", "hooks"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	before := tree(t, ws)
+	before := testenv.TreeState(t, ws)
 	cache := filepath.Join(fx.Dir, "checkout-cache-"+randSuffix())
 	cmd := exec.Command(fx.Cipack, "build", "--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"),
 		"--builder-cache", cache, "--builder", fx.BuilderImage, "--image", fx.Registry.Host+"/pull/checkout:latest")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pull build: %v\n%s", err, out)
 	}
-	if after := tree(t, ws); after != before {
+	if after := testenv.TreeState(t, ws); after != before {
 		t.Fatalf("pull mode changed the checkout:\nbefore\n%s\nafter\n%s", before, after)
 	}
 	m := testenv.Mounts{CNB: fx.BuilderDir, Layers: filepath.Join(fx.Dir, "checkout-layers-"+randSuffix()), Workspace: ws}
@@ -296,27 +296,9 @@ func TestBuildsLeaveTheCheckoutAsItWas(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("in-builder build: exit %d\n%s", r.code, r.stderr)
 	}
-	if after := tree(t, ws); after != before {
+	if after := testenv.TreeState(t, ws); after != before {
 		t.Fatalf("in-builder mode changed the checkout:\nbefore\n%s\nafter\n%s", before, after)
 	}
-}
-
-// tree lists every entry under dir: path, mode, owner, size, mtime.
-func tree(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		fmt.Fprintf(&b, "%s %v %d:%d %d %d\n", strings.TrimPrefix(p, dir), fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // lingering lists the processes a build left running (the hostile

@@ -19,21 +19,11 @@ import (
 
 // pullBuild runs `cipack build --builder` on the host: no /cnb, no
 // sandbox made by the test; cipack pulls the builder and sandboxes the
-// lifecycle itself.
+// lifecycle itself. It returns the run and its wall time.
 func pullBuild(t testing.TB, cache string, args ...string) (run, time.Duration) {
-	ws := filepath.Join(fx.Dir, "pull-ws-"+randSuffix())
-	root, _ := testenv.ModuleRoot()
-	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
-		t.Fatal(err)
-	}
-	argv := append([]string{"build", "--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"), "--builder-cache", cache}, args...)
-	cmd := exec.Command(fx.Cipack, argv...)
-	cmd.Env = os.Environ()
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
-	_ = cmd.Run()
-	return run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}, time.Since(start)
+	r := pullBuildEnv(t, cache, nil, args...)
+	return r, time.Since(start)
 }
 
 func copyDir(src, dst string) error {
@@ -223,8 +213,9 @@ func TestPullModeSIGTERMLeavesNothing(t *testing.T) {
 	if strings.Contains(string(mounts), "cipack-sandbox-") {
 		t.Fatalf("a sandbox mount is left on the host:\n%s", mounts)
 	}
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "cipack-sandbox-*")); len(left) != 0 {
-		t.Fatalf("sandbox dirs left: %v", left)
+	// This cipack's own (other tests may run builds at the same time).
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("cipack-*-%d-*", cmd.Process.Pid))); len(left) != 0 {
+		t.Fatalf("scratch dirs left: %v", left)
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
