@@ -145,6 +145,9 @@ func (o *Options) Validate() error {
 			return exit.Usagef(id.flag, "give a numeric id such as 1000, or leave it empty to use the builder's", "%q is not a user or group id", id.val)
 		}
 	}
+	if err := checkSBOMDir(o.SBOMDir); err != nil {
+		return err
+	}
 	switch o.Mode {
 	case "", ModeAuto, ModeInBuilder:
 	case ModePull:
@@ -280,4 +283,24 @@ func ExpandEnv(entries []string, lookup func(string) (string, bool)) ([]string, 
 		out = append(out, e+"="+v)
 	}
 	return out, nil
+}
+
+// checkSBOMDir refuses, before anything is pushed, an --sbom-dir that the
+// copy after export would refuse: a symbolic link or not a directory.
+func checkSBOMDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	fi, err := os.Lstat(dir)
+	switch {
+	case os.IsNotExist(err):
+		return nil
+	case err != nil:
+		return exit.Usagef("--sbom-dir", "name a directory cipack can write", "%v", err)
+	case fi.Mode()&os.ModeSymlink != 0:
+		return exit.Usagef("--sbom-dir", "name the real directory: cipack does not write through links", "%s is a symbolic link", dir)
+	case !fi.IsDir():
+		return exit.Usagef("--sbom-dir", "name a directory", "%s is not a directory", dir)
+	}
+	return nil
 }

@@ -19,6 +19,10 @@ func TestValidate(t *testing.T) {
 	if err := os.WriteFile(envFile, []byte("# c\n\nexport A=1\nB=x=y\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sbomLink := filepath.Join(t.TempDir(), "sbom")
+	if err := os.Symlink(t.TempDir(), sbomLink); err != nil {
+		t.Fatal(err)
+	}
 	ok := Options{Image: "registry.example/team/app:latest", AppPath: app, SourceRoot: app}
 	cases := []struct {
 		name   string
@@ -49,6 +53,9 @@ func TestValidate(t *testing.T) {
 		{"api unsupported", func(o *Options) { o.PlatformAPI = "0.8" }, exit.Usage, "does not support platform API 0.8"},
 		{"uid not numeric", func(o *Options) { o.UID = "cnb" }, exit.Usage, "--uid"},
 		{"log level", func(o *Options) { o.LogLevel = "loud" }, exit.Usage, "--log-level"},
+		{"sbom dir is a link", func(o *Options) { o.SBOMDir = sbomLink }, exit.Usage, "--sbom-dir: " + sbomLink + " is a symbolic link"},
+		{"sbom dir is a file", func(o *Options) { o.SBOMDir = file }, exit.Usage, "--sbom-dir"},
+		{"sbom dir to make", func(o *Options) { o.SBOMDir = filepath.Join(app, "sbom-new") }, 0, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -20,8 +20,11 @@ import (
 // what it wrote in them.
 type workdirs struct {
 	app, platform, layers string
-	order, runToml        string
-	undo                  []func()
+	// analyzed holds analyzed.toml in pull mode's split: writable by the
+	// credential phases only.
+	analyzed       string
+	order, runToml string
+	undo           []func()
 }
 
 // cleanup removes what prepare made (safe on a partial workdirs).
@@ -72,6 +75,11 @@ func prepare(p *buildPlan, opts Options, d Deps) (*workdirs, error) {
 	if err := w.makeLayers(d.TempDir, opts, p.host != nil); err != nil {
 		return w, err
 	}
+	if p.host != nil && p.host.trusted != nil {
+		if err := w.makeAnalyzed(d.TempDir, p.uid, p.gid); err != nil {
+			return w, err
+		}
+	}
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
 			return w, exit.Usagef("--cache-dir", "make it writable, or use --cache-image", "%v", err)
@@ -104,6 +112,21 @@ func (w *workdirs) makeLayers(tmp string, opts Options, pulled bool) error {
 	return nil
 }
 
+// makeAnalyzed makes the directory of analyzed.toml, owned by the build
+// user (the lifecycle writes it after dropping to that user); build code
+// gets it read-only.
+func (w *workdirs) makeAnalyzed(tmp string, uid, gid int) error {
+	var err error
+	if w.analyzed, err = scratch.Dir(tmp, "cipack-analyzed-"); err != nil {
+		return err
+	}
+	w.undo = append(w.undo, func() { _ = os.RemoveAll(w.analyzed) })
+	if err := os.Chmod(w.analyzed, 0o755); err != nil {
+		return err
+	}
+	return os.Chown(w.analyzed, uid, gid)
+}
+
 // inputs are the creator's inputs for this build, with host paths.
 func (w *workdirs) inputs(p *buildPlan, opts Options) lifecycle.CreateInputs {
 	in := lifecycle.CreateInputs{
@@ -126,6 +149,9 @@ func (w *workdirs) inputs(p *buildPlan, opts Options) lifecycle.CreateInputs {
 	}
 	for _, t := range p.refs.tags {
 		in.Tags = append(in.Tags, t.String())
+	}
+	if w.analyzed != "" {
+		in.AnalyzedPath = filepath.Join(w.analyzed, "analyzed.toml")
 	}
 	return in
 }

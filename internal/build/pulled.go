@@ -27,9 +27,10 @@ type pulledHost struct {
 	// trusted is nil for a builder the user trusts (--trust-builder):
 	// its own creator then runs everything, credentials included.
 	trusted *lifecycle.Trusted
-	// binds are the build's directories: app, layers, platform, cache.
-	app, layers, platform, cache string
-	uid, gid                     uint32
+	// binds are the build's directories: app, layers, platform, cache,
+	// and analyzed.toml's.
+	app, layers, platform, cache, analyzed string
+	uid, gid                               uint32
 	// dnsFiles, caFiles and userCA are host files the containers get
 	// read-only: the resolver's config, the system CA store, and what
 	// SSL_CERT_FILE and SSL_CERT_DIR name (a proxy's CA, often).
@@ -38,7 +39,7 @@ type pulledHost struct {
 
 // Sandbox paths: the fixed places pack and kpack give the build.
 const (
-	sbApp, sbLayers, sbPlatform, sbCache = "/workspace", "/layers", "/platform", "/cache"
+	sbApp, sbLayers, sbPlatform, sbCache, sbAnalyzed = "/workspace", "/layers", "/platform", "/cache", "/analyzed"
 )
 
 // retarget points in's host paths at the sandbox's fixed ones.
@@ -54,6 +55,9 @@ func (h *pulledHost) retarget(in *lifecycle.CreateInputs) {
 	}
 	if in.CacheDir != "" {
 		h.cache, in.CacheDir = in.CacheDir, sbCache
+	}
+	if in.AnalyzedPath != "" {
+		h.analyzed, in.AnalyzedPath = filepath.Dir(in.AnalyzedPath), sbAnalyzed+"/analyzed.toml"
 	}
 }
 
@@ -97,6 +101,11 @@ func (h *pulledHost) buildBinds(withCache bool) []sandbox.Bind {
 	if withCache && h.cache != "" {
 		binds = append(binds, sandbox.Bind{Host: h.cache, Path: sbCache})
 	}
+	if h.analyzed != "" {
+		// Read-only: analyzed.toml names the run and previous images the
+		// credential phases read; build code must not choose them.
+		binds = append(binds, sandbox.Bind{Host: h.analyzed, Path: sbAnalyzed, ReadOnly: true})
+	}
 	// Build code keeps the builder's own hosts file and CA store: only
 	// the resolver and the CA the user named come from the host.
 	for _, f := range append(slices.Clone(h.userCA), h.dnsFiles...) {
@@ -119,6 +128,9 @@ func (h *pulledHost) trustedSpec(inv lifecycle.Invocation, env []string) sandbox
 	}
 	if h.cache != "" {
 		binds = append(binds, sandbox.Bind{Host: h.cache, Path: sbCache})
+	}
+	if h.analyzed != "" {
+		binds = append(binds, sandbox.Bind{Host: h.analyzed, Path: sbAnalyzed})
 	}
 	for _, f := range append(append(append([]string{}, h.dnsFiles...), h.caFiles...), h.userCA...) {
 		binds = append(binds, sandbox.Bind{Host: f, Path: f, ReadOnly: true})
@@ -226,7 +238,14 @@ func (h *pulledHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d De
 // five phases one by one, the credential phases apart from build code.
 func (h *pulledHost) execute(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
 	if h.trusted == nil {
-		return runCreator(ctx, r, b, in, candidates)
+		// The builder is trusted: its creator holds the credentials and
+		// starts as root (it drops to the build user for build code).
+		return r.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
+			in.PlatformAPI = api
+			inv := lifecycle.PlanCreate(b, in)
+			inv.Trusted = true
+			return inv
+		})
 	}
 	api := candidates[0]
 	if len(candidates) > 1 {

@@ -396,3 +396,88 @@ func TestSandboxFailuresAreTheirOwnError(t *testing.T) {
 		t.Errorf("a failed sandbox pushed %v", got)
 	}
 }
+
+// Build code cannot choose the images the credential phases read: a
+// buildpack that rewrites analyzed.toml to name an image only the CI's
+// credentials can read (to have the exporter copy it into the pushed
+// image) finds the file the trusted phases use read-only, and the image
+// is based on the run image the user chose.
+func TestBuildCodeCannotSteerTheCredentialPhases(t *testing.T) {
+	needFixture(t)
+	builder := hostileBuilderImage(t)
+	auth, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{User: "ci", Password: "steer-s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	secretLayer, err := testenv.LayerFromFiles([]testenv.TarFile{{Name: "TOPSECRET.txt", Mode: 0o644, Body: []byte("private")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretImg, err := mutate.AppendLayers(testenv.MustPull(t, fx.RunImage), secretLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := auth.Host + "/private/secret:v1"
+	if _, err := testenv.Push(context.Background(), fx.Registry.Host+"/private/secret:v1", secretImg); err != nil {
+		t.Fatal(err)
+	}
+	secretDigest, _ := secretLayer.Digest()
+	image := auth.Host + "/public/steer:latest"
+	r := pullBuildEnv(t, filepath.Join(fx.Dir, "steer-cache-"+randSuffix()), []string{"CIPACK_REGISTRY_USERNAME=ci", "CIPACK_REGISTRY_PASSWORD=steer-s3cret"},
+		"--builder", strings.Replace(builder, fx.Registry.Host, auth.Host, 1), "--run-image", strings.Replace(fx.RunImage, fx.Registry.Host, auth.Host, 1),
+		"--image", image, "--env", "HOSTILE=analyzed", "--env", "HOSTILE_RUN="+secret)
+	if !strings.Contains(r.stderr, "hostile: could not rewrite /analyzed/analyzed.toml") {
+		t.Fatalf("the buildpack could write the analyzed.toml the credential phases read (exit %d)\n%s", r.code, r.stderr)
+	}
+	if r.code != 0 {
+		t.Fatalf("build: exit %d\n%s", r.code, r.stderr)
+	}
+	pushed := strings.Replace(image, auth.Host, fx.Registry.Host, 1)
+	layers, err := testenv.MustPull(t, pushed).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		if d, _ := l.Digest(); d == secretDigest {
+			t.Fatalf("the pushed image holds the private image's layer: build code chose the run image")
+		}
+	}
+}
+
+// --trust-builder runs the builder's own creator in one container, with
+// the credentials: the build works and the image is the same as the
+// split's for the same inputs (a deterministic builder: the shell
+// buildpack alone).
+func TestPullModeTrustBuilderRunsOneCreator(t *testing.T) {
+	needFixture(t)
+	bps, err := testenv.ExampleBuildpacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnb, err := testenv.MakeBuilder(filepath.Join(fx.Dir, "trust-cnb-"+randSuffix()), testenv.BuilderSpec{LifecycleDir: fx.LifecycleDir, RunImage: fx.RunImage, Buildpacks: bps[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builder := fx.Registry.Host + "/pull/trust-builder:v1"
+	if _, err := fx.PushBuilder(context.Background(), cnb, builder, base); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(fx.Dir, "trust-cache-"+randSuffix())
+	args := []string{"--builder", builder, "--env", "GREETING=trust", "--platform-api", "0.15", "--output", "json"}
+	trusted := pullBuildEnv(t, cache, nil, append(args, "--image", fx.Registry.Host+"/pull/trusted:latest", "--trust-builder")...)
+	if trusted.code != 0 {
+		t.Fatalf("--trust-builder: exit %d\n%s", trusted.code, trusted.stderr)
+	}
+	split := pullBuildEnv(t, cache, nil, append(args, "--image", fx.Registry.Host+"/pull/split:latest")...)
+	if split.code != 0 {
+		t.Fatalf("split: exit %d\n%s", split.code, split.stderr)
+	}
+	if a, b := mustJSON(t, trusted.stdout).Digest, mustJSON(t, split.stdout).Digest; a != b {
+		t.Errorf("--trust-builder digest %s, split %s: the same inputs should give the same image", a, b)
+	}
+}

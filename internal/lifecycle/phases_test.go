@@ -49,6 +49,14 @@ func TestPlanPhasesKeepsCredentialsFromBuildCode(t *testing.T) {
 	if phases[1].Path != "/cnb/lifecycle/detector" || phases[4].Path != "/cnb/lifecycle/exporter" {
 		t.Errorf("paths %s %s", phases[1].Path, phases[4].Path)
 	}
+	// analyzed.toml kept apart: every phase is told where.
+	in.AnalyzedPath = "/analyzed/analyzed.toml"
+	for _, p := range PlanPhases(b, in) {
+		if !strings.Contains(strings.Join(p.Args, " "), "-analyzed /analyzed/analyzed.toml") {
+			t.Errorf("%s does not use the analyzed.toml kept from build code: %v", p.Phase, p.Args)
+		}
+	}
+	in.AnalyzedPath = ""
 	// Before API 0.13 the insecure registries go in the env, of the
 	// credential phases only.
 	in.PlatformAPI = "0.12"

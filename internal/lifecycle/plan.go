@@ -21,7 +21,11 @@ type CreateInputs struct {
 	RunToml string
 	// Order is an order.toml the platform wrote (a project.toml group);
 	// empty: the builder's.
-	Order          string
+	Order string
+	// AnalyzedPath, when set, is where the split phases keep
+	// analyzed.toml: out of the layers dir, which build code can write
+	// (it names the images the credential phases read).
+	AnalyzedPath   string
 	CacheImage     string
 	CacheDir       string
 	PreviousImage  string
@@ -157,6 +161,9 @@ func PlanPhases(b *Builder, in CreateInputs) []Invocation {
 		logLevel = []string{"-log-level", in.LogLevel}
 	}
 	run := []string{"-run", orDefault(in.RunToml, b.Path("run.toml"))}
+	if in.AnalyzedPath != "" {
+		run = append(run, "-analyzed", in.AnalyzedPath)
+	}
 	order := orDefault(in.Order, b.Path("order.toml"))
 	dirs := []string{"-app", in.AppDir, "-layers", in.LayersDir, "-platform", in.PlatformDir, "-buildpacks", b.Path("buildpacks")}
 
@@ -174,6 +181,9 @@ func PlanPhases(b *Builder, in CreateInputs) []Invocation {
 	detect := cat(dirs, []string{"-order", order}, run, logLevel)
 	restore := cat([]string{"-layers", in.LayersDir}, run, ids, cache, logLevel, insecure)
 	build := cat(dirs, logLevel)
+	if in.AnalyzedPath != "" {
+		build = append(build, "-analyzed", in.AnalyzedPath)
+	}
 	export := cat([]string{"-app", in.AppDir, "-layers", in.LayersDir, "-launcher", b.Path("lifecycle", "launcher"),
 		"-report", in.ReportPath}, run, ids, cache, logLevel, insecure)
 	if in.ProcessType != "" {

@@ -79,6 +79,9 @@ func Prepare(ctx context.Context, reg *registry.Client, ref, cacheDir string) (*
 	if err != nil {
 		return nil, registry.Classify(ref, "read layers of", err)
 	}
+	if err := refuseForeignLayers(ref, img); err != nil {
+		return nil, err
+	}
 	if err := st.cleanStale(); err != nil {
 		return nil, fmt.Errorf("builder %s: %w", ref, err)
 	}
@@ -162,4 +165,22 @@ func cnbIDs(env []string) (uid, gid string) {
 func ID(s string) (int, bool) {
 	n, err := strconv.Atoi(s)
 	return n, err == nil && n >= 0
+}
+
+// refuseForeignLayers refuses a builder whose manifest sends the client
+// elsewhere for a layer (URLs, or a non-distributable media type): a
+// registry's answer must not make cipack, as root, fetch a URL of its
+// choosing. Builders never need them.
+func refuseForeignLayers(ref string, img v1.Image) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return registry.Classify(ref, "read", err)
+	}
+	for i, l := range m.Layers {
+		if len(l.URLs) > 0 || !l.MediaType.IsDistributable() {
+			return exit.New(exit.Sandbox, "--builder", fmt.Errorf("builder %s: layer %d (%s) is a foreign layer (%s, %d URLs)", ref, i+1, l.Digest, l.MediaType, len(l.URLs)),
+				"use a builder whose layers are all in its registry")
+		}
+	}
+	return nil
 }

@@ -29,8 +29,10 @@ var (
 // root filesystem. It is pure, so tests check the boundary without root.
 //
 // The network namespace is the host's on purpose: the lifecycle talks to
-// the registry the user named, loopback ones included, as pack's default
-// does on a Linux host; everything else is private.
+// the registry the user named, loopback ones included, and buildpacks
+// download what they need. It is wider than pack's default (a bridge
+// network, which cannot reach the host's loopback): build code can reach
+// services on the runner's 127.0.0.1. Everything else is private.
 func Config(spec Spec, root, hostname string) *specs.Spec {
 	caps := slices.Clone(spec.Caps)
 	if caps == nil {

@@ -12,10 +12,11 @@ import (
 // syscall a buildpack's toolchain may use; a denylist of what a build
 // never needs and what breaks out or reaches the kernel: namespaces and
 // mounts, kernel modules and keyrings, tracing and BPF, clocks and
-// reboot. The capability set already forbids most of these; the filter
+// reboot, and io_uring (a large kernel surface Docker's profile shuts
+// too). The capability set already forbids most of these; the filter
 // is the second lock, as in a default container.
 var deniedSyscalls = []string{
-	"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "delete_module", "finit_module",
+	"acct", "add_key", "bpf", "io_uring_enter", "io_uring_register", "io_uring_setup", "clock_adjtime", "clock_settime", "delete_module", "finit_module",
 	"fsconfig", "fsmount", "fsopen", "fspick", "init_module", "iopl", "ioperm", "kexec_file_load",
 	"kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr", "move_mount", "name_to_handle_at",
 	"nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root", "process_vm_readv",
