@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -16,6 +17,7 @@ import (
 	"github.com/cipack/cipack/internal/config"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/rebase"
+	"github.com/cipack/cipack/internal/safefs"
 )
 
 // rebaseOptions are the flags of `cipack rebase`.
@@ -128,10 +130,11 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 		return err
 	}
 	if o.ReportFile != "" {
-		// Found out now, not after the sweep has pushed.
-		f, err := os.OpenFile(o.ReportFile, os.O_WRONLY|os.O_CREATE, 0o644)
+		// Found out now, not after the sweep has pushed. A link there is
+		// refused: the report is written fresh, never through one.
+		f, err := os.OpenFile(o.ReportFile, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 		if err != nil {
-			return exit.Usagef("--report-file", "point it at a writable path", "%v", err)
+			return exit.Usagef("--report-file", "point it at a writable path that is not a symbolic link", "%v", err)
 		}
 		f.Close()
 	}
@@ -169,7 +172,7 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 		return err
 	}
 	if o.ReportFile != "" {
-		if err := os.WriteFile(o.ReportFile, append(doc, '\n'), 0o644); err != nil {
+		if err := safefs.WriteFileAtomic(o.ReportFile, append(doc, '\n'), 0o644); err != nil {
 			return exit.Usagef("--report-file", "point it at a writable path; the report is on stdout above", "%v", err)
 		}
 	}
