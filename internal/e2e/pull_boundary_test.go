@@ -384,7 +384,7 @@ func TestSandboxFailuresAreTheirOwnError(t *testing.T) {
 	image := fx.Registry.Host + "/pull/nosandbox"
 	for _, c := range []struct{ runtime, says string }{
 		{"/nonexistent/runc", `OCI runtime "/nonexistent/runc" not found`},
-		{"/bin/false", "false create: exit status 1"},
+		{"/bin/false", "false could not make the container"},
 	} {
 		r := pullBuildEnv(t, filepath.Join(fx.Dir, "nosandbox-cache-"+randSuffix()), nil, "--builder", fx.BuilderImage,
 			"--image", image+":latest", "--oci-runtime", c.runtime)

@@ -157,7 +157,7 @@ func (r *Runner) start(ctx context.Context, inv Invocation, pw *phaseWriter) (in
 		return 0, exit.New(exit.Builder, inv.Path, runErr, "the builder's lifecycle does not run here")
 	}
 	if err := done(code); err != nil {
-		return code, exit.New(exit.Sandbox, "sandbox", fmt.Errorf("%s phase: %w: %s", phaseName(inv), err, pw.lastLine()),
+		return code, exit.New(exit.Sandbox, "sandbox", fmt.Errorf("%s phase: %w: %s", phaseName(inv), err, strings.TrimPrefix(pw.lastLine(), "cipack: error: ")),
 			"pull mode needs root, an OCI runtime (crun or runc), mount namespaces and overlayfs")
 	}
 	return code, nil

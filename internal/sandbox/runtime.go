@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -68,96 +66,36 @@ func runContainer(spec Spec) (int, error) {
 	return startContainer(spec.Runtime, spec.Work, bundle, "cipack-"+hex.EncodeToString(id))
 }
 
-// startContainer creates the container, starts it and waits for its
-// process. create and start are separate calls, so a runtime that cannot
-// make the container is told apart from a phase that failed: the first
-// is a sandbox error, the second the phase's own exit code. The
-// runtime's state lives on the helper's tmpfs, so it cannot outlive the
-// run, whatever kills it.
+// startContainer runs the container through the runtime's `run`, which
+// creates it, starts it, forwards signals to it and returns its exit
+// code. Its pid file tells a runtime that could not make the container
+// (no pid file: a sandbox error) from a phase that failed (the phase's
+// own exit code). The runtime's state lives on the helper's tmpfs, so it
+// cannot outlive the run, whatever kills it.
 func startContainer(runtime, work, bundle, id string) (int, error) {
-	global := []string{"--root", filepath.Join(work, "state")}
+	args := []string{"--root", filepath.Join(work, "state")}
 	if filepath.Base(runtime) == "crun" {
 		// No cgroup of its own: nothing is left in the host's cgroup tree
 		// if the run is killed, and the job's cgroup still bounds it.
 		// crun still inspects the tree and refuses a host in cgroup
 		// hybrid mode; in the helper's mount namespace an empty tmpfs
 		// hides the tree it will not use.
-		global = append(global, "--cgroup-manager=disabled")
+		args = append(args, "--cgroup-manager=disabled")
 		if err := syscall.Mount("tmpfs", "/sys/fs/cgroup", "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "mode=0755"); err != nil {
 			return 1, fmt.Errorf("hide the cgroup tree from crun: %w", err)
 		}
 	}
-	rt := func(args ...string) *exec.Cmd {
-		cmd := exec.Command(runtime, append(append([]string{}, global...), args...)...)
-		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-		return cmd
-	}
 	pidFile := filepath.Join(work, "pid")
-	create := rt("create", "--bundle", bundle, "--pid-file", pidFile, id)
-	// The container's stdio are create's: the helper's own.
-	create.Stdout, create.Stderr = os.Stdout, os.Stderr
-	if out, err := runQuiet(create); err != nil {
-		return 1, fmt.Errorf("%s create: %w%s", filepath.Base(runtime), err, out)
-	}
-	raw, err := os.ReadFile(pidFile)
+	cmd := exec.Command(runtime, append(args, "run", "--bundle", bundle, "--pid-file", pidFile, id)...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	code, err := supervise(cmd)
 	if err != nil {
-		return 1, fmt.Errorf("%s create: no pid file: %w", filepath.Base(runtime), err)
+		return code, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 1 {
-		return 1, fmt.Errorf("%s create: bad pid file %q", filepath.Base(runtime), raw)
+	if _, statErr := os.Stat(pidFile); statErr != nil && code != 0 {
+		return code, fmt.Errorf("%s could not make the container (exit %d; its message is above)", filepath.Base(runtime), code)
 	}
-	// The runtime exited after create: its container process is now the
-	// helper's child (the helper is PID 1 here), so the helper waits for
-	// it and forwards signals to it.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	if out, err := runQuiet(rt("start", id)); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		return 1, fmt.Errorf("%s start: %w%s", filepath.Base(runtime), err, out)
-	}
-	go func() {
-		for s := range sigs {
-			_ = syscall.Kill(pid, s.(syscall.Signal))
-		}
-	}()
-	return waitPid(pid)
-}
-
-// runQuiet runs a runtime command, returning its stderr (if not already
-// redirected) to explain a failure.
-func runQuiet(cmd *exec.Cmd) (string, error) {
-	var errb strings.Builder
-	if cmd.Stderr == nil {
-		cmd.Stderr = &errb
-	}
-	err := cmd.Run()
-	if msg := strings.TrimSpace(errb.String()); msg != "" {
-		return ": " + msg, err
-	}
-	return "", err
-}
-
-// waitPid reaps children until pid exits and returns its exit code.
-func waitPid(pid int) (int, error) {
-	for {
-		var ws syscall.WaitStatus
-		got, err := syscall.Wait4(-1, &ws, 0, nil)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return 1, fmt.Errorf("wait for the container: %w", err)
-		}
-		if got != pid {
-			continue // an orphan re-parented to the helper
-		}
-		if ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ws.ExitStatus(), nil
-	}
+	return code, nil
 }
 
 // supervise starts cmd with the helper's stdout and stderr, forwards
