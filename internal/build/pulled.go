@@ -148,7 +148,10 @@ func (h *pulledHost) findHostFiles(env []string) {
 			h.dnsFiles = append(h.dnsFiles, p)
 		}
 	}
-	for _, p := range []string{"/etc/ssl", "/etc/pki", "/etc/ca-certificates"} {
+	// The CA stores Go's TLS reads (crypto/x509's Linux lists), not all
+	// of /etc/ssl: its private/ dir has no business in a container.
+	for _, p := range []string{"/etc/ssl/certs", "/etc/ssl/cert.pem", "/etc/ssl/ca-bundle.pem", "/etc/pki/tls/certs",
+		"/etc/pki/tls/cacert.pem", "/etc/pki/ca-trust/extracted/pem", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates"} {
 		if exists(p) {
 			h.caFiles = append(h.caFiles, p)
 		}

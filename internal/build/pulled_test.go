@@ -110,7 +110,7 @@ func TestContainerEnv(t *testing.T) {
 func TestPulledHostSpecs(t *testing.T) {
 	h := &pulledHost{self: "/bin/cipack", runtime: "/usr/sbin/runc", builder: &pull.Builder{Layers: []string{"/s/1", "/s/2"}, Env: []string{"PATH=/bin", "CNB_RUN_IMAGE=x"}},
 		trusted: &lifecycle.Trusted{Lifecycle: "/opt/cipack/lifecycle", Launcher: "/opt/cipack/launcher"},
-		uid:     1000, gid: 1001, dnsFiles: []string{"/etc/resolv.conf", "/etc/hosts"}, caFiles: []string{"/etc/ssl"}, userCA: []string{"/opt/ca.pem"}}
+		uid:     1000, gid: 1001, dnsFiles: []string{"/etc/resolv.conf", "/etc/hosts"}, caFiles: []string{"/etc/ssl/certs"}, userCA: []string{"/opt/ca.pem"}}
 	in := lifecycle.CreateInputs{AppDir: "/tmp/app", LayersDir: "/tmp/layers", PlatformDir: "/tmp/platform", CacheDir: "/tmp/cache", RunToml: "/tmp/platform/run.toml"}
 	h.retarget(&in)
 	if in.AppDir != "/workspace" || in.LayersDir != "/layers" || in.PlatformDir != "/platform" || in.CacheDir != "/cache" || in.RunToml != "/platform/run.toml" {
@@ -138,7 +138,7 @@ func TestPulledHostSpecs(t *testing.T) {
 		t.Errorf("export phase: %+v", export)
 	}
 	if got := hosts(export); !slices.Contains(got, "/opt/cipack/lifecycle>/cnb/lifecycle/exporter") || !slices.Contains(got, "/opt/cipack/launcher>/cnb/lifecycle/launcher") ||
-		!slices.Contains(got, "/tmp/cache>/cache") || !slices.Contains(got, "/etc/ssl>/etc/ssl") || !slices.Contains(got, "/etc/hosts>/etc/hosts") {
+		!slices.Contains(got, "/tmp/cache>/cache") || !slices.Contains(got, "/etc/ssl/certs>/etc/ssl/certs") || !slices.Contains(got, "/etc/hosts>/etc/hosts") {
 		t.Errorf("export binds %v", got)
 	}
 	for _, b := range export.Binds {
