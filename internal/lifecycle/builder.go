@@ -11,6 +11,7 @@ import (
 	"github.com/buildpacks/lifecycle/platform/files"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/safefs"
 )
 
 // Builder is what cipack needs to know of the builder it runs in: where the
@@ -52,11 +53,17 @@ type Files interface {
 	ReadFile(path string) ([]byte, error)
 }
 
-// LocalFiles is Files on this filesystem (in-builder mode).
+// LocalFiles is Files on this filesystem (in-builder mode). The builder
+// is still someone else's image: its descriptors are read bounded and
+// only as regular files (a FIFO or /dev/zero there must not hang or
+// exhaust cipack).
 type LocalFiles struct{}
 
+// maxDescriptor bounds a builder descriptor (order.toml, run.toml, …).
+const maxDescriptor = 1 << 20
+
 func (LocalFiles) Stat(p string) (fs.FileInfo, error) { return os.Stat(p) }
-func (LocalFiles) ReadFile(p string) ([]byte, error)  { return os.ReadFile(p) }
+func (LocalFiles) ReadFile(p string) ([]byte, error)  { return safefs.ReadUserFile(p, maxDescriptor) }
 
 // LoadBuilderFrom inspects the builder whose CNB directory is cnbDir, as
 // seen through files.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -260,5 +261,36 @@ func TestNoCommonAPIHintNamesALifecycleThatWorks(t *testing.T) {
 	}
 	if !slices.Contains(SupportedAPIs, "0.12") || slices.Contains(SupportedAPIs, "0.11") {
 		t.Fatalf("cipack's lowest API changed (%v): update MinLifecycle", SupportedAPIs)
+	}
+}
+
+// A builder's descriptor that is a FIFO or a link to /dev/zero neither
+// hangs nor exhausts cipack in-builder: it is refused as the builder's
+// fault.
+func TestLoadBuilderRefusesSpecialDescriptors(t *testing.T) {
+	for name, plant := range map[string]func(p string) error{
+		"fifo":     func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"dev-zero": func(p string) error { return os.Symlink("/dev/zero", p) },
+	} {
+		cnb := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(cnb, "lifecycle"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cnb, "lifecycle", "creator"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := plant(filepath.Join(cnb, "lifecycle", "lifecycle.toml")); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := LoadBuilder(cnb); done <- err }()
+		select {
+		case err := <-done:
+			if exit.Code(err) != exit.Builder {
+				t.Errorf("%s: %v, want a builder error", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: LoadBuilder hangs", name)
+		}
 	}
 }
