@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -9,16 +10,35 @@ import (
 	"github.com/cipack/cipack/internal/registry"
 )
 
+// resolveOptions are the flags of `cipack resolve`: the registry options
+// `build` has, so the action's cache-key step reads a private builder the
+// way the build will.
+type resolveOptions struct {
+	Insecure        []string
+	RegistryTimeout time.Duration
+}
+
+func (o *resolveOptions) Validate() error { return validateTimeout(o.RegistryTimeout) }
+
 // newResolveCmd prints an image by digest, for this host's platform when
 // it is an index: what pull mode would run. The action keys its cache on it.
 func newResolveCmd(env Env) *cobra.Command {
-	var insecure []string
+	o := &resolveOptions{}
 	cmd := &cobra.Command{
 		Use:   "resolve IMAGE",
 		Short: "Print IMAGE by digest (for this host's platform when IMAGE is an index)",
-		Args:  exactArgs(1),
+		Long: `Resolve prints IMAGE by digest. It takes the registry credentials build takes
+(CIPACK_REGISTRY_USERNAME/PASSWORD, CNB_REGISTRY_AUTH, CIPACK_GITHUB_TOKEN for
+ghcr.io, the docker config) and every flag can be set as CIPACK_<FLAG>.`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := newRegistry(env, insecure, registry.DefaultTimeout, args[0])
+			if err := bindEnv(cmd.Flags(), env.Getenv); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			reg, err := newRegistry(env, o.Insecure, o.RegistryTimeout, args[0])
 			if err != nil {
 				return err
 			}
@@ -38,6 +58,7 @@ func newResolveCmd(env Env) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+	cmd.Flags().StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+	addTimeoutFlag(cmd.Flags(), &o.RegistryTimeout)
 	return cmd
 }

@@ -481,3 +481,38 @@ func TestPullModeTrustBuilderRunsOneCreator(t *testing.T) {
 		t.Errorf("--trust-builder digest %s, split %s: the same inputs should give the same image", a, b)
 	}
 }
+
+// `cipack resolve` (the action's cache-key step) reads a private builder
+// with the credentials and options build takes, from CIPACK_* variables
+// too; without credentials it fails with exit 3 naming the registry.
+func TestResolveTakesBuildsRegistryOptions(t *testing.T) {
+	needFixture(t)
+	auth, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{User: "ci", Password: "resolve-s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	private := strings.Replace(fx.BuilderImage, fx.Registry.Host, auth.Host, 1)
+	resolve := func(env ...string) run {
+		cmd := exec.Command(fx.Cipack, "resolve", private)
+		cmd.Env = append(os.Environ(), env...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		_ = cmd.Run()
+		return run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+	}
+	r := resolve("CIPACK_REGISTRY_USERNAME=ci", "CIPACK_REGISTRY_PASSWORD=resolve-s3cret", "CIPACK_REGISTRY_TIMEOUT=10s")
+	want := auth.Host + "/cipack-test/builder@" + testenv.MustHead(t, fx.BuilderImage).String()
+	if r.code != 0 || strings.TrimSpace(r.stdout) != want {
+		t.Fatalf("resolve with credentials: exit %d, %q, want %q\n%s", r.code, r.stdout, want, r.stderr)
+	}
+	if r = resolve(); r.code != exit.RegistryAuth {
+		t.Fatalf("resolve without credentials: exit %d, want %d\n%s", r.code, exit.RegistryAuth, r.stderr)
+	}
+	if r = resolve("CIPACK_REGISTRY_TIMEOUT=0s"); r.code != exit.Usage || !strings.Contains(r.stderr, "--registry-timeout") {
+		t.Fatalf("a bad CIPACK_REGISTRY_TIMEOUT: exit %d\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr+r.stdout, "resolve-s3cret") {
+		t.Fatal("the password was printed")
+	}
+}
