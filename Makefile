@@ -15,6 +15,7 @@ APT_PACKAGES := busybox-static docker-registry util-linux coreutils curl git pod
 # Test modules kept apart so their heavy dependencies stay out of go.mod.
 NESTED := tekton/tektontest action/acttest
 export CGO_ENABLED := 0
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: all setup build test unit e2e bench lint tidy demo image release release-prep clean
 
@@ -56,6 +57,7 @@ bench: setup
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@for m in $(NESTED); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
 tidy:

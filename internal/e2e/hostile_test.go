@@ -100,7 +100,7 @@ func TestBuildCodeCannotReachSecrets(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("spy build: exit %d\n%s", r.code, r.stderr)
 	}
-	if !strings.Contains(r.stderr, fmt.Sprintf("hostile: spy read ")) || !strings.Contains(r.stderr, fmt.Sprintf("proc files as %d", fx.UID)) {
+	if !strings.Contains(r.stderr, "hostile: spy read ") || !strings.Contains(r.stderr, fmt.Sprintf("proc files as %d", fx.UID)) {
 		t.Fatalf("the spy did not run as the build user:\n%s", r.stderr)
 	}
 	if !strings.Contains(r.stderr, "spy-read") {

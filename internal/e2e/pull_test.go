@@ -27,14 +27,11 @@ func pullBuild(t testing.TB, cache string, args ...string) (run, time.Duration) 
 }
 
 func copyDir(src, dst string) error {
-	out, err := exec.Command("cp", "-a", src+"/.", dst+"/").CombinedOutput()
-	if err != nil {
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return err
-		}
-		if out, err = exec.Command("cp", "-a", src+"/.", dst+"/").CombinedOutput(); err != nil {
-			return &exec.ExitError{Stderr: out}
-		}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if out, err := exec.Command("cp", "-a", src+"/.", dst+"/").CombinedOutput(); err != nil {
+		return fmt.Errorf("cp -a %s %s: %w\n%s", src, dst, err, out)
 	}
 	return nil
 }

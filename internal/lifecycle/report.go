@@ -51,14 +51,3 @@ func ReadGroup(path string) (buildpack.Group, error) {
 	_, err = toml.Decode(string(b), &g)
 	return g, err
 }
-
-type nopLogger struct{}
-
-func (nopLogger) Debug(string)          {}
-func (nopLogger) Debugf(string, ...any) {}
-func (nopLogger) Info(string)           {}
-func (nopLogger) Infof(string, ...any)  {}
-func (nopLogger) Warn(string)           {}
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Error(string)          {}
-func (nopLogger) Errorf(string, ...any) {}

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -148,6 +147,6 @@ func waitFor(t testing.TB, d time.Duration, op func()) {
 	select {
 	case <-done:
 	case <-time.After(d):
-		t.Fatal(fmt.Sprintf("still running after %s", d))
+		t.Fatalf("still running after %s", d)
 	}
 }
