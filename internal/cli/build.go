@@ -55,7 +55,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.SBOMDir, "sbom-dir", "", "copy the build's SBOM files here after export (laid out like pack's --sbom-output-dir)")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
 	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")
-	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps unpacked builder layers (default: the user cache dir, cipack/builders)")
+	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps its verified layer store (default: /var/cache/cipack/builders, root-owned, outside the user's home)")
 	f.StringVar(&o.LayersDir, "layers-dir", "/layers", "the lifecycle's layers directory")
 	f.BoolVar(&o.TrustBuilder, "trust-builder", false, "pull mode: run the builder's own creator with the registry credentials (one process, faster); "+
 		"by default only a lifecycle cipack verifies gets them, and the builder's buildpacks run without")
@@ -127,11 +127,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	}
 	o.Env = expanded
 	if o.BuilderCache == "" {
-		dir, err := os.UserCacheDir()
-		if err != nil {
-			dir = os.TempDir()
-		}
-		o.BuilderCache = filepath.Join(dir, "cipack", "builders")
+		o.BuilderCache = defaultBuilderCache(os.Geteuid(), os.UserCacheDir)
 	}
 	if err := o.Validate(); err != nil {
 		return err
@@ -291,4 +287,24 @@ func lookupIn(environ []string) func(string) (string, bool) {
 		}
 		return "", false
 	}
+}
+
+// systemBuilderCache is the layer store root uses by default.
+const systemBuilderCache = "/var/cache/cipack/builders"
+
+// defaultBuilderCache is where pull mode keeps its layer store unless
+// --builder-cache says. The store is root-only (0700): as root, and so
+// under the sudo re-exec whose HOME is still the user's, it goes to a
+// root-owned place outside the user's home, where it cannot leave the
+// user a directory they cannot remove. As another user (no pull mode
+// without root; the value is only shown) it is the user's cache dir.
+func defaultBuilderCache(euid int, userCacheDir func() (string, error)) string {
+	if euid == 0 {
+		return systemBuilderCache
+	}
+	dir, err := userCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "cipack", "builders")
 }

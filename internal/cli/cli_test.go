@@ -156,3 +156,16 @@ func TestDefaultProcessIsProcessType(t *testing.T) {
 		t.Fatalf("process type %q, env files %q", o.ProcessType, o.EnvFiles)
 	}
 }
+
+// As root (the sudo re-exec keeps the user's HOME) the store never lands
+// in the user's home: it would leave them a root-only dir they cannot
+// remove.
+func TestDefaultBuilderCacheStaysOutOfTheUsersHome(t *testing.T) {
+	home := func() (string, error) { return "/home/runner/.cache", nil }
+	if got := defaultBuilderCache(0, home); got != "/var/cache/cipack/builders" {
+		t.Errorf("as root: %s", got)
+	}
+	if got := defaultBuilderCache(1001, home); got != "/home/runner/.cache/cipack/builders" {
+		t.Errorf("as a user: %s", got)
+	}
+}
