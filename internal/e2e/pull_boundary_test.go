@@ -266,8 +266,9 @@ func withFillerLayers(img v1.Image, total, size int) (v1.Image, error) {
 	return img, nil
 }
 
-// The user's checkout is left as it was by a build as root, in pull mode
-// and in-builder mode: same files, owners, modes and contents.
+// The user's checkout (another user's, with .git) is left as it was by a
+// build as root, in pull mode and in-builder mode: same files, owners,
+// modes, times and contents.
 func TestBuildsLeaveTheCheckoutAsItWas(t *testing.T) {
 	needFixture(t)
 	ws := filepath.Join(fx.Dir, "checkout-"+randSuffix())
@@ -275,8 +276,17 @@ func TestBuildsLeaveTheCheckoutAsItWas(t *testing.T) {
 	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
 		t.Fatal(err)
 	}
+	// A checkout as a CI makes it: another user's, with .git.
 	if err := os.MkdirAll(filepath.Join(ws, ".git", "hooks"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for name, body := range map[string]string{".git/config": "[core]\n\tbare = false\n", ".git/HEAD": "ref: refs/heads/main\n"} {
+		if err := os.WriteFile(filepath.Join(ws, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("chown", "-R", "4242:4242", ws).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
 	}
 	before := testenv.TreeState(t, ws)
 	cache := filepath.Join(fx.Dir, "checkout-cache-"+randSuffix())
