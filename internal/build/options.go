@@ -88,7 +88,7 @@ func (o *Options) Validate() error {
 		return exit.Usagef("--image", "pass the image to build, e.g. --image registry.example/team/app", "no image given")
 	}
 	if _, err := name.ParseReference(o.Image); err != nil {
-		return exit.Usagef("--image", "use a reference like registry.example/team/app:tag (lower case)", "invalid image reference %q: %v", o.Image, err)
+		return exit.Usagef("--image", imageHint(o.Image), "invalid image reference %q: %v", o.Image, err)
 	}
 	if _, err := name.NewDigest(o.Image); err == nil {
 		return exit.Usagef("--image", "name a tag, not a digest: the build makes a new digest", "image %q is a digest reference", o.Image)
@@ -303,4 +303,19 @@ func checkSBOMDir(dir string) error {
 		return exit.Usagef("--sbom-dir", "name a directory", "%s is not a directory", dir)
 	}
 	return nil
+}
+
+// imageHint says how to fix an image reference; upper case gets its own
+// word, since GitHub repository names (the usual source) may have it.
+func imageHint(ref string) string {
+	repo, _, _ := strings.Cut(ref, ":")
+	if i := strings.Index(ref, "/"); i >= 0 {
+		// The registry host may have a port; the repository is after it.
+		repo, _, _ = strings.Cut(ref[i+1:], ":")
+	}
+	if strings.ToLower(repo) != repo {
+		return "repository names are lower case: write it in lower case; from GitHub's repository name, lower-case it first, " +
+			"e.g. in a bash step: echo \"image=ghcr.io/${GITHUB_REPOSITORY,,}\" >> \"$GITHUB_OUTPUT\""
+	}
+	return "use a reference like registry.example/team/app:tag (lower case)"
 }

@@ -39,6 +39,7 @@ func TestValidate(t *testing.T) {
 		}, 0, ""},
 		{"empty image", func(o *Options) { o.Image = " " }, exit.Usage, "--image: no image given"},
 		{"upper case image", func(o *Options) { o.Image = "Registry/App" }, exit.Usage, "--image: invalid image reference"},
+		{"upper case repository says lower case, and how", func(o *Options) { o.Image = "ghcr.io/Owner/App:latest" }, exit.Usage, "repository names are lower case"},
 		{"digest image", func(o *Options) { o.Image = "r.example/a@sha256:" + strings.Repeat("a", 64) }, exit.Usage, "digest reference"},
 		{"bad tag", func(o *Options) { o.Tags = []string{"bad tag!"} }, exit.Usage, "--tag"},
 		{"bad run image", func(o *Options) { o.RunImage = "UP/per" }, exit.Usage, "--run-image"},
