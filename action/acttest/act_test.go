@@ -394,3 +394,18 @@ func TestAttestExample(t *testing.T) {
 		}
 	}
 }
+
+// The examples lower-case the image name they derive from GitHub's
+// repository (registries refuse capitals; GitHub names may have them).
+func TestExampleLowerCasesTheRepositoryName(t *testing.T) {
+	needFixture(t)
+	r := newRepo(t, map[string]string{".github/workflows/build.yml": example(t, "build.yml", false)}).onPlainHost()
+	res := r.run(t, "build.yml", "push", "--var", "CIPACK_REGISTRY="+fx.Registry.Host, "--var", "CIPACK_BUILDER="+fx.BuilderImage,
+		"--env", "GITHUB_REPOSITORY=Cipack-Test/Mixed-Case-App")
+	if res.code != 0 {
+		t.Fatalf("act exited %d:\n%s", res.code, res.out)
+	}
+	if repoName, _ := pushed(t, res.out); repoName != fx.Registry.Host+"/cipack-test/mixed-case-app" {
+		t.Fatalf("pushed to %s, want the lower-cased repository name", repoName)
+	}
+}
