@@ -156,9 +156,9 @@ func (r *repo) run(t *testing.T, workflow, event string, args ...string) actRun 
 		"-P", "ubuntu-latest=-self-hosted",
 		"--no-cache-server", "--action-offline-mode",
 		"--local-repository", "cipack/cipack@v1=" + rootDir,
-		"--local-repository", "actions/cache@v4=" + cacheStub(),
-		"--local-repository", "actions/attest-build-provenance@v2=" + standIn("attest-build-provenance"),
-		"--local-repository", "actions/attest-sbom@v2=" + standIn("attest-sbom"),
+		"--local-repository", "actions/cache@v5=" + cacheStub(),
+		"--local-repository", "actions/attest-build-provenance@v3=" + standIn("attest-build-provenance"),
+		"--local-repository", "actions/attest-sbom@v3=" + standIn("attest-sbom"),
 		"--var", "CIPACK_INSECURE_REGISTRIES=",
 	}, args...)
 	if !r.plainHost {
@@ -252,7 +252,7 @@ jobs:
   build:
     runs-on: ubuntu-latest
     steps:
-      - uses: actions/checkout@v4
+      - uses: actions/checkout@v5
       - id: cipack
         uses: cipack/cipack@v1
         with:

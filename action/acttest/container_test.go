@@ -114,7 +114,7 @@ func TestBuildExampleInContainerJob(t *testing.T) {
 		"-P", "ubuntu-latest=-self-hosted",
 		"--no-cache-server", "--action-offline-mode", "--pull=false",
 		"--local-repository", "cipack/cipack@v1="+rootDir,
-		"--local-repository", "actions/cache@v4="+cacheStub(),
+		"--local-repository", "actions/cache@v5="+cacheStub(),
 		"--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+builder,
 		"-s", "GITHUB_TOKEN=ghs_not_a_real_token",
 		"--action-cache-path", filepath.Join(fx.Dir, "act-cache"))
