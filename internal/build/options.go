@@ -58,6 +58,9 @@ type Options struct {
 	Mode string
 	// BuilderCache is where pull mode keeps unpacked builder layers.
 	BuilderCache string
+	// BuilderBlobs, when set, keeps the builder's compressed layer blobs
+	// (an OCI layout any user can read: what a CI cache saves).
+	BuilderBlobs string
 	// TrustBuilder runs a pulled builder's own creator with the registry
 	// credentials (one process, faster); by default the credential phases
 	// run the lifecycle in LifecycleDir, which cipack verifies.

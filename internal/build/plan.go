@@ -77,7 +77,7 @@ func (p *buildPlan) pullBuilder(ctx context.Context, opts Options, d *Deps) erro
 		return err
 	}
 	t := time.Now()
-	pulled, err := pull.Prepare(ctx, d.Registry, opts.Builder, opts.BuilderCache)
+	pulled, err := pull.PrepareWith(ctx, d.Registry, opts.Builder, opts.BuilderCache, pull.Blobs(opts.BuilderBlobs))
 	if err != nil {
 		return err
 	}

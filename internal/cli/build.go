@@ -57,6 +57,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")
 	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps its verified layer store (default: /var/cache/cipack/builders, root-owned, outside the user's home)")
 	f.StringVar(&o.LayersDir, "layers-dir", "/layers", "the lifecycle's layers directory")
+	f.StringVar(&o.BuilderBlobs, "builder-blobs", "", "pull mode: also keep the builder's compressed layer blobs here, an OCI layout any user can read (what a CI cache saves); verified before use")
 	f.BoolVar(&o.TrustBuilder, "trust-builder", false, "pull mode: run the builder's own creator with the registry credentials (one process, faster); "+
 		"by default only a lifecycle cipack verifies gets them, and the builder's buildpacks run without")
 	f.StringVar(&o.LifecycleDir, "lifecycle-dir", "", "pull mode: the directory of the trusted lifecycle and launcher binaries (default: next to cipack)")

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -524,5 +525,74 @@ func TestResolveTakesBuildsRegistryOptions(t *testing.T) {
 	}
 	if strings.Contains(r.stderr+r.stdout, "resolve-s3cret") {
 		t.Fatal("the password was printed")
+	}
+}
+
+// --builder-blobs keeps the builder's compressed blobs as an OCI layout
+// any user can read (what the action's actions/cache step saves): a build
+// on a fresh store with those blobs restored downloads no layer, a
+// corrupted blob is fetched again, and an unprivileged user can archive
+// the directory.
+func TestBuilderBlobsRestoreTheStoreWithoutDownloads(t *testing.T) {
+	needFixture(t)
+	layers, err := testenv.MustPull(t, fx.BuilderImage).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layerDigests := map[string]bool{}
+	for _, l := range layers {
+		d, _ := l.Digest()
+		layerDigests[d.String()] = true
+	}
+	var mu sync.Mutex
+	fetched := 0
+	proxy, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{Fault: func(_ http.ResponseWriter, r *http.Request) bool {
+		if i := strings.Index(r.URL.Path, "/blobs/"); i >= 0 && r.Method == http.MethodGet && layerDigests[r.URL.Path[i+len("/blobs/"):]] {
+			mu.Lock()
+			fetched++
+			mu.Unlock()
+		}
+		return false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	builder := strings.Replace(fx.BuilderImage, fx.Registry.Host, proxy.Host, 1)
+	blobs := filepath.Join(fx.Dir, "blobs-"+randSuffix())
+	build := func(what string) {
+		t.Helper()
+		mu.Lock()
+		fetched = 0
+		mu.Unlock()
+		r := pullBuildEnv(t, filepath.Join(fx.Dir, "blobs-store-"+randSuffix()), nil, "--builder", builder, "--builder-blobs", blobs,
+			"--image", fx.Registry.Host+"/pull/blobs:latest")
+		if r.code != 0 || !strings.Contains(r.stderr, fmt.Sprintf("%d unpacked", len(layers))) {
+			t.Fatalf("%s: exit %d\n%s", what, r.code, r.stderr)
+		}
+	}
+	build("first build")
+	if fetched != len(layers) {
+		t.Fatalf("first build fetched %d layer blobs, want %d", fetched, len(layers))
+	}
+	if out, err := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "tar", "-cf", "/dev/null", "-C", blobs, ".").CombinedOutput(); err != nil {
+		t.Fatalf("an unprivileged user cannot archive the blobs: %v\n%s", err, out)
+	}
+	build("a fresh store on the kept blobs")
+	if fetched != 0 {
+		t.Fatalf("a fresh store on restored blobs downloaded %d layers, want 0", fetched)
+	}
+	// A restored cache is not trusted as is: a changed blob is fetched again.
+	var victim string
+	for d := range layerDigests {
+		victim = filepath.Join(blobs, "blobs", "sha256", strings.TrimPrefix(d, "sha256:"))
+		break
+	}
+	if err := os.WriteFile(victim, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build("a fresh store on a tampered blob")
+	if fetched != 1 {
+		t.Fatalf("a tampered blob: %d layers downloaded, want 1", fetched)
 	}
 }

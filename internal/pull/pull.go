@@ -56,6 +56,14 @@ const parallelLayers = 3
 // its layers is unpacked and verified under cacheDir (see openStore for
 // the layout).
 func Prepare(ctx context.Context, reg *registry.Client, ref, cacheDir string) (*Builder, error) {
+	return PrepareWith(ctx, reg, ref, cacheDir, "")
+}
+
+// PrepareWith is Prepare that also keeps the builder's compressed layer
+// blobs in blobs (when not empty): every layer's blob is there afterwards,
+// verified, and unpacking reads it instead of the registry; blobs of
+// layers this builder does not have are removed.
+func PrepareWith(ctx context.Context, reg *registry.Client, ref, cacheDir string, blobs Blobs) (*Builder, error) {
 	r, err := reg.Parse(ref)
 	if err != nil {
 		return nil, exit.Usagef("--builder", "", "invalid builder reference %q: %v", ref, err)
@@ -85,9 +93,27 @@ func Prepare(ctx context.Context, reg *registry.Client, ref, cacheDir string) (*
 	if err := st.cleanStale(); err != nil {
 		return nil, fmt.Errorf("builder %s: %w", ref, err)
 	}
-	results, err := ensureAll(ctx, st, b.Ref, layers)
+	from := func(_ context.Context, l v1.Layer) (v1.Layer, error) { return l, nil }
+	if blobs != "" {
+		if err := blobs.init(); err != nil {
+			return nil, exit.New(exit.Usage, "--builder-blobs", err, "name a directory cipack can write")
+		}
+		from = blobs.layer
+	}
+	results, err := ensureAll(ctx, st, b.Ref, layers, from)
 	if err != nil {
 		return nil, err
+	}
+	if blobs != "" {
+		keep := map[string]bool{}
+		for _, l := range layers {
+			if d, err := l.Digest(); err == nil {
+				keep[d.Hex] = true
+			}
+		}
+		if err := blobs.prune(keep); err != nil {
+			return nil, fmt.Errorf("builder %s: prune %s: %w", ref, blobs, err)
+		}
 	}
 	for _, res := range results {
 		b.Layers = append(b.Layers, res.path)
@@ -106,7 +132,8 @@ func Prepare(ctx context.Context, reg *registry.Client, ref, cacheDir string) (*
 
 // ensureAll runs st.ensure on every layer, a few at a time, and returns
 // the results in the layers' order. The first failure cancels the rest.
-func ensureAll(ctx context.Context, st *store, ref string, layers []v1.Layer) ([]layerResult, error) {
+// from gives the layer to read: the registry's, or its kept blob.
+func ensureAll(ctx context.Context, st *store, ref string, layers []v1.Layer, from func(context.Context, v1.Layer) (v1.Layer, error)) ([]layerResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make([]layerResult, len(layers))
@@ -123,7 +150,12 @@ func ensureAll(ctx context.Context, st *store, ref string, layers []v1.Layer) ([
 				errs[i] = ctx.Err()
 				return
 			}
-			results[i], errs[i] = st.ensure(ctx, layerJob{ref: ref, index: i + 1, count: len(layers), layer: l})
+			job := layerJob{ref: ref, index: i + 1, count: len(layers)}
+			if job.layer, errs[i] = from(ctx, l); errs[i] == nil {
+				results[i], errs[i] = st.ensure(ctx, job)
+			} else {
+				errs[i] = fmt.Errorf("builder %s: %s: %w", ref, job, errs[i])
+			}
 			if errs[i] != nil {
 				cancel()
 			}
