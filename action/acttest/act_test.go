@@ -74,6 +74,9 @@ var repos int
 type repo struct {
 	dir       string
 	plainHost bool
+	// cacheAction and cacheServer, when set, serve actions/cache with the
+	// real library and act's cache server storing under cacheServer.
+	cacheAction, cacheServer string
 }
 
 func newRepo(t *testing.T, files map[string]string) *repo {
@@ -161,6 +164,17 @@ func (r *repo) run(t *testing.T, workflow, event string, args ...string) actRun 
 		"--local-repository", "actions/attest-sbom@v3=" + standIn("attest-sbom"),
 		"--var", "CIPACK_INSECURE_REGISTRIES=",
 	}, args...)
+	if r.cacheAction != "" {
+		for i, a := range argv {
+			switch {
+			case a == "--no-cache-server":
+				argv[i] = "--cache-server-path=" + r.cacheServer
+			case a == "actions/cache@v5="+cacheStub():
+				argv[i] = "actions/cache@v5=" + r.cacheAction
+			}
+		}
+		argv = append(argv, "--cache-server-addr", "127.0.0.1")
+	}
 	if !r.plainHost {
 		argv = append(argv, "--env", "CNB_USER_ID="+strconv.Itoa(fx.UID), "--env", "CNB_GROUP_ID="+strconv.Itoa(fx.GID))
 	}

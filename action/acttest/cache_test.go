@@ -1,0 +1,137 @@
+package acttest
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cipack/cipack/internal/testenv"
+)
+
+// The npm packages the real-cache action runs on: @actions/cache 4.0.5
+// speaks the v1 cache API (ACTIONS_CACHE_SERVICE_V2 unset) that act's
+// built-in cache server implements.
+const cacheLibs = "@actions/cache@4.0.5 @actions/core@1.11.1"
+
+var realCacheOnce struct {
+	sync.Once
+	dir string
+	err error
+}
+
+// realCacheAction returns a directory holding testdata/real-cache with
+// its npm packages installed (once, in the tool cache).
+func realCacheAction(t *testing.T) string {
+	t.Helper()
+	realCacheOnce.Do(func() {
+		dir := filepath.Join(testenv.CacheDir(), "real-cache-"+strings.NewReplacer("@", "", "/", "-", " ", "_").Replace(cacheLibs))
+		src, _ := filepath.Abs(filepath.Join("testdata", "real-cache"))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			realCacheOnce.err = err
+			return
+		}
+		for _, f := range []string{"action.yml", "restore.js", "save.js"} {
+			b, err := os.ReadFile(filepath.Join(src, f))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+			}
+			if err != nil {
+				realCacheOnce.err = err
+				return
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@actions", "cache")); err == nil {
+			realCacheOnce.dir = dir
+			return
+		}
+		if _, err := exec.LookPath("npm"); err != nil {
+			realCacheOnce.err = err
+			return
+		}
+		cmd := exec.Command("npm", append([]string{"install", "--no-audit", "--no-fund", "--silent", "--prefix", dir}, strings.Fields(cacheLibs)...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			realCacheOnce.err = &exec.ExitError{Stderr: out}
+			return
+		}
+		realCacheOnce.dir = dir
+	})
+	if realCacheOnce.err != nil {
+		t.Fatalf("the real-cache action (npm install %s) is missing: %v", cacheLibs, realCacheOnce.err)
+	}
+	return realCacheOnce.dir
+}
+
+// The action's cache with the real @actions/cache library and act's own
+// cache server: a second run of the README's first workflow, on a fresh
+// runner temp dir, restores the builder's blobs (no layer downloaded)
+// and the build cache (the lifecycle reuses the cached layer).
+func TestActionCacheRestoresTheBuilderWithTheRealCacheLibrary(t *testing.T) {
+	needFixture(t)
+	layers := map[string]bool{}
+	ls, err := testenv.MustPull(t, fx.BuilderImage).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		d, _ := l.Digest()
+		layers[d.String()] = true
+	}
+	var mu sync.Mutex
+	fetched := 0
+	proxy, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{Fault: func(_ http.ResponseWriter, r *http.Request) bool {
+		if i := strings.Index(r.URL.Path, "/blobs/"); i >= 0 && r.Method == http.MethodGet && layers[r.URL.Path[i+len("/blobs/"):]] {
+			mu.Lock()
+			fetched++
+			mu.Unlock()
+		}
+		return false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	builder := strings.Replace(fx.BuilderImage, fx.Registry.Host, proxy.Host, 1)
+	// GitHub's runner temp dir has the same path on every runner, and the
+	// cache's version hashes the paths; act's is random per run. So the
+	// workflow names a fixed cache-dir, emptied before each run: a fresh
+	// runner.
+	cacheDir := filepath.Join(fx.Dir, "runner-temp-"+strings.ReplaceAll(t.Name(), "/", "-"), "cipack-cache")
+	wf := strings.Replace(example(t, "build.yml", false), "          builder: ", "          cache-dir: "+cacheDir+"\n          builder: ", 1)
+	if !strings.Contains(wf, "cache-dir: ") {
+		t.Fatal("the example's with: block moved")
+	}
+	r := newRepo(t, map[string]string{".github/workflows/build.yml": wf}).onPlainHost()
+	r.cacheAction, r.cacheServer = realCacheAction(t), filepath.Join(fx.Dir, "act-cache-server-"+strings.ReplaceAll(t.Name(), "/", "-"))
+	image := fx.Registry.Host + "/gha-cache/app:latest"
+	run := func(what string) (string, int) {
+		t.Helper()
+		mu.Lock()
+		fetched = 0
+		mu.Unlock()
+		if err := os.RemoveAll(filepath.Dir(cacheDir)); err != nil {
+			t.Fatal(err)
+		}
+		res := r.run(t, "build.yml", "push", "--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+builder)
+		if res.code != 0 || !strings.Contains(res.out, "real cache: restore") {
+			t.Fatalf("%s: act exited %d:\n%s", what, res.code, res.out)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return res.out, fetched
+	}
+	out, n := run("first run")
+	if n != len(layers) || !strings.Contains(out, "real cache: saved key=cipack-") {
+		t.Fatalf("first run: %d layer downloads (want %d), or nothing saved:\n%s", n, len(layers), out)
+	}
+	out, n = run("second run")
+	if n != 0 {
+		t.Fatalf("second run downloaded %d layers, want 0 (the builder's blobs come from the cache):\n%s", n, out)
+	}
+	if !strings.Contains(out, "reused cached layer") {
+		t.Fatalf("second run: the lifecycle did not reuse the restored build cache:\n%s", out)
+	}
+}
