@@ -352,7 +352,7 @@ func TestBuildExampleOnAPlainRunnerPullMode(t *testing.T) {
 	if repoName+":latest" != image {
 		t.Fatalf("image-ref names %s", repoName)
 	}
-	if !strings.Contains(res.out, "unpacked") || !strings.Contains(res.out, "cache stand-in - key=cipack-Linux-") {
+	if !strings.Contains(res.out, "unpacked") || !strings.Contains(res.out, "cache stand-in - key=cipack-blobs-Linux-") {
 		t.Fatalf("no pull-mode unpack or cache key in the log:\n%s", res.out)
 	}
 	ref, _ := name.ParseReference(image)
