@@ -72,7 +72,8 @@ func realCacheAction(t *testing.T) string {
 // The action's cache with the real @actions/cache library and act's own
 // cache server: a second run of the README's first workflow, on a fresh
 // runner temp dir, restores the builder's blobs (no layer downloaded)
-// and the build cache (the lifecycle reuses the cached layer).
+// and the build cache (the lifecycle reuses the cached layer) and gives
+// the same image; what is saved an unprivileged user can archive.
 func TestActionCacheRestoresTheBuilderWithTheRealCacheLibrary(t *testing.T) {
 	needFixture(t)
 	layers := map[string]bool{}
@@ -131,7 +132,18 @@ func TestActionCacheRestoresTheBuilderWithTheRealCacheLibrary(t *testing.T) {
 	if n != len(layers) || !strings.Contains(out, "real cache: saved key=cipack-blobs-") || !strings.Contains(out, "real cache: saved key=cipack-build-") {
 		t.Fatalf("first run: %d layer downloads (want %d), or nothing saved:\n%s", n, len(layers), out)
 	}
+	_, firstDigest := pushed(t, out)
 	out, n = run("second run")
+	if _, d := pushed(t, out); d != firstDigest {
+		t.Errorf("the build on the restored cache gave %s, the first %s: want the same image", d, firstDigest)
+	}
+	// What the action saves, the runner's user (not root) can archive.
+	for _, d := range []string{"blobs", "build"} {
+		if out, err := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+			"tar", "-cf", "/dev/null", "-C", filepath.Join(cacheDir, d), ".").CombinedOutput(); err != nil {
+			t.Errorf("an unprivileged user cannot archive the saved %s: %v\n%s", d, err, out)
+		}
+	}
 	if n != 0 {
 		t.Fatalf("second run downloaded %d layers, want 0 (the builder's blobs come from the cache):\n%s", n, out)
 	}
