@@ -1,7 +1,6 @@
 package acttest
 
 import (
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,30 +75,13 @@ func realCacheAction(t *testing.T) string {
 // the same image; what is saved an unprivileged user can archive.
 func TestActionCacheRestoresTheBuilderWithTheRealCacheLibrary(t *testing.T) {
 	needFixture(t)
-	layers := map[string]bool{}
-	ls, err := testenv.MustPull(t, fx.BuilderImage).Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range ls {
-		d, _ := l.Digest()
-		layers[d.String()] = true
-	}
-	var mu sync.Mutex
-	fetched := 0
-	proxy, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{Fault: func(_ http.ResponseWriter, r *http.Request) bool {
-		if i := strings.Index(r.URL.Path, "/blobs/"); i >= 0 && r.Method == http.MethodGet && layers[r.URL.Path[i+len("/blobs/"):]] {
-			mu.Lock()
-			fetched++
-			mu.Unlock()
-		}
-		return false
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy := testenv.StartLayerCounter(t, fx.Registry.Host, fx.BuilderImage)
 	defer proxy.Close()
 	builder := strings.Replace(fx.BuilderImage, fx.Registry.Host, proxy.Host, 1)
+	layers, err := testenv.MustPull(t, fx.BuilderImage).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// GitHub's runner temp dir has the same path on every runner, and the
 	// cache's version hashes the paths; act's is random per run. So the
 	// workflow names a fixed cache-dir, emptied before each run: a fresh
@@ -114,9 +96,7 @@ func TestActionCacheRestoresTheBuilderWithTheRealCacheLibrary(t *testing.T) {
 	image := fx.Registry.Host + "/gha-cache/app:latest"
 	run := func(what string) (string, int) {
 		t.Helper()
-		mu.Lock()
-		fetched = 0
-		mu.Unlock()
+		proxy.Take()
 		if err := os.RemoveAll(filepath.Dir(cacheDir)); err != nil {
 			t.Fatal(err)
 		}
@@ -124,9 +104,7 @@ func TestActionCacheRestoresTheBuilderWithTheRealCacheLibrary(t *testing.T) {
 		if res.code != 0 || !strings.Contains(res.out, "real cache: restore") {
 			t.Fatalf("%s: act exited %d:\n%s", what, res.code, res.out)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		return res.out, fetched
+		return res.out, proxy.Take()
 	}
 	out, n := run("first run")
 	if n != len(layers) || !strings.Contains(out, "real cache: saved key=cipack-blobs-") || !strings.Contains(out, "real cache: saved key=cipack-build-") {

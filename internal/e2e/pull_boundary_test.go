@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -544,32 +543,19 @@ func TestBuilderBlobsRestoreTheStoreWithoutDownloads(t *testing.T) {
 		d, _ := l.Digest()
 		layerDigests[d.String()] = true
 	}
-	var mu sync.Mutex
-	fetched := 0
-	proxy, err := testenv.StartProxy(fx.Registry.Host, testenv.ProxyOptions{Fault: func(_ http.ResponseWriter, r *http.Request) bool {
-		if i := strings.Index(r.URL.Path, "/blobs/"); i >= 0 && r.Method == http.MethodGet && layerDigests[r.URL.Path[i+len("/blobs/"):]] {
-			mu.Lock()
-			fetched++
-			mu.Unlock()
-		}
-		return false
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy := testenv.StartLayerCounter(t, fx.Registry.Host, fx.BuilderImage)
 	defer proxy.Close()
 	builder := strings.Replace(fx.BuilderImage, fx.Registry.Host, proxy.Host, 1)
+	fetched := 0
 	blobs := filepath.Join(fx.Dir, "blobs-"+randSuffix())
 	build := func(what string) {
 		t.Helper()
-		mu.Lock()
-		fetched = 0
-		mu.Unlock()
 		r := pullBuildEnv(t, filepath.Join(fx.Dir, "blobs-store-"+randSuffix()), nil, "--builder", builder, "--builder-blobs", blobs,
 			"--image", fx.Registry.Host+"/pull/blobs:latest")
 		if r.code != 0 || !strings.Contains(r.stderr, fmt.Sprintf("%d unpacked", len(layers))) {
 			t.Fatalf("%s: exit %d\n%s", what, r.code, r.stderr)
 		}
+		fetched = proxy.Take()
 	}
 	build("first build")
 	if fetched != len(layers) {
