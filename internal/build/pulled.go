@@ -108,10 +108,12 @@ func (h *pulledHost) buildBinds(withCache bool) []sandbox.Bind {
 	}
 	// Build code keeps the builder's own hosts file and CA store: only
 	// the resolver and the CA the user named come from the host.
-	for _, f := range append(slices.Clone(h.userCA), h.dnsFiles...) {
-		if f != "/etc/hosts" && f != "/etc/nsswitch.conf" {
-			binds = append(binds, sandbox.Bind{Host: f, Path: f, ReadOnly: true})
-		}
+	shared := slices.Clone(h.userCA)
+	if slices.Contains(h.dnsFiles, resolvConf) {
+		shared = append(shared, resolvConf)
+	}
+	for _, f := range shared {
+		binds = append(binds, sandbox.Bind{Host: f, Path: f, ReadOnly: true})
 	}
 	return binds
 }
@@ -132,7 +134,7 @@ func (h *pulledHost) trustedSpec(inv lifecycle.Invocation, env []string) sandbox
 	if h.analyzed != "" {
 		binds = append(binds, sandbox.Bind{Host: h.analyzed, Path: sbAnalyzed})
 	}
-	for _, f := range append(append(append([]string{}, h.dnsFiles...), h.caFiles...), h.userCA...) {
+	for _, f := range slices.Concat(h.dnsFiles, h.caFiles, h.userCA) {
 		binds = append(binds, sandbox.Bind{Host: f, Path: f, ReadOnly: true})
 	}
 	base := []string{"PATH=" + lc, "HOME=/tmp"}
@@ -140,10 +142,13 @@ func (h *pulledHost) trustedSpec(inv lifecycle.Invocation, env []string) sandbox
 		Env: append(base, env...), Dir: sbApp, Caps: sandbox.TrustedCaps}
 }
 
+// resolvConf is the one host DNS file build code gets too.
+const resolvConf = "/etc/resolv.conf"
+
 // findHostFiles fills in the host files the containers get read-only.
 func (h *pulledHost) findHostFiles(env []string) {
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
-	for _, p := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"} {
+	for _, p := range []string{resolvConf, "/etc/hosts", "/etc/nsswitch.conf"} {
 		if exists(p) {
 			h.dnsFiles = append(h.dnsFiles, p)
 		}
