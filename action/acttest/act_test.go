@@ -74,8 +74,8 @@ var repos int
 type repo struct {
 	dir       string
 	plainHost bool
-	// cacheAction and cacheServer, when set, serve actions/cache with the
-	// real library and act's cache server storing under cacheServer.
+	// cacheAction and cacheServer serve actions/cache with the real
+	// library and act's cache server storing under cacheServer.
 	cacheAction, cacheServer string
 }
 
@@ -164,6 +164,12 @@ func (r *repo) run(t *testing.T, workflow, event string, args ...string) actRun 
 		"--local-repository", "actions/attest-sbom@v3=" + standIn("attest-sbom"),
 		"--var", "CIPACK_INSECURE_REGISTRIES=",
 	}, args...)
+	// Every host-mode run caches with the real library and act's cache
+	// server (a server per repo); the print-only stub serves only the
+	// container-job test, whose builder image has no node.
+	if r.cacheAction == "" {
+		r.cacheAction, r.cacheServer = realCacheAction(t), r.dir+"-cache-server"
+	}
 	if r.cacheAction != "" {
 		for i, a := range argv {
 			switch {
@@ -352,7 +358,7 @@ func TestBuildExampleOnAPlainRunnerPullMode(t *testing.T) {
 	if repoName+":latest" != image {
 		t.Fatalf("image-ref names %s", repoName)
 	}
-	if !strings.Contains(res.out, "unpacked") || !strings.Contains(res.out, "cache stand-in - key=cipack-blobs-Linux-") {
+	if !strings.Contains(res.out, "unpacked") || !strings.Contains(res.out, "real cache: restore key=cipack-blobs-Linux-") {
 		t.Fatalf("no pull-mode unpack or cache key in the log:\n%s", res.out)
 	}
 	ref, _ := name.ParseReference(image)
