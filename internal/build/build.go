@@ -36,6 +36,8 @@ type Deps struct {
 	Pinned   *debug.Module
 	// TempDir is where the build's scratch directories go.
 	TempDir string
+	// Cwd resolves relative --buildpack paths, as pack does.
+	Cwd string
 }
 
 // Buildpack is one buildpack that took part in the build.
@@ -81,7 +83,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := prepare(p, opts, d)
+	w, err := prepare(ctx, p, opts, d)
 	defer w.cleanup()
 	if err != nil {
 		return nil, err

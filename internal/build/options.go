@@ -54,6 +54,13 @@ type Options struct {
 	Descriptor string
 	// SBOMDir, when set, receives the build's SBOM files after export.
 	SBOMDir string
+	// Buildpacks replace the builder's order with a group (pack's
+	// --buildpack); PreBuildpacks and PostBuildpacks wrap each of its
+	// groups. Each takes every form pack accepts.
+	Buildpacks, PreBuildpacks, PostBuildpacks []string
+	// ExecEnv is the execution environment: it scopes project.toml's env
+	// and group entries, and the lifecycle gets it as CNB_EXEC_ENV.
+	ExecEnv string
 	// Mode is ModeAuto, ModePull or ModeInBuilder.
 	Mode string
 	// BuilderCache is where pull mode keeps unpacked builder layers.
@@ -83,6 +90,9 @@ const (
 )
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// execEnvPattern is pack's rule for --exec-env ('/' is reserved).
+var execEnvPattern = regexp.MustCompile(`^[a-zA-Z0-9.-]+$`)
 
 // Validate checks every input that can be checked without I/O to a
 // registry, and names the input at fault. It runs before any work.
@@ -159,6 +169,12 @@ func (o *Options) Validate() error {
 		}
 	default:
 		return exit.Usagef("--mode", "use auto, pull or in-builder", "unknown mode %q", o.Mode)
+	}
+	if o.ExecEnv == "" {
+		o.ExecEnv = "production"
+	}
+	if !execEnvPattern.MatchString(o.ExecEnv) {
+		return exit.Usagef("--exec-env", "use letters, digits, '.' and '-', e.g. production or test", "invalid execution environment %q", o.ExecEnv)
 	}
 	switch o.LogLevel {
 	case "", "debug", "info", "warn", "error":

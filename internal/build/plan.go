@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -156,4 +157,27 @@ func loadDescriptor(opts Options, appDir string, log io.Writer) (*project.Descri
 		fmt.Fprintf(log, "cipack: warning: %s: %s is not supported by cipack and is ignored\n", d.Path, k)
 	}
 	return d, nil
+}
+
+// DescriptorBuilder takes the builder from project.toml's [io.buildpacks]
+// builder when none is given and this host has no lifecycle of its own
+// (so the build pulls one), as pack does; an explicit --builder wins. It
+// returns the descriptor's path when it set o.Builder.
+func DescriptorBuilder(o *Options) string {
+	if o.Builder != "" || o.Mode == ModeInBuilder {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(o.CNBDir, "lifecycle", "creator")); err == nil && o.Mode != ModePull {
+		return ""
+	}
+	app, err := ResolveApp(o.AppPath, o.SourceRoot)
+	if err != nil {
+		return "" // Validate names the input
+	}
+	d, err := loadDescriptor(*o, app, io.Discard)
+	if err != nil || d == nil || d.Builder == "" {
+		return "" // plan reports a bad descriptor
+	}
+	o.Builder = d.Builder
+	return d.Path
 }

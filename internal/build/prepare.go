@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/lifecycle"
-	"github.com/cipack/cipack/internal/project"
 	"github.com/cipack/cipack/internal/safefs"
 	"github.com/cipack/cipack/internal/scratch"
 )
@@ -24,7 +24,10 @@ type workdirs struct {
 	// credential phases only.
 	analyzed       string
 	order, runToml string
-	undo           []func()
+	// buildpacks is the buildpacks dir assembled in the builder when the
+	// user added buildpacks (empty: the builder's own).
+	buildpacks string
+	undo       []func()
 }
 
 // cleanup removes what prepare made (safe on a partial workdirs).
@@ -41,11 +44,11 @@ func (w *workdirs) cleanup() {
 // run.toml, the descriptor's order), the app the lifecycle gets (a copy
 // owned by the build user as root), the layers dir (fresh in pull mode)
 // and the cache dir.
-func prepare(p *buildPlan, opts Options, d Deps) (*workdirs, error) {
+func prepare(ctx context.Context, p *buildPlan, opts Options, d Deps) (*workdirs, error) {
 	w := &workdirs{}
 	var descEnv []string
 	if p.desc != nil {
-		descEnv = p.desc.Env
+		descEnv = p.desc.BuildEnv(opts.ExecEnv)
 	}
 	// project.toml first, then the env files, then --env: later ones win.
 	env := append(append(append([]string{}, descEnv...), opts.fileEnv...), opts.Env...)
@@ -54,10 +57,8 @@ func prepare(p *buildPlan, opts Options, d Deps) (*workdirs, error) {
 		return w, err
 	}
 	w.undo = append(w.undo, func() { _ = os.RemoveAll(w.platform) })
-	if p.desc != nil && len(p.desc.Group) > 0 {
-		if w.order, err = writeOrder(w.platform, p.builder, p.files, p.desc); err != nil {
-			return w, err
-		}
+	if err := w.extraBuildpacks(ctx, p, opts, d); err != nil {
+		return w, err
 	}
 	if opts.RunImage != "" || p.host != nil {
 		// Pull mode always writes one: the trusted phases run in a root
@@ -131,6 +132,8 @@ func (w *workdirs) makeAnalyzed(tmp string, uid, gid int) error {
 func (w *workdirs) inputs(p *buildPlan, opts Options) lifecycle.CreateInputs {
 	in := lifecycle.CreateInputs{
 		Order:         w.order,
+		BuildpacksDir: w.buildpacks,
+		ExecEnv:       opts.ExecEnv,
 		RunToml:       w.runToml,
 		Image:         p.refs.image.String(),
 		AppDir:        w.app,
@@ -274,67 +277,4 @@ func writeProjectMetadata(layersDir, repository, commit string) error {
 	}
 	defer f.Close()
 	return toml.NewEncoder(f).Encode(files.ProjectMetadata{Source: src})
-}
-
-// writeOrder writes an order.toml holding the descriptor's group, after
-// checking that the builder has each buildpack (a group entry without a
-// version takes the builder's). It returns its path.
-func writeOrder(platformDir string, b *lifecycle.Builder, fsys lifecycle.Files, d *project.Descriptor) (string, error) {
-	var builderOrder struct {
-		Order []struct {
-			Group []project.Buildpack `toml:"group"`
-		} `toml:"order"`
-	}
-	if raw, err := fsys.ReadFile(b.Path("order.toml")); err == nil {
-		_, _ = toml.Decode(string(raw), &builderOrder)
-	}
-	versionOf := func(id string) string {
-		for _, o := range builderOrder.Order {
-			for _, g := range o.Group {
-				if g.ID == id && g.Version != "" {
-					return g.Version
-				}
-			}
-		}
-		return ""
-	}
-	type entry struct {
-		ID      string `toml:"id"`
-		Version string `toml:"version"`
-	}
-	var group []entry
-	for _, bp := range d.Group {
-		v := bp.Version
-		if v == "" {
-			v = versionOf(bp.ID)
-		}
-		dir := b.Path("buildpacks", strings.ReplaceAll(bp.ID, "/", "_"), v)
-		if _, err := fsys.Stat(filepath.Join(dir, "buildpack.toml")); v == "" || err != nil {
-			return "", exit.Usagef(d.Path, "use buildpacks the builder has, or another builder", "the builder has no buildpack %s%s", bp.ID, atVersion(bp.Version))
-		}
-		group = append(group, entry{bp.ID, v})
-	}
-	p := filepath.Join(platformDir, "order.toml")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	type orderFile struct {
-		Order []struct {
-			Group []entry `toml:"group"`
-		} `toml:"order"`
-	}
-	var of orderFile
-	of.Order = append(of.Order, struct {
-		Group []entry `toml:"group"`
-	}{group})
-	return p, toml.NewEncoder(f).Encode(of)
-}
-
-func atVersion(v string) string {
-	if v == "" {
-		return ""
-	}
-	return "@" + v
 }

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,7 +35,7 @@ func TestPrepareLaysOutTheBuild(t *testing.T) {
 		auth:   `{"reg.example":"Basic x"}`,
 	}
 	opts := Options{Env: []string{"A=from-flag", "B=x=y"}, fileEnv: []string{"A=from-file", "C=c"}, LayersDir: "/layers-unused"}
-	w, err := prepare(p, opts, Deps{Log: io.Discard, TempDir: tmp, Euid: 1000})
+	w, err := prepare(context.Background(), p, opts, Deps{Log: io.Discard, TempDir: tmp, Euid: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,9 @@ type pulledHost struct {
 	// read-only: the resolver's config, the system CA store, and what
 	// SSL_CERT_FILE and SSL_CERT_DIR name (a proxy's CA, often).
 	dnsFiles, caFiles, userCA []string
+	// extra binds the user's buildpacks where the builder's lifecycle
+	// looks for them, read-only.
+	extra []sandbox.Bind
 }
 
 // Sandbox paths: the fixed places pack and kpack give the build.
@@ -98,6 +101,7 @@ func (h *pulledHost) buildSpec(inv lifecycle.Invocation, env []string) sandbox.S
 
 func (h *pulledHost) buildBinds(withCache bool) []sandbox.Bind {
 	binds := []sandbox.Bind{{Host: h.app, Path: sbApp}, {Host: h.layers, Path: sbLayers}, {Host: h.platform, Path: sbPlatform, ReadOnly: true}}
+	binds = append(binds, h.extra...)
 	if withCache && h.cache != "" {
 		binds = append(binds, sandbox.Bind{Host: h.cache, Path: sbCache})
 	}

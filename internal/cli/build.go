@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,17 +43,26 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringArrayVarP(&o.Env, "env", "e", nil, "build env var KEY=VALUE (the value may contain '='), or KEY to take its value from the environment; repeatable")
 	f.StringArrayVar(&o.EnvFiles, "env-file", nil, "file of KEY=VALUE lines for the build env; repeatable, later files win")
 	f.StringVar(&o.ProcessType, "process-type", "", "default process type of the image (default: none forced)")
-	f.StringVar(&o.ProcessType, "default-process", "", "the same as --process-type (pack's name for it)")
+	f.StringVarP(&o.ProcessType, "default-process", "D", "", "the same as --process-type (pack's name for it)")
 	f.StringVar(&o.PlatformAPI, "platform-api", "auto", "CNB platform API, or auto for the highest both sides support")
 	f.StringVar(&o.UID, "uid", "", "user id the build runs as (default: the builder's CNB_USER_ID)")
 	f.StringVar(&o.GID, "gid", "", "group id the build runs as (default: the builder's CNB_GROUP_ID)")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
 	addTimeoutFlag(f, &o.RegistryTimeout)
-	f.StringVar(&o.Builder, "builder", "", "the builder image: pulled and run in a sandbox on a plain host (pull mode); in a builder step, checked first")
+	f.StringVarP(&o.Builder, "builder", "B", "", "the builder image: pulled and run in a sandbox on a plain host (pull mode); in a builder step, checked first")
 	f.StringVar(&o.SourceRepository, "source-repository", "", "repository URL recorded in the image's project metadata (default: the CI's, e.g. GitHub's server/repository)")
 	f.StringVar(&o.SourceCommit, "source-commit", "", "commit recorded in the image's project metadata (default: the CI's, e.g. GITHUB_SHA)")
-	f.StringVar(&o.Descriptor, "descriptor", "", "the project descriptor to apply (default: project.toml in the app, if any), as pack's --descriptor")
+	f.StringSliceVarP(&o.Buildpacks, "buildpack", "b", nil, "buildpack to run instead of the builder's order, as pack takes it: a directory, a .tgz, docker://IMAGE or an image reference, urn:cnb:builder:ID[@VERSION] or ID@VERSION; repeatable, in order")
+	f.StringArrayVar(&o.PreBuildpacks, "pre-buildpack", nil, "buildpack to run before each group of the builder's order (any --buildpack form); repeatable")
+	f.StringArrayVar(&o.PostBuildpacks, "post-buildpack", nil, "buildpack to run after each group of the builder's order (any --buildpack form); repeatable")
+	f.StringVar(&o.ExecEnv, "exec-env", "production", "execution environment: scopes project.toml's env and buildpacks, and is CNB_EXEC_ENV for the lifecycle (platform API 0.15+)")
+	f.StringVarP(&o.Descriptor, "descriptor", "d", "", "the project descriptor to apply (default: project.toml in the app, if any), as pack's --descriptor")
 	f.StringVar(&o.SBOMDir, "sbom-dir", "", "copy the build's SBOM files here after export (laid out like pack's --sbom-output-dir)")
+	f.StringVar(&o.SBOMDir, "sbom-output-dir", "", "the same as --sbom-dir (pack's name for it)")
+	// pack builds into the Docker daemon unless told --publish; cipack
+	// always pushes, so the flag changes nothing and is kept for scripts
+	// written for pack.
+	f.Bool("publish", true, "accepted for pack's scripts: cipack always pushes to the registry")
 	f.StringVar(&o.CNBDir, "cnb-dir", "/cnb", "the builder's CNB directory (lifecycle, buildpacks, order.toml)")
 	f.StringVar(&o.Mode, "mode", build.ModeAuto, "auto (pull the --builder when there is no lifecycle at --cnb-dir), pull, or in-builder")
 	f.StringVar(&o.BuilderCache, "builder-cache", "", "where pull mode keeps its verified layer store (default: /var/cache/cipack/builders, root-owned, outside the user's home)")
@@ -86,6 +96,13 @@ func validateOutput(output string, timeout time.Duration) error {
 // the registry credentials given to cipack cover them all.
 func (o *buildOptions) images() []string {
 	out := []string{o.Image, o.CacheImage, o.PreviousImage, o.RunImage, o.Builder}
+	// Buildpackage images the user named get the same credentials; those
+	// an app's project.toml names do not (the app may be anyone's).
+	for _, bp := range slices.Concat(o.Buildpacks, o.PreBuildpacks, o.PostBuildpacks) {
+		if ref, ok := strings.CutPrefix(bp, "docker://"); ok {
+			out = append(out, ref)
+		}
+	}
 	for _, t := range o.Tags {
 		if tag, err := build.ResolveTag(o.Image, t); err == nil {
 			out = append(out, tag.String())
@@ -130,6 +147,9 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if o.BuilderCache == "" {
 		o.BuilderCache = defaultBuilderCache(os.Geteuid(), os.UserCacheDir)
 	}
+	if from := build.DescriptorBuilder(&o.Options); from != "" {
+		fmt.Fprintf(env.Stderr, "cipack: builder %s, from %s (pass --builder to choose another)\n", o.Builder, from)
+	}
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -152,6 +172,10 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		o.LifecycleDir = filepath.Dir(self)
 	}
 	bi, _ := debug.ReadBuildInfo()
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
 	res, err := build.Run(cmd.Context(), o.Options, build.Deps{
 		Registry:   reg,
 		Log:        env.Stderr,
@@ -164,6 +188,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		LookPath:   exec.LookPath,
 		Pinned:     lifecycle.PinnedModule(bi),
 		TempDir:    os.TempDir(),
+		Cwd:        cwd,
 	})
 	if err != nil {
 		return err

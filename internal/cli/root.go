@@ -56,7 +56,11 @@ func Execute(ctx context.Context, args []string, env Env) int {
 	// Flag and command errors are typed here, where cobra makes them, so
 	// the exit code never depends on an error's text.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return exit.Usagef("flags", "see `"+c.CommandPath()+" --help`", "%v", err)
+		hint := "see `" + c.CommandPath() + " --help`"
+		if why := packHint(err, c.Flags()); why != "" {
+			hint = why
+		}
+		return exit.Usagef("flags", hint, "%v", err)
 	})
 	root.Args = cobra.ArbitraryArgs
 	root.RunE = func(c *cobra.Command, args []string) error {

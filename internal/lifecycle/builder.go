@@ -21,7 +21,10 @@ type Builder struct {
 	// APIs the lifecycle declares in lifecycle.toml; empty when the builder
 	// has none (builders made by `pack builder create`).
 	DeclaredAPIs []string
-	Version      string
+	// BuildpackAPIs are the Buildpack APIs lifecycle.toml declares (empty
+	// when it has none).
+	BuildpackAPIs []string
+	Version       string
 	// RunImage is the builder's default run image and its mirrors, from
 	// run.toml (platform API >= 0.12) or stack.toml.
 	RunImage     files.RunImageForExport
@@ -78,6 +81,9 @@ func LoadBuilderFrom(cnbDir string, fsys Files) (*Builder, error) {
 			Platform struct {
 				Supported []string `toml:"supported"`
 			} `toml:"platform"`
+			Buildpack struct {
+				Supported []string `toml:"supported"`
+			} `toml:"buildpack"`
 		} `toml:"apis"`
 		Lifecycle struct {
 			Version string `toml:"version"`
@@ -88,6 +94,7 @@ func LoadBuilderFrom(cnbDir string, fsys Files) (*Builder, error) {
 			return nil, exit.New(exit.Builder, b.Path("lifecycle", "lifecycle.toml"), err, "the builder's lifecycle descriptor is malformed")
 		}
 		b.DeclaredAPIs = desc.APIs.Platform.Supported
+		b.BuildpackAPIs = desc.APIs.Buildpack.Supported
 		b.Version = desc.Lifecycle.Version
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, exit.New(exit.Builder, b.Path("lifecycle", "lifecycle.toml"), err, "the builder's lifecycle descriptor cannot be read")

@@ -22,6 +22,12 @@ type CreateInputs struct {
 	// Order is an order.toml the platform wrote (a project.toml group);
 	// empty: the builder's.
 	Order string
+	// BuildpacksDir is a buildpacks dir the platform assembled (the
+	// builder's buildpacks and the user's); empty: the builder's.
+	BuildpacksDir string
+	// ExecEnv is the execution environment (CNB_EXEC_ENV, platform API
+	// 0.15 and later); empty: the lifecycle's default, production.
+	ExecEnv string
 	// AnalyzedPath, when set, is where the split phases keep
 	// analyzed.toml: out of the layers dir, which build code can write
 	// (it names the images the credential phases read).
@@ -59,7 +65,7 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 		"-app", in.AppDir,
 		"-layers", in.LayersDir,
 		"-platform", in.PlatformDir,
-		"-buildpacks", b.Path("buildpacks"),
+		"-buildpacks", orDefault(in.BuildpacksDir, b.Path("buildpacks")),
 		"-order", orDefault(in.Order, b.Path("order.toml")),
 		"-launcher", b.Path("lifecycle", "launcher"),
 		"-report", in.ReportPath,
@@ -105,7 +111,7 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 	}
 	args = append(args, in.Image)
 
-	env := []string{"CNB_PLATFORM_API=" + in.PlatformAPI}
+	env := baseEnv(in)
 	if in.RegistryAuth != "" {
 		env = append(env, "CNB_REGISTRY_AUTH="+in.RegistryAuth)
 	}
@@ -114,6 +120,16 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 	}
 	sort.Strings(env[1:])
 	return Invocation{Path: b.Creator(), Args: args, Env: env}
+}
+
+// baseEnv is what every phase gets: the platform API and, where the API
+// has it, the execution environment (pack passes it from 0.15 on).
+func baseEnv(in CreateInputs) []string {
+	env := []string{"CNB_PLATFORM_API=" + in.PlatformAPI}
+	if in.ExecEnv != "" && AtLeast(in.PlatformAPI, "0.15") {
+		env = append(env, "CNB_EXEC_ENV="+in.ExecEnv)
+	}
+	return env
 }
 
 func join(s []string) string {
@@ -165,7 +181,7 @@ func PlanPhases(b *Builder, in CreateInputs) []Invocation {
 		run = append(run, "-analyzed", in.AnalyzedPath)
 	}
 	order := orDefault(in.Order, b.Path("order.toml"))
-	dirs := []string{"-app", in.AppDir, "-layers", in.LayersDir, "-platform", in.PlatformDir, "-buildpacks", b.Path("buildpacks")}
+	dirs := []string{"-app", in.AppDir, "-layers", in.LayersDir, "-platform", in.PlatformDir, "-buildpacks", orDefault(in.BuildpacksDir, b.Path("buildpacks"))}
 
 	analyze := cat([]string{"-layers", in.LayersDir}, run, ids, logLevel, insecure)
 	if in.CacheImage != "" {
@@ -191,7 +207,7 @@ func PlanPhases(b *Builder, in CreateInputs) []Invocation {
 	}
 	export = append(append(export, in.Image), in.Tags...)
 
-	base := []string{"CNB_PLATFORM_API=" + in.PlatformAPI}
+	base := baseEnv(in)
 	auth := slices.Clone(base)
 	if in.RegistryAuth != "" {
 		auth = append(auth, "CNB_REGISTRY_AUTH="+in.RegistryAuth)

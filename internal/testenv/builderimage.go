@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/buildpacks/lifecycle/api"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
@@ -146,7 +147,7 @@ func BuilderImage(base v1.Image, cnbDir string, uid, gid int) (v1.Image, error) 
 		"lifecycle": map[string]any{
 			"version": strings.TrimPrefix(LifecycleVersion(), "v"),
 			"apis": map[string]any{
-				"buildpack": map[string]any{"deprecated": []string{}, "supported": []string{"0.7", "0.8", "0.9", "0.10", "0.11"}},
+				"buildpack": map[string]any{"deprecated": []string{}, "supported": buildpackAPIs()},
 				"platform":  map[string]any{"deprecated": []string{}, "supported": apis},
 			},
 		},
@@ -196,4 +197,14 @@ func treeFiles(dir, prefix string, out *[]TarFile) error {
 		*out = append(*out, TarFile{Name: name, Mode: int64(fi.Mode().Perm() | 0o444), Body: b})
 		return nil
 	})
+}
+
+// buildpackAPIs are the Buildpack APIs of the lifecycle the test builders
+// ship, as pack records them in the builder's label.
+func buildpackAPIs() []string {
+	var out []string
+	for _, v := range api.Buildpack.Supported {
+		out = append(out, v.String())
+	}
+	return out
 }

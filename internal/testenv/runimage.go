@@ -23,6 +23,9 @@ import (
 // BusyboxPath is Debian's busybox-static binary; `make setup` installs it.
 const BusyboxPath = "/bin/busybox"
 
+// BashPath is Debian's bash-static binary; `make setup` installs it.
+const BashPath = "/bin/bash-static"
+
 // StackID is the base/stack id of the test run images.
 const StackID = "io.cipack.test.busybox"
 
@@ -34,6 +37,11 @@ type RunImageSpec struct {
 	Version string
 	// StackID defaults to StackID; another value makes an incompatible base.
 	StackID string
+	// Bash adds bash-static as /bin/bash, /usr/bin/env (busybox) and the
+	// busybox applets bash scripts call that the base lacks (ln), for
+	// buildpacks written as `#!/usr/bin/env bash` such as pack's own
+	// acceptance-test buildpacks. Unset, the image is as before.
+	Bash bool
 }
 
 // Ownership is who owns what a tar entry creates.
@@ -111,6 +119,18 @@ func RunImage(spec RunImageSpec) (v1.Image, error) {
 	for _, applet := range []string{"sh", "cat", "echo", "ls", "env", "id", "tail", "mkdir", "rm", "cp", "mv", "chmod",
 		"sleep", "uname", "expr", "dirname", "grep", "sha256sum", "pwd", "true", "false", "test", "["} {
 		files = append(files, TarFile{Name: "bin/" + applet, Linkname: "busybox"})
+	}
+	if spec.Bash {
+		bash, err := os.ReadFile(BashPath)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w (run `make setup`, it installs bash-static)", BashPath, err)
+		}
+		files = append(files,
+			TarFile{Name: "bin/bash", Mode: 0o755, Body: bash},
+			TarFile{Name: "bin/ln", Linkname: "busybox"},
+			TarFile{Name: "usr/", Dir: true, Mode: 0o755},
+			TarFile{Name: "usr/bin/", Dir: true, Mode: 0o755},
+			TarFile{Name: "usr/bin/env", Linkname: "/bin/busybox"})
 	}
 	layer, err := LayerFromFiles(files)
 	if err != nil {

@@ -1,0 +1,175 @@
+package build
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/buildpacks/lifecycle/platform/files"
+
+	"github.com/cipack/cipack/internal/buildpacks"
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/project"
+	"github.com/cipack/cipack/internal/pull"
+	"github.com/cipack/cipack/internal/registry"
+	"github.com/cipack/cipack/internal/sandbox"
+	"github.com/cipack/cipack/internal/scratch"
+)
+
+// extraBuildpacks fetches the buildpacks the user added (--buildpack and
+// its pre/post forms, else project.toml's groups), writes the order the
+// lifecycle runs, and lays the extra buildpacks out for the host: a
+// buildpacks dir of links and copies in the builder, binds in pull mode.
+func (w *workdirs) extraBuildpacks(ctx context.Context, p *buildPlan, opts Options, d Deps) error {
+	req := buildpacks.Request{
+		Group:   flagSources("--buildpack", opts.Buildpacks, d.Cwd),
+		Pre:     flagSources("--pre-buildpack", opts.PreBuildpacks, d.Cwd),
+		Post:    flagSources("--post-buildpack", opts.PostBuildpacks, d.Cwd),
+		ExecEnv: opts.ExecEnv,
+		Target:  files.TargetMetadata{OS: runtime.GOOS, Arch: runtime.GOARCH},
+	}
+	// As pack: each flag replaces the descriptor's list of its kind.
+	if p.desc != nil {
+		root := p.appDir
+		if opts.Descriptor != "" {
+			root = "" // the user's own file, not the app's
+		}
+		if len(req.Group) == 0 {
+			req.Group = descSources(p.desc, p.desc.Group, root)
+		}
+		if len(req.Pre) == 0 {
+			req.Pre = descSources(p.desc, p.desc.Pre, root)
+		}
+		if len(req.Post) == 0 {
+			req.Post = descSources(p.desc, p.desc.Post, root)
+		}
+	}
+	if req.Empty() {
+		return nil
+	}
+	var err error
+	if req.Builder, err = builderBuildpacks(p); err != nil {
+		return err
+	}
+	if req.Work, err = scratch.Dir(d.TempDir, "cipack-buildpacks-"); err != nil {
+		return err
+	}
+	w.undo = append(w.undo, func() { _ = os.RemoveAll(req.Work) })
+	if err := os.Chmod(req.Work, 0o755); err != nil {
+		return err
+	}
+	plan, err := buildpacks.Resolve(ctx, req, packageFetcher{reg: d.Registry, store: opts.BuilderCache})
+	if err != nil {
+		return err
+	}
+	for _, m := range plan.Extra {
+		fmt.Fprintf(d.Log, "cipack: buildpack %s@%s (API %s) from %s\n", m.ID, m.Version, m.API, m.From)
+	}
+	if plan.Order != nil {
+		w.order = filepath.Join(w.platform, "order.toml")
+		if err := buildpacks.WriteOrder(w.order, plan.Order); err != nil {
+			return err
+		}
+	}
+	if p.host != nil {
+		// The builder's layers stay as they are: each extra buildpack is
+		// bound read-only where the lifecycle looks for it.
+		for _, m := range plan.Extra {
+			p.host.extra = append(p.host.extra, sandbox.Bind{Host: m.Dir, Path: m.Path(p.builder.Path("buildpacks")), ReadOnly: true})
+		}
+		return nil
+	}
+	if len(plan.Extra) == 0 {
+		return nil
+	}
+	w.buildpacks = req.Work
+	return buildpacks.LinkBuilder(req.Work, p.builder.Path("buildpacks"), req.Builder.Versions)
+}
+
+// builderBuildpacks is what the plan needs of the builder: its order,
+// its buildpacks (the image's label in pull mode, its directory in the
+// builder) and its lifecycle's Buildpack APIs.
+func builderBuildpacks(p *buildPlan) (buildpacks.Builder, error) {
+	b := buildpacks.Builder{APIs: p.builder.BuildpackAPIs}
+	raw, err := p.files.ReadFile(p.builder.Path("order.toml"))
+	if err == nil {
+		if b.Order, err = buildpacks.ReadOrder(raw); err != nil {
+			return b, exit.New(exit.Builder, p.builder.Path("order.toml"), err, "the builder's order.toml is malformed")
+		}
+	}
+	if p.host != nil {
+		labels := p.host.builder.Labels
+		b.Versions, err = buildpacks.VersionsInLabel(labels["io.buildpacks.buildpack.layers"])
+		if len(b.APIs) == 0 {
+			b.APIs = labelBuildpackAPIs(labels["io.buildpacks.builder.metadata"])
+		}
+	} else {
+		b.Versions, err = buildpacks.VersionsInDir(p.builder.Path("buildpacks"))
+	}
+	if err != nil {
+		return b, exit.New(exit.Builder, "builder buildpacks", err, "use a builder made by pack builder create")
+	}
+	return b, nil
+}
+
+// labelBuildpackAPIs reads lifecycle.apis.buildpack.supported from a
+// builder image's metadata label (pack's builders have no
+// lifecycle.toml).
+func labelBuildpackAPIs(label string) []string {
+	var md struct {
+		Lifecycle struct {
+			APIs struct {
+				Buildpack struct {
+					Supported []string `json:"supported"`
+				} `json:"buildpack"`
+			} `json:"apis"`
+		} `json:"lifecycle"`
+	}
+	if json.Unmarshal([]byte(label), &md) != nil {
+		return nil
+	}
+	return md.Lifecycle.APIs.Buildpack.Supported
+}
+
+func flagSources(flag string, values []string, cwd string) []buildpacks.Source {
+	var out []buildpacks.Source
+	for _, v := range values {
+		out = append(out, buildpacks.Source{Raw: v, Input: flag, Base: cwd})
+	}
+	return out
+}
+
+// descSources turns project.toml entries into sources; root confines
+// their paths to the app (empty: not confined).
+func descSources(d *project.Descriptor, bps []project.Buildpack, root string) []buildpacks.Source {
+	var out []buildpacks.Source
+	for _, bp := range bps {
+		s := buildpacks.Source{Raw: bp.URI, Input: d.Path, Base: d.Dir, Root: root, ID: bp.ID, Version: bp.Version, ExecEnv: bp.ExecEnv}
+		if bp.Script.Inline != "" {
+			s.Script = &buildpacks.Script{API: bp.Script.API, Inline: bp.Script.Inline, Shell: bp.Script.Shell}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// packageFetcher pulls buildpackage images through the verified layer
+// store pull mode keeps its builders in.
+type packageFetcher struct {
+	reg   *registry.Client
+	store string
+}
+
+func (f packageFetcher) Fetch(ctx context.Context, ref string) (*buildpacks.Package, error) {
+	if _, err := f.reg.Parse(ref); err != nil {
+		return nil, exit.Usagef("--buildpack", "use a reference like registry.example/team/buildpack:tag", "invalid buildpackage reference %q: %v", ref, err)
+	}
+	pulled, err := pull.Prepare(ctx, f.reg, ref, f.store)
+	if err != nil {
+		return nil, fmt.Errorf("buildpackage %s: %w", ref, err)
+	}
+	return &buildpacks.Package{Ref: pulled.Ref, Layers: pulled.Layers, Labels: pulled.Labels}, nil
+}
