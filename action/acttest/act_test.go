@@ -100,7 +100,11 @@ func newRepo(t *testing.T, files map[string]string) *repo {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.Contains(name, "/bin/") {
+			mode = 0o755 // a buildpack's executables
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -50,6 +50,9 @@ func (w *workdirs) extraBuildpacks(ctx context.Context, p *buildPlan, opts Optio
 	if req.Empty() {
 		return nil
 	}
+	if len(req.Group) > 0 && len(req.Pre)+len(req.Post) > 0 {
+		fmt.Fprintf(d.Log, "cipack: warning: the pre and post buildpacks are not used: a group replaces the builder's order (as in pack)\n")
+	}
 	var err error
 	if req.Builder, err = builderBuildpacks(p); err != nil {
 		return err

@@ -89,13 +89,15 @@ func Resolve(ctx context.Context, r Request, pull Fetcher) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	pre, err := resolve(r.Pre)
-	if err != nil {
-		return nil, err
-	}
-	post, err := resolve(r.Post)
-	if err != nil {
-		return nil, err
+	// As pack: with a group, pre and post are not used, nor fetched.
+	var pre, post []Entry
+	if len(group) == 0 {
+		if pre, err = resolve(r.Pre); err != nil {
+			return nil, err
+		}
+		if post, err = resolve(r.Post); err != nil {
+			return nil, err
+		}
 	}
 	order, err := Order(group, pre, post, r.Builder.Order)
 	if err != nil {

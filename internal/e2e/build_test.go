@@ -259,7 +259,7 @@ func TestRebaseKeepsSourceAndListsSubjects(t *testing.T) {
 // project.toml is applied as pack applies it: exclude changes what the
 // image's /workspace holds (the checkout is untouched), the build env
 // reaches the buildpack (--env still wins), the group is the order,
-// unsupported keys are warned about; a buildpack the builder lacks and a
+// a post group beside a group is warned about; a buildpack the builder lacks and a
 // broken file fail with exit 2 and nothing pushed.
 func TestProjectDescriptor(t *testing.T) {
 	needFixture(t)
@@ -291,8 +291,8 @@ id = "x/post"
 	if r.code != 0 {
 		t.Fatalf("build: %d\n%s", r.code, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "io.buildpacks.post is not supported by cipack") {
-		t.Errorf("no warning for the unsupported key:\n%s", r.stderr)
+	if !strings.Contains(r.stderr, "the pre and post buildpacks are not used: a group replaces the builder's order") {
+		t.Errorf("no warning for the post group a group makes useless:\n%s", r.stderr)
 	}
 	files := imageFiles(t, image)
 	if strings.Contains(files, "db.secret") || !strings.Contains(files, "workspace/app.sh") {
@@ -315,7 +315,7 @@ id = "x/post"
 
 	repo := fx.Registry.Host + "/project/refused"
 	for body, want := range map[string]string{
-		"[[io.buildpacks.group]]\nid = \"x/unknown\"\n": "no buildpack x/unknown",
+		"[_]\nschema-version = \"0.2\"\n[[io.buildpacks.group]]\nid = \"x/unknown\"\n": "no buildpack x/unknown",
 		"[io.buildpacks\nexclude = []\n":                "project.toml:",
 	} {
 		if err := os.WriteFile(filepath.Join(m.Workspace, "project.toml"), []byte(body), 0o644); err != nil {
