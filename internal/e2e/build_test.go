@@ -316,7 +316,7 @@ id = "x/post"
 	repo := fx.Registry.Host + "/project/refused"
 	for body, want := range map[string]string{
 		"[_]\nschema-version = \"0.2\"\n[[io.buildpacks.group]]\nid = \"x/unknown\"\n": "no buildpack x/unknown",
-		"[io.buildpacks\nexclude = []\n":                "project.toml:",
+		"[io.buildpacks\nexclude = []\n":                                               "project.toml:",
 	} {
 		if err := os.WriteFile(filepath.Join(m.Workspace, "project.toml"), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
