@@ -61,7 +61,13 @@ func (w *workdirs) extraBuildpacks(ctx context.Context, p *buildPlan, opts Optio
 		return err
 	}
 	w.undo = append(w.undo, func() { _ = os.RemoveAll(req.Work) })
-	if err := os.Chmod(req.Work, 0o755); err != nil {
+	// In pull mode only the runtime (root) reads it, to bind what is in
+	// it; in the builder the build user reads through it.
+	mode := os.FileMode(0o700)
+	if p.host == nil {
+		mode = 0o755
+	}
+	if err := os.Chmod(req.Work, mode); err != nil {
 		return err
 	}
 	plan, err := buildpacks.Resolve(ctx, req, packageFetcher{reg: d.Registry, store: opts.BuilderCache})
@@ -70,6 +76,9 @@ func (w *workdirs) extraBuildpacks(ctx context.Context, p *buildPlan, opts Optio
 	}
 	for _, m := range plan.Extra {
 		fmt.Fprintf(d.Log, "cipack: buildpack %s@%s (API %s) from %s\n", m.ID, m.Version, m.API, m.From)
+		if req.Builder.Has(m.ID, m.Version) {
+			fmt.Fprintf(d.Log, "cipack: warning: %s@%s from %s replaces the builder's buildpack of the same id and version\n", m.ID, m.Version, m.From)
+		}
 	}
 	if plan.Order != nil {
 		w.order = filepath.Join(w.platform, "order.toml")
@@ -166,11 +175,15 @@ type packageFetcher struct {
 	store string
 }
 
-func (f packageFetcher) Fetch(ctx context.Context, ref string) (*buildpacks.Package, error) {
+func (f packageFetcher) Fetch(ctx context.Context, ref string, fromApp bool) (*buildpacks.Package, error) {
 	if _, err := f.reg.Parse(ref); err != nil {
 		return nil, exit.Usagef("--buildpack", "use a reference like registry.example/team/buildpack:tag", "invalid buildpackage reference %q: %v", ref, err)
 	}
-	pulled, err := pull.Prepare(ctx, f.reg, ref, f.store)
+	reg := f.reg
+	if fromApp {
+		reg = reg.Anonymous()
+	}
+	pulled, err := pull.Prepare(ctx, reg, ref, f.store)
 	if err != nil {
 		return nil, fmt.Errorf("buildpackage %s: %w", ref, err)
 	}

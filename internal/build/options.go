@@ -58,6 +58,9 @@ type Options struct {
 	// --buildpack); PreBuildpacks and PostBuildpacks wrap each of its
 	// groups. Each takes every form pack accepts.
 	Buildpacks, PreBuildpacks, PostBuildpacks []string
+	// BuilderFromApp is set when Builder came from the app's own
+	// project.toml: it is then read without the user's credentials.
+	BuilderFromApp bool
 	// ExecEnv is the execution environment: it scopes project.toml's env
 	// and group entries, and the lifecycle gets it as CNB_EXEC_ENV.
 	ExecEnv string

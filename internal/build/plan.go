@@ -14,6 +14,7 @@ import (
 	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/project"
 	"github.com/cipack/cipack/internal/pull"
+	"github.com/cipack/cipack/internal/registry"
 )
 
 // buildPlan is what the plan stage decided: nothing on disk yet.
@@ -78,7 +79,7 @@ func (p *buildPlan) pullBuilder(ctx context.Context, opts Options, d *Deps) erro
 		return err
 	}
 	t := time.Now()
-	pulled, err := pull.PrepareWith(ctx, d.Registry, opts.Builder, opts.BuilderCache, pull.Blobs(opts.BuilderBlobs))
+	pulled, err := pull.PrepareWith(ctx, builderRegistry(opts, *d), opts.Builder, opts.BuilderCache, pull.Blobs(opts.BuilderBlobs))
 	if err != nil {
 		return err
 	}
@@ -97,11 +98,20 @@ func (p *buildPlan) pullBuilder(ctx context.Context, opts Options, d *Deps) erro
 	return nil
 }
 
+// builderRegistry reads the builder: without the user's credentials when
+// the app named it (a pull request could name a private image).
+func builderRegistry(opts Options, d Deps) *registry.Client {
+	if opts.BuilderFromApp {
+		return d.Registry.Anonymous()
+	}
+	return d.Registry
+}
+
 // checkRegistries runs the preflight, settles the platform API candidates
 // and the lifecycle's credentials.
 func (p *buildPlan) checkRegistries(ctx context.Context, opts Options, d Deps) error {
 	var err error
-	if p.refs, err = preflight(ctx, d.Registry, opts, p.builder); err != nil {
+	if p.refs, err = preflight(ctx, d.Registry, builderRegistry(opts, d), opts, p.builder); err != nil {
 		return err
 	}
 	if len(p.builder.DeclaredAPIs) == 0 {
@@ -178,6 +188,6 @@ func DescriptorBuilder(o *Options) string {
 	if err != nil || d == nil || d.Builder == "" {
 		return "" // plan reports a bad descriptor
 	}
-	o.Builder = d.Builder
+	o.Builder, o.BuilderFromApp = d.Builder, o.Descriptor == ""
 	return d.Path
 }

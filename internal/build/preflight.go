@@ -50,7 +50,7 @@ func (p preflightRefs) all() []name.Reference {
 // can be pushed, the run image read and (when named) the builder image
 // read, so that bad credentials or a typo fail in seconds with nothing
 // pushed.
-func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifecycle.Builder) (preflightRefs, error) {
+func preflight(ctx context.Context, reg, builderReg *registry.Client, opts Options, b *lifecycle.Builder) (preflightRefs, error) {
 	var p preflightRefs
 	var err error
 	if p.image, err = reg.Parse(opts.Image); err != nil {
@@ -107,7 +107,7 @@ func preflight(ctx context.Context, reg *registry.Client, opts Options, b *lifec
 		}
 	})
 	if opts.Builder != "" {
-		wg.Go(func() { p.builderAPIs, errs[len(keys)+1] = builderAPIs(ctx, reg, opts.Builder) })
+		wg.Go(func() { p.builderAPIs, errs[len(keys)+1] = builderAPIs(ctx, builderReg, opts.Builder) })
 	}
 	// Where the tags point now: if the build stops half-way, this tells
 	// which of them it moved.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 	"github.com/buildpacks/lifecycle/buildpack"
@@ -38,9 +39,11 @@ type Package struct {
 }
 
 // Fetcher pulls a buildpackage image by digest and unpacks it through
-// the verified layer store.
+// the verified layer store. fromApp says the app (its project.toml or a
+// package.toml in it) named the image: it is then read without the
+// user's credentials.
 type Fetcher interface {
-	Fetch(ctx context.Context, ref string) (*Package, error)
+	Fetch(ctx context.Context, ref string, fromApp bool) (*Package, error)
 }
 
 // Bounds on what one buildpack may bring: descriptors are a few KiB,
@@ -57,7 +60,14 @@ type fetcher struct {
 	pull  Fetcher
 	n     int
 	found []Module
+	// seen are the paths and images fetched so far: a package.toml that
+	// names itself, or a cycle of them, is fetched once.
+	seen map[string]bool
 }
+
+// maxFetches bounds what one request may bring in, package.toml
+// dependencies included.
+const maxFetches = 256
 
 func (f *fetcher) staging() string {
 	f.n++
@@ -67,6 +77,9 @@ func (f *fetcher) staging() string {
 // fetch brings l (and, for a package, everything in it) into work and
 // returns the main buildpack's id and version.
 func (f *fetcher) fetch(l Located) (buildpack.GroupElement, error) {
+	if f.n >= maxFetches {
+		return buildpack.GroupElement{}, l.errorf("name fewer buildpacks", "more than %d buildpacks to fetch", maxFetches)
+	}
 	switch l.Kind {
 	case Dir:
 		return f.fromDir(l)
@@ -86,6 +99,7 @@ func (f *fetcher) fromDir(l Located) (buildpack.GroupElement, error) {
 			return buildpack.GroupElement{}, l.errorf("keep the buildpack a real directory inside the app", "%v", err)
 		}
 	}
+	f.see(l.Path)
 	dst := f.staging()
 	if _, err := safefs.CopyTree(l.Path, dst, safefs.CopyOptions{SkipHardLinks: l.Root != "", MaxBytes: maxBuildpack}); err != nil {
 		return buildpack.GroupElement{}, l.errorf("give a readable buildpack directory", "%v", err)
@@ -131,6 +145,9 @@ func (f *fetcher) dependencies(l Located, main buildpack.GroupElement) error {
 		if loc.Kind != Dir && loc.Kind != Archive && loc.Kind != Image {
 			return src.errorf("name a directory, an archive or an image", "a package.toml dependency of %s", main.ID)
 		}
+		if key := loc.Path + loc.Ref; f.seen[key] {
+			continue
+		}
 		if _, err := f.fetch(loc); err != nil {
 			return err
 		}
@@ -144,9 +161,10 @@ func (f *fetcher) fromArchive(l Located) (buildpack.GroupElement, error) {
 			return buildpack.GroupElement{}, l.errorf("keep the archive a regular file inside the app", "%v", err)
 		}
 	}
-	file, err := os.Open(l.Path)
+	f.see(l.Path)
+	file, err := openArchive(l.Path, l.Root != "")
 	if err != nil {
-		return buildpack.GroupElement{}, l.errorf("give a readable .tgz", "%v", err)
+		return buildpack.GroupElement{}, l.errorf("give a .tgz (a regular file) of a buildpack directory", "%v", err)
 	}
 	defer file.Close()
 	var r io.Reader = file
@@ -158,12 +176,20 @@ func (f *fetcher) fromArchive(l Located) (buildpack.GroupElement, error) {
 		defer gz.Close()
 		r = gz
 	}
-	dst := f.staging()
-	if err := os.Mkdir(dst, 0o755); err != nil {
+	// The tar's owners and setuid bits are the archive author's: it is
+	// unpacked where no one else can reach it, then copied as cipack's
+	// own files (CopyTree keeps neither), like every other buildpack.
+	raw := f.staging()
+	if err := os.Mkdir(raw, 0o700); err != nil {
 		return buildpack.GroupElement{}, err
 	}
-	if _, err := safefs.ExtractLayer(f.ctx, r, dst, safefs.Limits{MaxBytes: maxBuildpack}); err != nil {
+	defer os.RemoveAll(raw)
+	if _, err := safefs.ExtractLayer(f.ctx, r, raw, safefs.Limits{MaxBytes: maxBuildpack}); err != nil {
 		return buildpack.GroupElement{}, l.errorf("give a tar of a buildpack directory (buildpack.toml at its root)", "%v", err)
+	}
+	dst := f.staging()
+	if _, err := safefs.CopyTree(raw, dst, safefs.CopyOptions{MaxBytes: maxBuildpack}); err != nil {
+		return buildpack.GroupElement{}, l.errorf("give a tar of a buildpack directory", "%v", err)
 	}
 	return f.adopt(l.Source, dst)
 }
@@ -235,6 +261,9 @@ func (f *fetcher) adopt(s Source, staged string) (buildpack.GroupElement, error)
 	if err := ValidVersion(version); err != nil {
 		return buildpack.GroupElement{}, s.errorf("fix buildpack.toml", "%s: %v", id, err)
 	}
+	if err := readOnly(staged); err != nil {
+		return buildpack.GroupElement{}, err
+	}
 	dst := filepath.Join(f.work, launch.EscapeID(id), version)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return buildpack.GroupElement{}, err
@@ -279,3 +308,51 @@ func noLinks(root, path string) error {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func (f *fetcher) see(key string) {
+	if f.seen == nil {
+		f.seen = map[string]bool{}
+	}
+	f.seen[key] = true
+}
+
+// openArchive opens a regular file without blocking on a FIFO and
+// without following a final link; an app's archive must also have no
+// other hard link (one could be a file outside the app).
+func openArchive(p string, fromApp bool) (*os.File, error) {
+	file, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := file.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", p)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); err == nil && fromApp && ok && st.Nlink > 1 {
+		err = fmt.Errorf("%s has other hard links", p)
+	}
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	return file, nil
+}
+
+// readOnly makes a fetched buildpack's tree no one's to change but
+// cipack's: group and other write bits, setuid, setgid and sticky bits
+// go (links are left as they are).
+func readOnly(dir string) error {
+	return filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if m := fi.Mode(); m&(0o022|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+			return os.Chmod(p, m.Perm()&^0o022)
+		}
+		return nil
+	})
+}

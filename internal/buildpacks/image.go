@@ -21,7 +21,8 @@ const (
 // label lists (a composite's children included); the main one is the
 // one its metadata label names.
 func (f *fetcher) fromImage(l Located) (buildpack.GroupElement, error) {
-	pkg, err := f.pull.Fetch(f.ctx, l.Ref)
+	f.see(l.Ref)
+	pkg, err := f.pull.Fetch(f.ctx, l.Ref, l.Root != "")
 	if err != nil {
 		return buildpack.GroupElement{}, err
 	}

@@ -98,10 +98,11 @@ func (s Source) String() string {
 	return s.ID + at(s.Version)
 }
 
-// Locate decides what s names, with pack's precedence for a naked
-// locator: a path that exists, then a buildpack of the builder, then an
-// image reference. builder tells whether the builder has id (at version,
-// when not empty).
+// Locate decides what s names. A naked locator is, in order: a path when
+// written as one, a buildpack of the builder, an image in a named
+// registry, a path that exists, an image reference (pack tries a path
+// that exists first: see below why not). builder tells whether the
+// builder has id (at version, when not empty).
 func Locate(s Source, builder func(id, version string) bool, exists func(string) bool) (Located, error) {
 	l := Located{Source: s}
 	raw := strings.TrimSpace(s.Raw)
@@ -144,6 +145,20 @@ func Locate(s Source, builder func(id, version string) bool, exists func(string)
 		// fetching then refuses it for being a link.
 		exists = lexists
 	}
+	// pack tries a path first. In CI the working directory is the
+	// checkout, which anyone may have written: a name that could be one
+	// of the builder's buildpacks or a registry's image is taken as such
+	// unless it is written as a path (./x, /x, x/, x.tgz).
+	pathLike := looksLikePath(raw)
+	id, version := splitIDVersion(raw)
+	if !pathLike && builder(id, version) {
+		l.Kind, l.ID, l.Version = FromBuilder, id, version
+		return l, nil
+	}
+	if !pathLike && registryRef(raw) {
+		l.Kind, l.Ref = Image, raw
+		return l, nil
+	}
 	if p, ok := localPath(s, raw, exists); ok {
 		l.Path, l.Kind = p, Dir
 		if isArchive(p) {
@@ -151,11 +166,7 @@ func Locate(s Source, builder func(id, version string) bool, exists func(string)
 		}
 		return l, nil
 	}
-	if id, version := splitIDVersion(raw); builder(id, version) {
-		l.Kind, l.ID, l.Version = FromBuilder, id, version
-		return l, nil
-	}
-	if looksLikePath(raw) {
+	if pathLike {
 		return l, s.errorf("check the path (relative paths start at "+s.Base+")", "no such buildpack directory or archive")
 	}
 	if _, err := name.ParseReference(raw); err == nil && strings.Contains(raw, "/") {
@@ -202,6 +213,18 @@ func isArchive(p string) bool {
 		}
 	}
 	return false
+}
+
+// registryRef reports whether raw is an image reference whose first part
+// names a registry host (a '.' or ':' in it, or localhost), as Docker
+// tells a registry from a Docker Hub namespace.
+func registryRef(raw string) bool {
+	host, _, ok := strings.Cut(raw, "/")
+	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return false
+	}
+	_, err := name.ParseReference(raw)
+	return err == nil
 }
 
 func looksLikePath(raw string) bool {

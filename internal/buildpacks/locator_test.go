@@ -12,7 +12,7 @@ import (
 
 func TestLocateTakesEveryFormPackTakes(t *testing.T) {
 	base := t.TempDir()
-	for _, p := range []string{"bp", "bp.tgz", "app/inside"} {
+	for _, p := range []string{"bp", "bp.tgz", "app/inside", "paketo/procfile@5.0.0", "registry.example/bp/procfile:5"} {
 		if err := os.MkdirAll(filepath.Join(base, p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +36,11 @@ func TestLocateTakesEveryFormPackTakes(t *testing.T) {
 		{raw: "urn:cnb:builder:paketo/procfile", kind: FromBuilder, id: "paketo/procfile"},
 		{raw: "urn:cnb:builder:paketo/procfile@5.0.0", kind: FromBuilder, id: "paketo/procfile", ver: "5.0.0"},
 		{raw: "from=builder:paketo/procfile", kind: FromBuilder, id: "paketo/procfile"},
+		// A checkout holding a directory of the same name does not take
+		// the builder's buildpack's place, nor an image's.
 		{raw: "paketo/procfile@5.0.0", kind: FromBuilder, id: "paketo/procfile", ver: "5.0.0"},
+		{raw: "./paketo/procfile@5.0.0", kind: Dir, path: filepath.Join(base, "paketo/procfile@5.0.0")},
+		{raw: "registry.example/bp/procfile:5", kind: Image, ref: "registry.example/bp/procfile:5"},
 		{raw: "urn:cnb:builder", kind: BuilderOrder},
 		{raw: "from=builder", kind: BuilderOrder},
 		{raw: "paketo/procfile@9.9.9", errLike: "the builder has no buildpack"},

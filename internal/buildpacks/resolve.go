@@ -2,6 +2,7 @@ package buildpacks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -156,6 +157,12 @@ func (p *Plan) check(r Request) error {
 	for _, m := range p.Extra {
 		if err := checkModule(m, r.Builder.APIs, r.Target); err != nil {
 			return moduleError(m, err)
+		}
+		// The image's metadata would say the builder's buildpack ran:
+		// the app (anyone's) may not take its name. The user may, with
+		// --buildpack (pack warns, and so does the build).
+		if m.From.Root != "" && r.Builder.Has(m.ID, m.Version) {
+			return moduleError(m, errors.New("the builder has a buildpack of this id and version: an app's own buildpack may not replace it"))
 		}
 		for _, g := range m.Desc.Order {
 			for _, e := range g.Group {

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/buildpacks/lifecycle/platform/files"
 
@@ -42,7 +44,7 @@ func must(t *testing.T, err error) {
 // layers would be.
 type fakePackages map[string]*Package
 
-func (f fakePackages) Fetch(_ context.Context, ref string) (*Package, error) {
+func (f fakePackages) Fetch(_ context.Context, ref string, _ bool) (*Package, error) {
 	if p, ok := f[ref]; ok {
 		return p, nil
 	}
@@ -224,4 +226,53 @@ func tgz(t *testing.T, dir, out string) {
 	}))
 	must(t, tw.Close())
 	must(t, gz.Close())
+}
+
+func TestResolveSurvivesHostileAppArchivesAndPackages(t *testing.T) {
+	app := t.TempDir()
+	writeBP(t, filepath.Join(app, "self"), "0.10", "me/self", "1", "")
+	must(t, os.WriteFile(filepath.Join(app, "self", "package.toml"), []byte("[buildpack]\nuri = \".\"\n[[dependencies]]\nuri = \".\"\n"), 0o644))
+	writeBP(t, filepath.Join(app, "a"), "0.10", "me/a", "1", "")
+	writeBP(t, filepath.Join(app, "b"), "0.10", "me/b", "1", "")
+	must(t, os.WriteFile(filepath.Join(app, "a", "package.toml"), []byte("[[dependencies]]\nuri = \"../b\"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(app, "b", "package.toml"), []byte("[[dependencies]]\nuri = \"../a\"\n"), 0o644))
+	must(t, syscall.Mkfifo(filepath.Join(app, "fifo.tgz"), 0o644))
+	writeBP(t, filepath.Join(t.TempDir(), "src"), "0.10", "me/linked", "1", "")
+	outside := filepath.Join(t.TempDir(), "outside.tgz")
+	tgz(t, writeBP(t, filepath.Join(t.TempDir(), "x"), "0.10", "me/x", "1", ""), outside)
+	must(t, os.Link(outside, filepath.Join(app, "linked.tgz")))
+	writeBP(t, filepath.Join(app, "impostor"), "0.10", "b/one", "1", "")
+	builder := Builder{Versions: map[string][]string{"b/one": {"1"}}}
+	for _, tc := range []struct {
+		uri, want string
+	}{
+		{"self", ""},
+		{"a", ""},
+		{"fifo.tgz", "not a regular file"},
+		{"linked.tgz", "other hard links"},
+		{"impostor", "may not replace it"},
+	} {
+		t.Run(tc.uri, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() {
+				_, err := resolve(t, Request{Builder: builder, Group: []Source{{Raw: tc.uri, Base: app, Root: app, Input: "project.toml"}}}, nil)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if tc.want == "" && err != nil {
+					t.Fatal(err)
+				}
+				if tc.want != "" && (exit.Code(err) != exit.Usage || !strings.Contains(err.Error(), tc.want)) {
+					t.Fatalf("want exit 2 with %q, got %v", tc.want, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Resolve did not return in 10 s")
+			}
+		})
+	}
+	// The user may replace a builder's buildpack with --buildpack, as in pack.
+	if _, err := resolve(t, Request{Builder: builder, Group: []Source{{Raw: "impostor", Base: app, Input: "--buildpack"}}}, nil); err != nil {
+		t.Fatalf("--buildpack replacing the builder's: %v", err)
+	}
 }

@@ -147,6 +147,9 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if o.BuilderCache == "" {
 		o.BuilderCache = defaultBuilderCache(os.Geteuid(), os.UserCacheDir)
 	}
+	// The images the user named get the credentials; a builder the app's
+	// project.toml names is not one of them.
+	named := o.images()
 	if from := build.DescriptorBuilder(&o.Options); from != "" {
 		fmt.Fprintf(env.Stderr, "cipack: builder %s, from %s (pass --builder to choose another)\n", o.Builder, from)
 	}
@@ -160,7 +163,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 			fmt.Fprintf(env.Stderr, "cipack: pull mode needs root and sudo is not usable: %v\n", err)
 		}
 	}
-	reg, err := newRegistry(env, o.Insecure, o.RegistryTimeout, o.images()...)
+	reg, err := newRegistry(env, o.Insecure, o.RegistryTimeout, named...)
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,14 @@ func New(opts Options) (*Client, error) {
 	return &Client{opts: opts, keychain: authn.NewMultiKeychain(chains...), transport: newPingCache(base)}, nil
 }
 
+// Anonymous is c without any credential: for images an untrusted input
+// names (an app's project.toml), which must not be read with the user's
+// access — a pull request could otherwise name a private image and hand
+// it to build code.
+func (c *Client) Anonymous() *Client {
+	return &Client{opts: c.opts, keychain: authn.NewMultiKeychain(), transport: c.transport}
+}
+
 // IsInsecure reports whether registry was opted in to plain HTTP.
 func (c *Client) IsInsecure(registry string) bool {
 	return slices.Contains(c.opts.Insecure, registry)
