@@ -14,6 +14,7 @@ package buildpacks
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"path/filepath"
 	"strings"
 
@@ -215,12 +216,16 @@ func isArchive(p string) bool {
 	return false
 }
 
+// registryHost is a host name with a dot, or localhost, and an optional
+// port, or any host with a port: how Docker tells a registry from a
+// Docker Hub namespace (".cipack" or "my_dir" are no host names).
+var registryHost = regexp.MustCompile(`^(([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|localhost|\[[0-9a-f:]+\])(:[0-9]+)?$|^[a-z0-9]([a-z0-9-]*[a-z0-9])?:[0-9]+$`)
+
 // registryRef reports whether raw is an image reference whose first part
-// names a registry host (a '.' or ':' in it, or localhost), as Docker
-// tells a registry from a Docker Hub namespace.
+// names a registry host.
 func registryRef(raw string) bool {
 	host, _, ok := strings.Cut(raw, "/")
-	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+	if !ok || !registryHost.MatchString(host) {
 		return false
 	}
 	_, err := name.ParseReference(raw)

@@ -12,7 +12,7 @@ import (
 
 func TestLocateTakesEveryFormPackTakes(t *testing.T) {
 	base := t.TempDir()
-	for _, p := range []string{"bp", "bp.tgz", "app/inside", "paketo/procfile@5.0.0", "registry.example/bp/procfile:5"} {
+	for _, p := range []string{"bp", "bp.tgz", "app/inside", "paketo/procfile@5.0.0", "registry.example/bp/procfile:5", ".hidden/bp", "my.bp/x"} {
 		if err := os.MkdirAll(filepath.Join(base, p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -41,6 +41,9 @@ func TestLocateTakesEveryFormPackTakes(t *testing.T) {
 		{raw: "paketo/procfile@5.0.0", kind: FromBuilder, id: "paketo/procfile", ver: "5.0.0"},
 		{raw: "./paketo/procfile@5.0.0", kind: Dir, path: filepath.Join(base, "paketo/procfile@5.0.0")},
 		{raw: "registry.example/bp/procfile:5", kind: Image, ref: "registry.example/bp/procfile:5"},
+		{raw: ".hidden/bp", kind: Dir, path: filepath.Join(base, ".hidden/bp")},
+		{raw: "127.0.0.1:5000/bp/x", kind: Image, ref: "127.0.0.1:5000/bp/x"},
+		{raw: "localhost/bp/x", kind: Image, ref: "localhost/bp/x"},
 		{raw: "urn:cnb:builder", kind: BuilderOrder},
 		{raw: "from=builder", kind: BuilderOrder},
 		{raw: "paketo/procfile@9.9.9", errLike: "the builder has no buildpack"},

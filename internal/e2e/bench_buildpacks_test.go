@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/cipack/cipack/internal/testenv"
 )
@@ -54,32 +53,10 @@ func BenchmarkAddedBuildpack(b *testing.B) {
 		"-buildpacks", placed, "-order", order, "-launcher", "/cnb/lifecycle/launcher",
 		"-run", "/cnb/run.toml", "-report", "/layers/report.toml",
 		"-uid", strconv.Itoa(fx.UID), "-gid", strconv.Itoa(fx.GID), "-cache-dir", cache, image}
-	timeOne := func(cmd *exec.Cmd) time.Duration {
-		start := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("%v: %v\n%s", cmd.Args, err, out)
-		}
-		return time.Since(start)
-	}
-	var viaCipack, viaCreator []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
+	sideBySide(b, func() (*exec.Cmd, *exec.Cmd) {
 		c1 := fx.CipackBuild(ctx, workspace(b, "bench-added-cipack"), args...)
 		c2 := testenv.InBuilder(ctx, workspace(b, "bench-added-creator"), creatorArgv...)
 		c2.Env = append(os.Environ(), "CNB_PLATFORM_API=0.15")
-		b.StartTimer()
-		if i%2 == 0 {
-			viaCipack = append(viaCipack, timeOne(c1))
-			viaCreator = append(viaCreator, timeOne(c2))
-		} else {
-			viaCreator = append(viaCreator, timeOne(c2))
-			viaCipack = append(viaCipack, timeOne(c1))
-		}
-	}
-	mc, ml := median(viaCipack), median(viaCreator)
-	b.ReportMetric(ms(mc), "cipack-ms")
-	b.ReportMetric(ms(ml), "creator-ms")
-	b.ReportMetric(float64(mc)/float64(ml), "cipack/creator")
-	b.ReportMetric(0, "ns/op")
+		return c1, c2
+	})
 }

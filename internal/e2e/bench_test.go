@@ -35,6 +35,18 @@ func BenchmarkWarmBuild(b *testing.B) {
 		"-run", "/cnb/run.toml", "-report", "/layers/report.toml",
 		"-uid", strconv.Itoa(fx.UID), "-gid", strconv.Itoa(fx.GID), "-cache-dir", cache, image}
 
+	sideBySide(b, func() (*exec.Cmd, *exec.Cmd) {
+		c1 := fx.CipackBuild(ctx, workspace(b, "bench-cipack"), "--image", image, "--cache-dir", cache, "--platform-api", "0.15")
+		c2 := testenv.InBuilder(ctx, workspace(b, "bench-creator"), creatorArgv...)
+		c2.Env = append(os.Environ(), "CNB_PLATFORM_API=0.15")
+		return c1, c2
+	})
+}
+
+// sideBySide times b.N pairs of whole processes, cipack's and the bare
+// creator's (made fresh for each round by next), alternating which goes
+// first, and reports both medians and their ratio.
+func sideBySide(b *testing.B, next func() (cipack, creator *exec.Cmd)) {
 	timeOne := func(cmd *exec.Cmd) time.Duration {
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -46,10 +58,7 @@ func BenchmarkWarmBuild(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		m1, m2 := workspace(b, "bench-cipack"), workspace(b, "bench-creator")
-		c1 := fx.CipackBuild(ctx, m1, "--image", image, "--cache-dir", cache, "--platform-api", "0.15")
-		c2 := testenv.InBuilder(ctx, m2, creatorArgv...)
-		c2.Env = append(os.Environ(), "CNB_PLATFORM_API=0.15")
+		c1, c2 := next()
 		b.StartTimer()
 		if i%2 == 0 {
 			viaCipack = append(viaCipack, timeOne(c1))
