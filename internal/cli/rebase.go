@@ -32,6 +32,8 @@ type rebaseOptions struct {
 	ReportFile string
 	Insecure   []string
 	Timeout    time.Duration
+	Shard      string
+	Merge      []string
 }
 
 func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
@@ -45,6 +47,8 @@ func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
 	f.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text (a table) or json")
 	f.StringVar(&o.ReportFile, "report-file", "", "also write the JSON report to this file")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
+	f.StringVar(&o.Shard, "shard", "", "sweep only part K of N of the images (K/N, from 1): a stable, disjoint part; the N parts cover the fleet")
+	f.StringArrayVar(&o.Merge, "merge-reports", nil, "merge the JSON reports of a sharded sweep (--report-file of each shard) into one report; no sweep; repeatable")
 	addTimeoutFlag(f, &o.Timeout)
 }
 
@@ -55,7 +59,7 @@ func (o *rebaseOptions) Validate(args []string) error {
 	if o.Jobs < 1 || o.Jobs > 64 {
 		return exit.Usagef("--jobs", "use a number from 1 to 64", "%d images at once is out of range", o.Jobs)
 	}
-	if o.ExitCode && !o.DryRun {
+	if o.ExitCode && !o.DryRun && len(o.Merge) == 0 {
 		return exit.Usagef("--exit-code", "add --dry-run, or drop --exit-code", "--exit-code only applies to --dry-run")
 	}
 	if err := validateTimeout(o.Timeout); err != nil {
@@ -65,6 +69,17 @@ func (o *rebaseOptions) Validate(args []string) error {
 		if _, err := name.ParseReference(o.Builder); err != nil {
 			return exit.Usagef("--builder", "use a reference like registry.example/builders/base:latest", "%q is not an image reference: %v", o.Builder, err)
 		}
+	}
+	if o.Shard != "" {
+		if _, err := rebase.ParseShard(o.Shard); err != nil {
+			return exit.Usagef("--shard", "give K/N with 1 <= K <= N, e.g. --shard 2/4", "%v", err)
+		}
+	}
+	if len(o.Merge) > 0 {
+		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" {
+			return exit.Usagef("--merge-reports", "merge in a job of its own: --merge-reports FILE... with no fleet, images or --shard", "--merge-reports sweeps nothing")
+		}
+		return nil
 	}
 	if o.Config == "" && len(args)+len(o.Images) == 0 {
 		return exit.Usagef("--config", "pass --config FLEET.yaml or image references as arguments", "nothing to check")
@@ -125,9 +140,22 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	if err := o.Validate(args); err != nil {
 		return err
 	}
+	if len(o.Merge) > 0 {
+		report, err := mergeReports(o.Merge)
+		if err != nil {
+			return err
+		}
+		return finishRebase(cmd, o, env, rep, report)
+	}
 	targets, err := o.targets(args)
 	if err != nil {
 		return err
+	}
+	shard, _ := rebase.ParseShard(o.Shard)
+	fleet := len(targets)
+	targets = shard.Select(targets)
+	if o.Shard != "" {
+		fmt.Fprintf(env.Stderr, "cipack: shard %s: %d of the fleet's %d images\n", shard, len(targets), fleet)
 	}
 	if o.ReportFile != "" {
 		// Found out now, not after the sweep has pushed. A link there is
@@ -160,7 +188,35 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 		Registry: reg, Trigger: rebase.NewWebhook(env.Getenv), Log: env.Stderr,
 	})
 	report := rebase.NewReport(outcomes, o.DryRun, time.Since(start))
+	report.Shard = shard.String()
+	return finishRebase(cmd, o, env, rep, report)
+}
 
+// mergeReports reads the shards' JSON reports (bounded, as regular
+// files) and merges them.
+func mergeReports(files []string) (rebase.Report, error) {
+	var reports []rebase.Report
+	for _, f := range files {
+		b, err := safefs.ReadUserFile(f, 256<<20)
+		if err != nil {
+			return rebase.Report{}, exit.Usagef("--merge-reports", "name the --report-file each shard wrote", "%v", err)
+		}
+		var r rebase.Report
+		if err := json.Unmarshal(b, &r); err != nil || r.Counts == nil {
+			return rebase.Report{}, exit.Usagef("--merge-reports", "name the --report-file each shard wrote", "%s is not a cipack rebase report", f)
+		}
+		reports = append(reports, r)
+	}
+	report, err := rebase.Merge(reports)
+	if err != nil {
+		return report, exit.Usagef("--merge-reports", "pass the report of every shard once", "%v", err)
+	}
+	return report, nil
+}
+
+// finishRebase prints a sweep's (or merged) report, writes the report
+// file and CI outputs, and turns it into the exit code.
+func finishRebase(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter, report rebase.Report) error {
 	doc, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return err
@@ -190,12 +246,12 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	if err := cmd.Context().Err(); err != nil {
 		// Interrupted: the report above says what was done; a rerun
 		// finishes the rest (and converges any tags left apart).
-		return exit.New(exit.Canceled, "rebase", fmt.Errorf("%w: %d of %d images were handled before the signal", err, report.Handled(), len(outcomes)), "rerun the sweep to finish")
+		return exit.New(exit.Canceled, "rebase", fmt.Errorf("%w: %d of %d images were handled before the signal", err, report.Handled(), len(report.Images)), "rerun the sweep to finish")
 	}
 	if n := report.Failed(); n > 0 {
-		return exit.New(exit.SomeFailed, "rebase", fmt.Errorf("%d of %d images failed", n, len(outcomes)), "see the table above; the other images were handled")
+		return exit.New(exit.SomeFailed, "rebase", fmt.Errorf("%d of %d images failed", n, len(report.Images)), "see the table above; the other images were handled")
 	}
-	if o.DryRun && o.ExitCode && report.Pending() > 0 {
+	if report.DryRun && o.ExitCode && report.Pending() > 0 {
 		return exit.New(exit.ChangesPending, "rebase", fmt.Errorf("%d images need a rebase or rebuild", report.Pending()), "run without --dry-run to apply")
 	}
 	return nil

@@ -10,7 +10,9 @@ import (
 
 // Report is the JSON document `cipack rebase --output json` prints.
 type Report struct {
-	DryRun   bool           `json:"dryRun"`
+	DryRun bool `json:"dryRun"`
+	// Shard is "K/N" for one part of a sharded sweep (--shard).
+	Shard    string         `json:"shard,omitempty"`
 	Counts   map[string]int `json:"counts"`
 	Images   []Outcome      `json:"images"`
 	Duration time.Duration  `json:"duration_ns"`

@@ -1,0 +1,124 @@
+package rebase
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Shard is one of N parts of a fleet, K counted from 1 as Playwright's
+// and Jest's --shard count them, so a CI matrix over 1..N sweeps it all.
+type Shard struct{ K, N int }
+
+// maxShards bounds N: a CI matrix has at most 256 jobs (GitHub's limit).
+const maxShards = 256
+
+// ParseShard reads "K/N".
+func ParseShard(s string) (Shard, error) {
+	k, n, ok := strings.Cut(strings.TrimSpace(s), "/")
+	ki, err1 := strconv.Atoi(k)
+	ni, err2 := strconv.Atoi(n)
+	switch {
+	case !ok || err1 != nil || err2 != nil:
+		return Shard{}, fmt.Errorf("%q is not K/N", s)
+	case ni < 1 || ni > maxShards:
+		return Shard{}, fmt.Errorf("N=%d is out of range 1..%d", ni, maxShards)
+	case ki < 1 || ki > ni:
+		return Shard{}, fmt.Errorf("K=%d is out of range 1..%d", ki, ni)
+	}
+	return Shard{K: ki, N: ni}, nil
+}
+
+func (s Shard) String() string {
+	if s.N == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d", s.K, s.N)
+}
+
+// Has reports whether image is in the shard. The part is a hash of the
+// image reference alone: an image stays in its shard whatever else the
+// fleet gains or loses, the N parts are disjoint and cover the fleet,
+// and a fleet of many images splits evenly.
+func (s Shard) Has(image string) bool {
+	if s.N <= 1 {
+		return true
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(image))
+	return int(h.Sum64()%uint64(s.N)) == s.K-1
+}
+
+// Select keeps the targets in the shard, in their order. Only their run
+// images and builders are then read: the sweep looks them up lazily.
+func (s Shard) Select(targets []Target) []Target {
+	var out []Target
+	for _, t := range targets {
+		if s.Has(t.Image) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Merge sums the reports of a sharded sweep into one: the images of all,
+// sorted as one sweep's would be, the counts summed, the duration the
+// longest shard's (they ran side by side). Reports must agree on
+// --dry-run, name no image twice, and, when sharded, be the N shards of
+// one split, each once.
+func Merge(reports []Report) (Report, error) {
+	if len(reports) == 0 {
+		return Report{}, errors.New("no report to merge")
+	}
+	var all []Outcome
+	seen := map[string]int{}
+	var longest = reports[0].Duration
+	shards := map[int]bool{}
+	n := reports[0].ShardOf().N
+	for i, r := range reports {
+		if r.DryRun != reports[0].DryRun {
+			return Report{}, fmt.Errorf("report %d is a dry run and report 1 is not, or the other way round", i+1)
+		}
+		if s := r.ShardOf(); s.N != n {
+			return Report{}, fmt.Errorf("report %d is shard %q, report 1 is of %d shards", i+1, r.Shard, n)
+		} else if n > 0 {
+			if shards[s.K] {
+				return Report{}, fmt.Errorf("shard %s is given twice", s)
+			}
+			shards[s.K] = true
+		}
+		for _, o := range r.Images {
+			if j, dup := seen[o.Image]; dup {
+				return Report{}, fmt.Errorf("%s is in report %d and report %d", o.Image, j, i+1)
+			}
+			seen[o.Image] = i + 1
+			all = append(all, o)
+		}
+		longest = max(longest, r.Duration)
+	}
+	for k := 1; k <= n; k++ {
+		if !shards[k] {
+			return Report{}, fmt.Errorf("the report of shard %d/%d is missing", k, n)
+		}
+	}
+	sortOutcomes(all)
+	return NewReport(all, reports[0].DryRun, longest), nil
+}
+
+// sortOutcomes orders outcomes by image: the report's stable key.
+func sortOutcomes(o []Outcome) {
+	slices.SortStableFunc(o, func(a, b Outcome) int { return strings.Compare(a.Image, b.Image) })
+}
+
+// ShardOf is the report's shard (zero when the sweep was not sharded or
+// the field does not parse).
+func (r Report) ShardOf() Shard {
+	s, err := ParseShard(r.Shard)
+	if err != nil {
+		return Shard{}
+	}
+	return s
+}
