@@ -57,6 +57,7 @@ var actionInputs = map[string]string{
 	"--trust-builder": "trust-builder",
 	"--config":        "config",
 	"--jobs":          "jobs",
+	"--shard":         "shard",
 	"--source":        "sources",
 	"--sbom-dir":      "sbom-dir",
 	"--any-source":    "any-source",
