@@ -34,6 +34,8 @@ type rebaseOptions struct {
 	Timeout    time.Duration
 	Shard      string
 	Merge      []string
+	Changed    []string
+	LastReport string
 }
 
 func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
@@ -49,6 +51,8 @@ func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] that may be reached over plain HTTP; repeatable")
 	f.StringVar(&o.Shard, "shard", "", "sweep only part K of N of the images (K/N, from 1): a stable, disjoint part; the N parts cover the fleet")
 	f.StringArrayVar(&o.Merge, "merge-reports", nil, "merge the JSON reports of a sharded sweep (--report-file of each shard) into one report; no sweep; repeatable")
+	f.StringArrayVar(&o.Changed, "run-image-changed", nil, "a run image just pushed (e.g. from a registry's push event): check only the images on it, or on a mirror of it; repeatable")
+	f.StringVar(&o.LastReport, "last-report", "", "with --run-image-changed: a previous sweep's JSON report, which tells each image's run image, so images on other run images are not read at all")
 	addTimeoutFlag(f, &o.Timeout)
 }
 
@@ -74,6 +78,14 @@ func (o *rebaseOptions) Validate(args []string) error {
 		if _, err := rebase.ParseShard(o.Shard); err != nil {
 			return exit.Usagef("--shard", "give K/N with 1 <= K <= N, e.g. --shard 2/4", "%v", err)
 		}
+	}
+	for _, c := range o.Changed {
+		if _, err := name.ParseReference(c); err != nil {
+			return exit.Usagef("--run-image-changed", "name the run image that was pushed, e.g. registry.example/base/run:jammy", "%q is not an image reference: %v", c, err)
+		}
+	}
+	if o.LastReport != "" && len(o.Changed) == 0 {
+		return exit.Usagef("--last-report", "add --run-image-changed, or drop --last-report", "--last-report only applies to --run-image-changed")
 	}
 	if len(o.Merge) > 0 {
 		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" {
@@ -157,6 +169,11 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 	if o.Shard != "" {
 		fmt.Fprintf(env.Stderr, "cipack: shard %s: %d of the fleet's %d images\n", shard, len(targets), fleet)
 	}
+	if len(o.Changed) > 0 {
+		if targets, err = o.affected(targets, env); err != nil {
+			return err
+		}
+	}
 	if o.ReportFile != "" {
 		// Found out now, not after the sweep has pushed. A link there is
 		// refused: the report is written fresh, never through one.
@@ -184,12 +201,36 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 		return err
 	}
 	start := time.Now()
-	outcomes := rebase.Sweep(cmd.Context(), targets, rebase.Options{DryRun: o.DryRun, Jobs: o.Jobs}, rebase.Deps{
+	outcomes := rebase.Sweep(cmd.Context(), targets, rebase.Options{DryRun: o.DryRun, Jobs: o.Jobs, Changed: o.Changed}, rebase.Deps{
 		Registry: reg, Trigger: rebase.NewWebhook(env.Getenv), Log: env.Stderr,
 	})
 	report := rebase.NewReport(outcomes, o.DryRun, time.Since(start))
 	report.Shard = shard.String()
 	return finishRebase(cmd, o, env, rep, report)
+}
+
+// affected keeps the targets the pushed run images may affect, reading
+// no image: by their fleet entries, and by the last report when given.
+func (o *rebaseOptions) affected(targets []rebase.Target, env Env) ([]rebase.Target, error) {
+	last := rebase.RunImages{}
+	if o.LastReport != "" {
+		b, err := safefs.ReadUserFile(o.LastReport, 256<<20)
+		var r rebase.Report
+		if err == nil {
+			err = json.Unmarshal(b, &r)
+		}
+		if err != nil || r.Counts == nil {
+			return nil, exit.Usagef("--last-report", "name a previous sweep's --report-file", "%s is not a cipack rebase report (%v)", o.LastReport, err)
+		}
+		last = rebase.RunImagesOf(r)
+	}
+	kept, unknown := rebase.Affected(targets, o.Changed, last)
+	fmt.Fprintf(env.Stderr, "cipack: run image changed: %d of %d images may be on it", len(kept), len(targets))
+	if unknown > 0 {
+		fmt.Fprintf(env.Stderr, " (%d of them read to find out: pass --last-report, or set runImage in the fleet, to skip that)", unknown)
+	}
+	fmt.Fprintln(env.Stderr)
+	return kept, nil
 }
 
 // mergeReports reads the shards' JSON reports (bounded, as regular

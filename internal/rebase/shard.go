@@ -25,9 +25,9 @@ func ParseShard(s string) (Shard, error) {
 	case !ok || err1 != nil || err2 != nil:
 		return Shard{}, fmt.Errorf("%q is not K/N", s)
 	case ni < 1 || ni > maxShards:
-		return Shard{}, fmt.Errorf("N=%d is out of range 1..%d", ni, maxShards)
+		return Shard{}, fmt.Errorf("the shard count %d is out of range 1..%d", ni, maxShards)
 	case ki < 1 || ki > ni:
-		return Shard{}, fmt.Errorf("K=%d is out of range 1..%d", ki, ni)
+		return Shard{}, fmt.Errorf("the shard %d is out of range 1..%d", ki, ni)
 	}
 	return Shard{K: ki, N: ni}, nil
 }

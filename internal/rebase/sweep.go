@@ -26,6 +26,10 @@ type Target = config.Image
 type Options struct {
 	DryRun bool
 	Jobs   int
+	// Changed, when set, are run images just pushed: an image on another
+	// is reported NOT_AFFECTED once inspected, and nothing more of it is
+	// read.
+	Changed []string
 }
 
 // Deps are the sweep's seams: registry access, the trigger, logs.
@@ -146,6 +150,13 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		return fail(err)
 	}
 	o.OldDigest = in.Digest
+	if len(s.opts.Changed) > 0 && in.CNB() {
+		if ok, run := affected(in, t, s.opts.Changed); !ok {
+			o.Verdict, o.Reason, o.RunImage = Skipped, ReasonNotAffected, run
+			o.Detail = fmt.Sprintf("its run image %s is not one that changed", run)
+			return o
+		}
+	}
 	seen, tags, err := s.readTags(ctx, in, t.Tags)
 	if err != nil {
 		return fail(err)
