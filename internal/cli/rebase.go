@@ -36,6 +36,8 @@ type rebaseOptions struct {
 	Merge      []string
 	Changed    []string
 	LastReport string
+	Stage      bool
+	Promote    string
 }
 
 func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
@@ -53,6 +55,8 @@ func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
 	f.StringArrayVar(&o.Merge, "merge-reports", nil, "merge the JSON reports of a sharded sweep (--report-file of each shard) into one report; no sweep; repeatable")
 	f.StringArrayVar(&o.Changed, "run-image-changed", nil, "a run image just pushed (e.g. from a registry's push event): check only the images on it, or on a mirror of it; repeatable")
 	f.StringVar(&o.LastReport, "last-report", "", "with --run-image-changed: a previous sweep's JSON report, which tells each image's run image, so images on other run images are not read at all")
+	f.BoolVar(&o.Stage, "stage", false, "push each rebased image by digest only: move no tag, call no trigger; the JSON report is the plan (candidates) for --promote")
+	f.StringVar(&o.Promote, "promote", "", "move each image's tags to the candidate a --stage report (PLAN) names, only where every tag still holds the digest it had at staging; no sweep")
 	addTimeoutFlag(f, &o.Timeout)
 }
 
@@ -86,6 +90,15 @@ func (o *rebaseOptions) Validate(args []string) error {
 	}
 	if o.LastReport != "" && len(o.Changed) == 0 {
 		return exit.Usagef("--last-report", "add --run-image-changed, or drop --last-report", "--last-report only applies to --run-image-changed")
+	}
+	if o.Stage && o.DryRun {
+		return exit.Usagef("--stage", "drop --dry-run: a staged sweep pushes candidates by digest and moves nothing", "--stage and --dry-run together")
+	}
+	if o.Promote != "" {
+		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" || len(o.Changed) > 0 || o.Stage || o.DryRun || len(o.Merge) > 0 {
+			return exit.Usagef("--promote", "promote in a step of its own: --promote PLAN with no fleet, images or other mode", "--promote sweeps nothing")
+		}
+		return nil
 	}
 	if len(o.Merge) > 0 {
 		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" {
@@ -159,6 +172,9 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 		}
 		return finishRebase(cmd, o, env, rep, report)
 	}
+	if o.Promote != "" {
+		return runPromote(cmd, o, env, rep)
+	}
 	targets, err := o.targets(args)
 	if err != nil {
 		return err
@@ -201,7 +217,7 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 		return err
 	}
 	start := time.Now()
-	outcomes := rebase.Sweep(cmd.Context(), targets, rebase.Options{DryRun: o.DryRun, Jobs: o.Jobs, Changed: o.Changed}, rebase.Deps{
+	outcomes := rebase.Sweep(cmd.Context(), targets, rebase.Options{DryRun: o.DryRun, Jobs: o.Jobs, Changed: o.Changed, Stage: o.Stage}, rebase.Deps{
 		Registry: reg, Trigger: rebase.NewWebhook(env.Getenv), Log: env.Stderr,
 	})
 	report := rebase.NewReport(outcomes, o.DryRun, time.Since(start))
@@ -214,13 +230,9 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 func (o *rebaseOptions) affected(targets []rebase.Target, env Env) ([]rebase.Target, error) {
 	last := rebase.RunImages{}
 	if o.LastReport != "" {
-		b, err := safefs.ReadUserFile(o.LastReport, 256<<20)
-		var r rebase.Report
-		if err == nil {
-			err = json.Unmarshal(b, &r)
-		}
-		if err != nil || r.Counts == nil {
-			return nil, exit.Usagef("--last-report", "name a previous sweep's --report-file", "%s is not a cipack rebase report (%v)", o.LastReport, err)
+		r, err := readReport("--last-report", o.LastReport, "name a previous sweep's --report-file")
+		if err != nil {
+			return nil, err
 		}
 		last = rebase.RunImagesOf(r)
 	}
@@ -233,18 +245,49 @@ func (o *rebaseOptions) affected(targets []rebase.Target, env Env) ([]rebase.Tar
 	return kept, nil
 }
 
+// runPromote moves the tags of a staged sweep's plan to its candidates.
+func runPromote(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter) error {
+	plan, err := readReport("--promote", o.Promote, "name the --report-file of a --stage sweep")
+	if err != nil {
+		return err
+	}
+	var images []string
+	for _, im := range plan.Images {
+		images = append(append(images, im.Image), im.Tags...)
+	}
+	reg, err := newRegistry(env, o.Insecure, o.Timeout, images...)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	outcomes, err := rebase.Promote(cmd.Context(), reg, plan)
+	if err != nil {
+		return exit.Usagef("--promote", "name the --report-file of a --stage sweep", "%v", err)
+	}
+	return finishRebase(cmd, o, env, rep, rebase.NewReport(outcomes, false, time.Since(start)))
+}
+
+// readReport reads a rebase JSON report (bounded, a regular file).
+func readReport(flag, file, hint string) (rebase.Report, error) {
+	b, err := safefs.ReadUserFile(file, 256<<20)
+	var r rebase.Report
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil || r.Counts == nil {
+		return r, exit.Usagef(flag, hint, "%s is not a cipack rebase report (%v)", file, err)
+	}
+	return r, nil
+}
+
 // mergeReports reads the shards' JSON reports (bounded, as regular
 // files) and merges them.
 func mergeReports(files []string) (rebase.Report, error) {
 	var reports []rebase.Report
 	for _, f := range files {
-		b, err := safefs.ReadUserFile(f, 256<<20)
+		r, err := readReport("--merge-reports", f, "name the --report-file each shard wrote")
 		if err != nil {
-			return rebase.Report{}, exit.Usagef("--merge-reports", "name the --report-file each shard wrote", "%v", err)
-		}
-		var r rebase.Report
-		if err := json.Unmarshal(b, &r); err != nil || r.Counts == nil {
-			return rebase.Report{}, exit.Usagef("--merge-reports", "name the --report-file each shard wrote", "%s is not a cipack rebase report", f)
+			return r, err
 		}
 		reports = append(reports, r)
 	}
@@ -274,7 +317,8 @@ func finishRebase(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter
 		}
 	}
 	subjects, chainsImages := attestationSubjects(report)
-	outputs := map[string]string{"report-file": o.ReportFile, "moved": movedLines(report.Moved()), "moved-json": subjects, "images": chainsImages}
+	outputs := map[string]string{"report-file": o.ReportFile, "moved": movedLines(report.Moved()), "moved-json": subjects, "images": chainsImages,
+		"candidates": candidates(report)}
 	for k, v := range report.Counts {
 		outputs[k] = strconv.Itoa(v)
 	}
@@ -296,6 +340,27 @@ func finishRebase(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter
 		return exit.New(exit.ChangesPending, "rebase", fmt.Errorf("%d images need a rebase or rebuild", report.Pending()), "run without --dry-run to apply")
 	}
 	return nil
+}
+
+// candidates lists a staged sweep's candidates as JSON
+// [{"image","candidate"}] (candidate: NAME@DIGEST), ready for a
+// strategy.matrix of verify jobs.
+func candidates(r rebase.Report) string {
+	type candidate struct {
+		Image     string `json:"image"`
+		Candidate string `json:"candidate"`
+	}
+	out := []candidate{}
+	for _, o := range r.Images {
+		if !o.Staged {
+			continue
+		}
+		if ref, err := name.ParseReference(o.Image); err == nil {
+			out = append(out, candidate{Image: o.Image, Candidate: ref.Context().Name() + "@" + o.NewDigest})
+		}
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
 }
 
 func movedLines(m map[string]string) string {
@@ -323,8 +388,8 @@ func attestationSubjects(r rebase.Report) (string, string) {
 	subjects := []subject{}
 	var lines []string
 	for _, o := range r.Images {
-		if o.NewDigest == "" || o.NewDigest == o.OldDigest {
-			continue // nothing new was pushed (a converge moves tags only)
+		if o.NewDigest == "" || o.NewDigest == o.OldDigest || o.Staged {
+			continue // nothing new was pushed (a converge moves tags only), or nothing moved yet
 		}
 		ref, err := name.ParseReference(o.Image)
 		if err != nil {

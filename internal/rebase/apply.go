@@ -57,42 +57,7 @@ type Applied struct {
 // one registry no layer bytes move: app layers exist, base layers are
 // mounted from the run image's repository.
 func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, error) {
-	out := &Applied{Children: map[string]string{}}
-	rebased := map[*Child]v1.Image{}
-	for _, cp := range p.Rebase {
-		img, err := rebaseChild(p.App.Ref.String(), cp, log)
-		if err != nil {
-			return nil, err
-		}
-		digest, err := img.Digest()
-		if err != nil {
-			return nil, err
-		}
-		byDigest := p.App.Ref.Context().Digest(digest.String())
-		if err := reg.Write(ctx, byDigest, img); err != nil {
-			return nil, registry.Classify(byDigest.String(), "push", err)
-		}
-		rebased[cp.Child] = img
-		out.Children[cp.Child.App.Digest] = digest.String()
-	}
-	var result remote.Taggable
-	if p.App.Index == nil {
-		if len(p.Rebase) != 1 {
-			return nil, fmt.Errorf("%s: a single image takes one rebase, not %d", p.App.Ref, len(p.Rebase))
-		}
-		result = rebased[p.Rebase[0].Child]
-	} else {
-		idx, err := newIndex(p.App, rebased)
-		if err != nil {
-			return nil, fmt.Errorf("%s: write the new index: %w", p.App.Ref, err)
-		}
-		byDigest := p.App.Ref.Context().Digest(idx.digest.String())
-		if err := reg.Put(ctx, byDigest, idx); err != nil {
-			return nil, registry.Classify(byDigest.String(), "push", err)
-		}
-		result = idx
-	}
-	digest, err := digestOf(result)
+	out, result, err := push(ctx, reg, p, log)
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +65,61 @@ func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*A
 	if err != nil {
 		return nil, err
 	}
-	out.Digest, out.Tags = digest, tags
+	out.Tags = tags
 	return out, nil
+}
+
+// Stage is Apply without the tag moves: the rebased image is pushed by
+// digest only, a candidate that --promote moves the tags to later.
+func Stage(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, error) {
+	out, _, err := push(ctx, reg, p, log)
+	return out, err
+}
+
+// push rebases and pushes the result by digest (children first, then a
+// new index), touching no tag.
+func push(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, remote.Taggable, error) {
+	out := &Applied{Children: map[string]string{}}
+	rebased := map[*Child]v1.Image{}
+	for _, cp := range p.Rebase {
+		img, err := rebaseChild(p.App.Ref.String(), cp, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		digest, err := img.Digest()
+		if err != nil {
+			return nil, nil, err
+		}
+		byDigest := p.App.Ref.Context().Digest(digest.String())
+		if err := reg.Write(ctx, byDigest, img); err != nil {
+			return nil, nil, registry.Classify(byDigest.String(), "push", err)
+		}
+		rebased[cp.Child] = img
+		out.Children[cp.Child.App.Digest] = digest.String()
+	}
+	var result remote.Taggable
+	if p.App.Index == nil {
+		if len(p.Rebase) != 1 {
+			return nil, nil, fmt.Errorf("%s: a single image takes one rebase, not %d", p.App.Ref, len(p.Rebase))
+		}
+		result = rebased[p.Rebase[0].Child]
+	} else {
+		idx, err := newIndex(p.App, rebased)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: write the new index: %w", p.App.Ref, err)
+		}
+		byDigest := p.App.Ref.Context().Digest(idx.digest.String())
+		if err := reg.Put(ctx, byDigest, idx); err != nil {
+			return nil, nil, registry.Classify(byDigest.String(), "push", err)
+		}
+		result = idx
+	}
+	digest, err := digestOf(result)
+	if err != nil {
+		return nil, nil, err
+	}
+	out.Digest = digest
+	return out, result, nil
 }
 
 // rebaseChild runs the lifecycle's Rebaser on one platform's image.

@@ -47,11 +47,12 @@ func (r Report) Handled() int { return len(r.Images) - r.Failed() }
 // Pending counts the images that need a change (for --dry-run --exit-code).
 func (r Report) Pending() int { return r.Counts[string(Rebase)] + r.Counts[string(Rebuild)] }
 
-// Moved lists image → new digest for the images a rebase moved.
+// Moved lists image → new digest for the images a rebase moved (not a
+// staged candidate: no tag moved to it yet).
 func (r Report) Moved() map[string]string {
 	m := map[string]string{}
 	for _, o := range r.Images {
-		if o.NewDigest != "" {
+		if o.NewDigest != "" && !o.Staged {
 			m[o.Image] = o.NewDigest
 		}
 	}
@@ -81,8 +82,17 @@ func (r Report) WriteTable(w io.Writer) error {
 
 func (r Report) summaryLine() string {
 	mode := ""
-	if r.DryRun {
+	staged := 0
+	for _, o := range r.Images {
+		if o.Staged {
+			staged++
+		}
+	}
+	switch {
+	case r.DryRun:
 		mode = " (dry run: nothing pushed)"
+	case staged > 0:
+		mode = fmt.Sprintf(" (staged: %d candidates pushed by digest, no tag moved)", staged)
 	}
 	return fmt.Sprintf("%d images: %d up-to-date, %d rebase, %d rebuild, %d skipped, %d error%s",
 		len(r.Images), r.Counts[string(UpToDate)], r.Counts[string(Rebase)], r.Counts[string(Rebuild)],
@@ -109,6 +119,8 @@ func (r Report) Markdown() string {
 
 func digests(o Outcome) string {
 	switch {
+	case o.NewDigest != "" && o.Staged:
+		return short(o.OldDigest) + " → candidate " + short(o.NewDigest)
 	case o.NewDigest != "":
 		return short(o.OldDigest) + " → " + short(o.NewDigest)
 	case o.OldDigest != "":

@@ -30,6 +30,9 @@ type Options struct {
 	// is reported NOT_AFFECTED once inspected, and nothing more of it is
 	// read.
 	Changed []string
+	// Stage pushes rebased images by digest only: no tag moves, no
+	// trigger is called; the report is the plan --promote applies.
+	Stage bool
 }
 
 // Deps are the sweep's seams: registry access, the trigger, logs.
@@ -56,8 +59,13 @@ type Outcome struct {
 	// Platforms details an index, one entry per platform's image.
 	Platforms []PlatformOutcome `json:"platforms,omitempty"`
 	Applied   bool              `json:"applied"`
-	Error     string            `json:"error,omitempty"`
-	Duration  time.Duration     `json:"duration_ns"`
+	// Staged marks a candidate (NewDigest) pushed by --stage; Seen is
+	// where the image's tag and each of Tags pointed then: --promote
+	// moves only tags that still point there.
+	Staged   bool              `json:"staged,omitempty"`
+	Seen     map[string]string `json:"seen,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Duration time.Duration     `json:"duration_ns"`
 }
 
 // Failed reports whether the image needs attention.
@@ -204,6 +212,9 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 	if s.opts.DryRun {
 		return o
 	}
+	if s.opts.Stage {
+		return s.stage(ctx, o, in, plans, tags, seen)
+	}
 	switch {
 	case dec.Reason == ReasonTagsDiverged:
 		applied, err := Converge(ctx, s.d.Registry, Plan{App: in, Tags: tags, Seen: seen})
@@ -236,6 +247,25 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 		}
 		o.Triggered, o.Applied = true, true
 	}
+	return o
+}
+
+// stage pushes a rebase's result as a candidate, by digest; anything else
+// (a converge, a rebuild) is reported, not done: a staged sweep changes
+// nothing anyone runs.
+func (s *sweep) stage(ctx context.Context, o Outcome, in *Inspected, plans []ChildPlan, tags []string, seen map[string]string) Outcome {
+	if o.Verdict != Rebase || o.Reason == ReasonTagsDiverged {
+		if o.Verdict == Rebuild || o.Reason == ReasonTagsDiverged {
+			o.Detail += " (staged sweep: nothing done)"
+		}
+		return o
+	}
+	applied, err := Stage(ctx, s.d.Registry, Plan{App: in, Rebase: plans, Tags: tags, Seen: seen}, s.d.Log)
+	if err != nil {
+		o.Verdict, o.Error = Failed, err.Error()
+		return o
+	}
+	o.NewDigest, o.Tags, o.Staged, o.Seen = applied.Digest, tags, true, seen
 	return o
 }
 
