@@ -72,7 +72,7 @@ func Execute(ctx context.Context, args []string, env Env) int {
 	root.SetArgs(args)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	root.AddCommand(newBuildCmd(env), newRebaseCmd(env), newManifestCmd(env), newResolveCmd(env), newCopySelfCmd(env), newExitCodesCmd(env), newSandboxCmd(env))
+	root.AddCommand(newBuildCmd(env), newRebaseCmd(env), newRollbackCmd(env), newManifestCmd(env), newResolveCmd(env), newCopySelfCmd(env), newExitCodesCmd(env), newSandboxCmd(env))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exit.OK

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/buildpacks/imgutil"
 	imgremote "github.com/buildpacks/imgutil/remote"
@@ -59,6 +60,13 @@ type Applied struct {
 func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, error) {
 	out, result, err := push(ctx, reg, p, log)
 	if err != nil {
+		return nil, err
+	}
+	desc, err := descriptorOf(result)
+	if err != nil {
+		return nil, err
+	}
+	if err := recordPrevious(ctx, reg, p.App.Ref.Context(), desc, p.App.Digest, append([]string{p.App.Ref.String()}, p.Tags...), time.Now()); err != nil {
 		return nil, err
 	}
 	tags, err := moveTags(ctx, reg, p, result)

@@ -67,6 +67,9 @@ func promoteOne(ctx context.Context, reg *registry.Client, o Outcome) Outcome {
 	if err != nil {
 		return fail("", registry.Classify(candidate.String(), "read the candidate", err))
 	}
+	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, o.Seen[ref.String()], names(targets), time.Now()); err != nil {
+		return fail("", err)
+	}
 	tags, err := reg.MoveTags(ctx, targets, desc, o.Seen)
 	if errors.Is(err, registry.ErrMovedSinceInspection) {
 		return fail(ReasonMovedSinceStaged, fmt.Errorf("%w; not overwritten: verify and stage again", err))

@@ -45,3 +45,14 @@ func (c *Client) WriteIndex(ctx context.Context, ref name.Reference, idx v1.Imag
 	err := remote.WriteIndex(ref, idx, c.RemoteOptions(ctx)...)
 	return Classify(ref.String(), "push", err)
 }
+
+// Referrers lists the manifests that name d as their subject and have
+// artifactType, through the registry's Referrers API or, where it has
+// none, the OCI fallback tag (sha256-<hex>) go-containerregistry keeps.
+func (c *Client) Referrers(ctx context.Context, d name.Digest, artifactType string) (*v1.IndexManifest, error) {
+	idx, err := remote.Referrers(d, append(c.RemoteOptions(ctx), remote.WithFilter("artifactType", artifactType))...)
+	if err != nil {
+		return nil, Classify(d.String(), "list referrers of", err)
+	}
+	return idx.IndexManifest()
+}

@@ -1,0 +1,199 @@
+package rebase
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/cipack/cipack/internal/registry"
+)
+
+// PreviousArtifactType marks the record cipack leaves next to every
+// digest it moves tags to: an OCI artifact in the same repository whose
+// subject is that digest and whose annotations name the digest the tags
+// held before. A later `cipack rollback` finds it through the referrers
+// of the tag's current digest, with nothing kept by the CI. The image
+// itself is not touched: its digest stays the lifecycle rebaser's.
+const PreviousArtifactType = "application/vnd.cipack.previous.v1+json"
+
+// Annotations of the record.
+const (
+	annotationPrevious = "io.cipack.previous.digest"
+	annotationTags     = "io.cipack.tags"
+	annotationCreated  = "org.opencontainers.image.created"
+)
+
+// recordPrevious pushes the record of a move: tags (the image's tag
+// first) go from old to newDigest. It is written before any tag moves,
+// so no tag ever points at a digest whose previous one is unknown.
+func recordPrevious(ctx context.Context, reg *registry.Client, repo name.Repository, subject v1.Descriptor, old string, tags []string, now time.Time) error {
+	if old == "" || old == subject.Digest.String() {
+		return nil
+	}
+	tagsJSON, err := json.Marshal(tags)
+	if err != nil {
+		return err
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.MediaType(PreviousArtifactType))
+	// Annotations first: go-containerregistry's mutate.Annotations drops
+	// a subject set before it (v0.22.1).
+	img = mutate.Annotations(img, map[string]string{
+		annotationPrevious: old, annotationTags: string(tagsJSON), annotationCreated: now.UTC().Format(time.RFC3339Nano),
+	}).(v1.Image)
+	img = mutate.Subject(img, subject).(v1.Image)
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	if err := reg.Write(ctx, repo.Digest(d.String()), img); err != nil {
+		return registry.Classify(repo.String(), "record the previous digest in", err)
+	}
+	return nil
+}
+
+// Previous is what a record says: the digest before the last move to
+// digest, and the tags that moved together.
+type Previous struct {
+	Digest string
+	Tags   []string
+}
+
+// FindPrevious reads the newest record of a move to digest.
+func FindPrevious(ctx context.Context, reg *registry.Client, repo name.Repository, digest string) (*Previous, error) {
+	idx, err := reg.Referrers(ctx, repo.Digest(digest), PreviousArtifactType)
+	if err != nil {
+		return nil, err
+	}
+	recs := idx.Manifests
+	sort.SliceStable(recs, func(i, j int) bool {
+		return recs[i].Annotations[annotationCreated] > recs[j].Annotations[annotationCreated]
+	})
+	for _, r := range recs {
+		// The index lists the records' annotations; the record itself is
+		// read to be sure of them (the fallback index is a tag anyone
+		// with push access can write).
+		desc, err := reg.Get(ctx, repo.Digest(r.Digest.String()))
+		if err != nil {
+			return nil, err
+		}
+		m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+		if err != nil || m.Subject == nil || m.Subject.Digest.String() != digest || m.Config.MediaType != types.MediaType(PreviousArtifactType) {
+			continue
+		}
+		p := &Previous{Digest: m.Annotations[annotationPrevious]}
+		if _, err := v1.NewHash(p.Digest); err != nil {
+			continue
+		}
+		if err := json.Unmarshal([]byte(m.Annotations[annotationTags]), &p.Tags); err != nil {
+			continue
+		}
+		return p, nil
+	}
+	return nil, errors.New("no record of a previous digest: cipack did not move this tag here, or moved it before records were kept")
+}
+
+// ReasonRolledBack is a tag set moved back to its previous digest.
+const ReasonRolledBack = "ROLLED_BACK"
+
+// Rollback moves each target's tag, and the tags that moved with it, back
+// to the digest they held before cipack last moved them, only where every
+// one still points at the digest cipack moved it to (compare before
+// move). The move back is recorded too, so a rollback can be undone.
+func Rollback(ctx context.Context, reg *registry.Client, targets []Target) []Outcome {
+	var out []Outcome
+	for _, t := range targets {
+		out = append(out, rollbackOne(ctx, reg, t))
+	}
+	return out
+}
+
+func rollbackOne(ctx context.Context, reg *registry.Client, t Target) Outcome {
+	start := time.Now()
+	o := Outcome{Image: t.Image, Verdict: Rebase, Reason: ReasonRolledBack}
+	fail := func(err error) Outcome {
+		o.Verdict, o.Error, o.Duration = Failed, err.Error(), time.Since(start)
+		return o
+	}
+	ref, err := reg.Parse(t.Image)
+	if err != nil {
+		return fail(fmt.Errorf("invalid image reference: %w", err))
+	}
+	if _, isTag := ref.(name.Tag); !isTag {
+		return fail(fmt.Errorf("%s is a digest: name the tag to roll back", t.Image))
+	}
+	cur, err := reg.Head(ctx, ref)
+	if err != nil {
+		return fail(err)
+	}
+	o.OldDigest = cur.Digest.String()
+	prev, err := FindPrevious(ctx, reg, ref.Context(), o.OldDigest)
+	if err != nil {
+		return fail(fmt.Errorf("%s@%s: %w", t.Image, o.OldDigest, err))
+	}
+	targets := []name.Reference{ref}
+	seen := map[string]string{ref.String(): o.OldDigest}
+	for _, tag := range prev.Tags {
+		r, err := reg.Parse(tag)
+		if err != nil || r.String() == ref.String() {
+			continue
+		}
+		targets = append(targets, r)
+		seen[r.String()] = o.OldDigest
+	}
+	back := ref.Context().Digest(prev.Digest)
+	desc, err := reg.Get(ctx, back)
+	if err != nil {
+		return fail(fmt.Errorf("the previous digest is gone: %w", err))
+	}
+	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, o.OldDigest, names(targets), time.Now()); err != nil {
+		return fail(err)
+	}
+	tags, err := reg.MoveTags(ctx, targets, desc, seen)
+	if err != nil {
+		return fail(err)
+	}
+	o.NewDigest, o.Tags, o.Applied, o.Duration = prev.Digest, tags, true, time.Since(start)
+	o.Detail = fmt.Sprintf("back to %s", short(prev.Digest))
+	return o
+}
+
+func names(refs []name.Reference) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// descriptorOf is the descriptor of a manifest cipack pushed.
+func descriptorOf(t remote.Taggable) (v1.Descriptor, error) {
+	raw, err := t.RawManifest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt := types.OCIManifestSchema1
+	if m, ok := t.(interface {
+		MediaType() (types.MediaType, error)
+	}); ok {
+		if mt, err = m.MediaType(); err != nil {
+			return v1.Descriptor{}, err
+		}
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: h}, nil
+}

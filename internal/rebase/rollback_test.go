@@ -1,0 +1,61 @@
+package rebase
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cipack/cipack/internal/registry"
+)
+
+// A record written for a move is found from the new digest, names the
+// previous digest and the tags, and the newest record wins.
+func TestPreviousDigestIsRecordedAndFound(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	reg, err := registry.New(registry.Options{Insecure: []string{host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
+	var digests []string
+	for i := 0; i < 3; i++ {
+		img, _ := random.Image(64, 1)
+		d, _ := img.Digest()
+		if err := remote.Write(repo.Digest(d.String()), img); err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d.String())
+	}
+	desc, err := reg.Get(ctx, repo.Digest(digests[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := []string{repo.Tag("latest").String(), repo.Tag("stable").String()}
+	now := time.Now()
+	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[0], tags, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[1], tags, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := FindPrevious(ctx, reg, repo, digests[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Digest != digests[1] || strings.Join(p.Tags, " ") != strings.Join(tags, " ") {
+		t.Fatalf("found %+v, want the newer record (%s) and its tags", p, digests[1])
+	}
+	if _, err := FindPrevious(ctx, reg, repo, digests[0]); err == nil {
+		t.Fatal("a digest with no record gave one")
+	}
+}
