@@ -62,6 +62,9 @@ type Result struct {
 	Platform   string                  `json:"platform"`
 	Buildpacks []Buildpack             `json:"buildpacks"`
 	Phases     []lifecycle.PhaseTiming `json:"phases"`
+	// Skipped: nothing changed since the image the tag holds
+	// (--skip-unchanged); the lifecycle did not run.
+	Skipped bool `json:"skipped,omitempty"`
 	Duration   time.Duration           `json:"duration_ns"`
 }
 
@@ -87,6 +90,11 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	defer w.cleanup()
 	if err != nil {
 		return nil, err
+	}
+	if opts.SkipUnchanged {
+		if res, err := skipIfUnchanged(ctx, p, w, d, start); res != nil || err != nil {
+			return res, err
+		}
 	}
 	in := w.inputs(p, opts)
 	fmt.Fprintf(d.Log, "cipack: building %s as %d:%d (platform API: first of %v the lifecycle accepts)\n", p.refs.image, p.uid, p.gid, p.candidates)

@@ -58,6 +58,9 @@ type Options struct {
 	// --buildpack); PreBuildpacks and PostBuildpacks wrap each of its
 	// groups. Each takes every form pack accepts.
 	Buildpacks, PreBuildpacks, PostBuildpacks []string
+	// SkipUnchanged runs no lifecycle when the image the tag holds was
+	// built from the same app, builder, run image and inputs.
+	SkipUnchanged bool
 	// BuilderFromApp is set when Builder came from the app's own
 	// project.toml: it is then read without the user's credentials.
 	BuilderFromApp bool

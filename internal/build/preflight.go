@@ -19,6 +19,9 @@ type preflightRefs struct {
 	image    name.Reference
 	tags     []name.Tag
 	runImage name.Reference
+	// runDigest is the run image's digest at the preflight (an index's
+	// own digest for a multi-arch run image).
+	runDigest string
 	cache    name.Reference
 	// builderAPIs are the platform APIs the --builder image's label lists.
 	builderAPIs []string
@@ -102,9 +105,12 @@ func preflight(ctx context.Context, reg, builderReg *registry.Client, opts Optio
 		wg.Go(func() { errs[i] = relabel(inputOf[k], reg.CheckPush(ctx, pushRepos[k])) })
 	}
 	wg.Go(func() {
-		if _, err := reg.Head(ctx, p.runImage); err != nil {
+		d, err := reg.Head(ctx, p.runImage)
+		if err != nil {
 			errs[len(keys)] = relabel("--run-image", err)
+			return
 		}
+		p.runDigest = d.Digest.String()
 	})
 	if opts.Builder != "" {
 		wg.Go(func() { p.builderAPIs, errs[len(keys)+1] = builderAPIs(ctx, builderReg, opts.Builder) })

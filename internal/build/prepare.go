@@ -24,6 +24,8 @@ type workdirs struct {
 	// credential phases only.
 	analyzed       string
 	order, runToml string
+	// fp is the build's fingerprint, recorded in the image.
+	fp fingerprint
 	// buildpacks is the buildpacks dir assembled in the builder when the
 	// user added buildpacks (empty: the builder's own).
 	buildpacks string
@@ -86,7 +88,10 @@ func prepare(ctx context.Context, p *buildPlan, opts Options, d Deps) (*workdirs
 			return w, exit.Usagef("--cache-dir", "make it writable, or use --cache-image", "%v", err)
 		}
 	}
-	return w, writeProjectMetadata(w.layers, opts.SourceRepository, opts.SourceCommit)
+	if w.fp, err = makeFingerprint(p, w, opts, env); err != nil {
+		return w, err
+	}
+	return w, writeProjectMetadata(w.layers, opts.SourceRepository, opts.SourceCommit, w.fp)
 }
 
 // makeLayers makes the layers dir: --layers-dir in the builder, a fresh
@@ -254,15 +259,17 @@ func lifecycleEnv(env []string) []string {
 
 // writeProjectMetadata writes the lifecycle's project-metadata.toml in the
 // layers dir (where the exporter reads it by default), in the lifecycle's
-// own type: a git source with its commit and repository. Without source
-// information any earlier file goes, so no build inherits another's.
-func writeProjectMetadata(layersDir, repository, commit string) error {
+// own type: a git source with its commit and repository when known, and
+// the build's fingerprint (what --skip-unchanged compares). It is written
+// fresh every build, so no build inherits another's.
+func writeProjectMetadata(layersDir, repository, commit string, fp fingerprint) error {
 	p := filepath.Join(layersDir, "project-metadata.toml")
-	if repository == "" && commit == "" {
-		_ = os.Remove(p)
-		return nil
+	src := &files.ProjectSource{Version: map[string]interface{}{}, Metadata: map[string]interface{}{
+		fingerprintKey: map[string]interface{}{"app": fp.App, "builder": fp.Builder, "runImage": fp.RunImage, "inputs": fp.Inputs},
+	}}
+	if repository != "" || commit != "" {
+		src.Type = "git"
 	}
-	src := &files.ProjectSource{Type: "git", Version: map[string]interface{}{}, Metadata: map[string]interface{}{}}
 	if commit != "" {
 		src.Version["commit"] = commit
 	}

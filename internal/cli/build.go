@@ -55,6 +55,7 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 	f.StringSliceVarP(&o.Buildpacks, "buildpack", "b", nil, "buildpack to run instead of the builder's order, as pack takes it: a directory, a .tgz, docker://IMAGE or an image reference, urn:cnb:builder:ID[@VERSION] or ID@VERSION; repeatable, in order")
 	f.StringArrayVar(&o.PreBuildpacks, "pre-buildpack", nil, "buildpack to run before each group of the builder's order (any --buildpack form); repeatable")
 	f.StringArrayVar(&o.PostBuildpacks, "post-buildpack", nil, "buildpack to run after each group of the builder's order (any --buildpack form); repeatable")
+	f.BoolVar(&o.SkipUnchanged, "skip-unchanged", false, "run no lifecycle when the image the tag holds was built from the same app (after include/exclude), builder, run image, build env and arguments; its tags still converge and its digest is printed")
 	f.StringVar(&o.ExecEnv, "exec-env", "production", "execution environment: scopes project.toml's env and buildpacks, and is CNB_EXEC_ENV for the lifecycle (platform API 0.15+)")
 	f.StringVarP(&o.Descriptor, "descriptor", "d", "", "the project descriptor to apply (default: project.toml in the app, if any), as pack's --descriptor")
 	f.StringVar(&o.SBOMDir, "sbom-dir", "", "copy the build's SBOM files here after export (laid out like pack's --sbom-output-dir)")

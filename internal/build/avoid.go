@@ -1,0 +1,239 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/buildpacks/lifecycle/platform/files"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/registry"
+)
+
+// fingerprint is what a build is made of. cipack records it in the
+// image's project metadata (io.buildpacks.project.metadata, source
+// metadata "cipack"), which the lifecycle exports as it is, so that a
+// later build with --skip-unchanged can tell that nothing changed —
+// kpack's rule: no new build when source, builder and run image are the
+// same.
+type fingerprint struct {
+	// App hashes the app as the lifecycle sees it (after include and
+	// exclude): paths, modes, contents, link targets.
+	App string `json:"app"`
+	// Builder is the pulled builder's digest; in the builder, a hash of
+	// its order, lifecycle descriptor and buildpack descriptors.
+	Builder string `json:"builder"`
+	// RunImage is the run image's digest.
+	RunImage string `json:"runImage"`
+	// Inputs hashes the build env and the build's arguments.
+	Inputs string `json:"inputs"`
+}
+
+const fingerprintKey = "cipack"
+
+// makeFingerprint computes the build's fingerprint once prepare has made
+// the app copy, the platform dir and the order.
+func makeFingerprint(p *buildPlan, w *workdirs, opts Options, env []string) (fingerprint, error) {
+	var f fingerprint
+	var err error
+	if f.App, err = hashTree(w.app); err != nil {
+		return f, fmt.Errorf("fingerprint the app: %w", err)
+	}
+	if p.host != nil {
+		if p.host.builder != nil {
+			f.Builder = p.host.builder.Digest
+		}
+	} else if f.Builder, err = hashBuilder(p); err != nil {
+		return f, fmt.Errorf("fingerprint the builder: %w", err)
+	}
+	f.RunImage = p.refs.runDigest
+	run := ""
+	if p.refs.runImage != nil {
+		run = p.refs.runImage.String()
+	}
+	h := sha256.New()
+	env = slices.Clone(env)
+	slices.Sort(env)
+	for _, part := range [][]string{env, {"process=" + opts.ProcessType, "run=" + run, "exec=" + opts.ExecEnv,
+		"api=" + opts.PlatformAPI, "uid=" + fmt.Sprint(p.uid), "gid=" + fmt.Sprint(p.gid)}, opts.Buildpacks, opts.PreBuildpacks, opts.PostBuildpacks} {
+		for _, s := range part {
+			fmt.Fprintf(h, "%d:%s\n", len(s), s)
+		}
+	}
+	for _, file := range []string{w.order, w.runToml} {
+		if file != "" {
+			if err := hashFile(h, file); err != nil {
+				return f, err
+			}
+		}
+	}
+	if w.buildpacks != "" || (p.host != nil && len(p.host.extra) > 0) {
+		dir := w.buildpacks
+		if dir == "" {
+			dir = filepath.Dir(filepath.Dir(p.host.extra[0].Host))
+		}
+		sum, err := hashTree(dir)
+		if err != nil {
+			return f, err
+		}
+		fmt.Fprintf(h, "buildpacks=%s\n", sum)
+	}
+	f.Inputs = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return f, nil
+}
+
+// hashTree hashes a tree without following links: each entry's path,
+// type and mode, a file's content, a link's target, in path order.
+func hashTree(root string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%o\x00", rel, fi.Mode())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s\x00", target)
+		case fi.Mode().IsRegular():
+			return hashFile(h, p)
+		}
+		return nil
+	})
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), err
+}
+
+func hashFile(h io.Writer, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(h, f)
+	return err
+}
+
+// hashBuilder stands for the builder's digest in the builder, where the
+// image's digest is not known: its order, lifecycle descriptor and every
+// buildpack's descriptor (a buildpack changes its version when it
+// changes).
+func hashBuilder(p *buildPlan) (string, error) {
+	h := sha256.New()
+	for _, f := range []string{p.builder.Path("order.toml"), p.builder.Path("lifecycle", "lifecycle.toml"), p.builder.Path("run.toml")} {
+		if raw, err := p.files.ReadFile(f); err == nil {
+			fmt.Fprintf(h, "%s\x00%d\x00%s", f, len(raw), raw)
+		}
+	}
+	matches, _ := filepath.Glob(p.builder.Path("buildpacks", "*", "*", "buildpack.toml"))
+	slices.Sort(matches)
+	for _, m := range matches {
+		if raw, err := p.files.ReadFile(m); err == nil {
+			fmt.Fprintf(h, "%s\x00%d\x00%s", m, len(raw), raw)
+		}
+	}
+	fmt.Fprintf(h, "version=%s apis=%s", p.builder.Version, strings.Join(p.builder.DeclaredAPIs, ","))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// unchanged reads the image the tag holds now and reports its digest
+// when its recorded fingerprint is want's (nothing to build), else "".
+// An index, an image without a record, or one that cannot be read is
+// built.
+func unchanged(ctx context.Context, reg *registry.Client, p *buildPlan, want fingerprint) (string, []Buildpack, string) {
+	digest := p.refs.before[p.refs.image.String()]
+	if digest == "" {
+		return "", nil, "the image does not exist yet"
+	}
+	// Get, not an image read: an index is never resolved to a platform.
+	desc, err := reg.Get(ctx, p.refs.image.Context().Digest(digest))
+	if err != nil {
+		return "", nil, fmt.Sprintf("the image could not be read (%v)", err)
+	}
+	if desc.MediaType.IsIndex() {
+		return "", nil, "the tag holds a multi-arch index"
+	}
+	img, err := desc.Image()
+	var cf *v1.ConfigFile
+	if err == nil {
+		cf, err = img.ConfigFile()
+	}
+	if err != nil {
+		return "", nil, fmt.Sprintf("the image could not be read (%v)", err)
+	}
+	var md files.ProjectMetadata
+	if err := json.Unmarshal([]byte(cf.Config.Labels["io.buildpacks.project.metadata"]), &md); err != nil || md.Source == nil {
+		return "", nil, "the image records no inputs"
+	}
+	raw, _ := json.Marshal(md.Source.Metadata[fingerprintKey])
+	var got fingerprint
+	if err := json.Unmarshal(raw, &got); err != nil || got == (fingerprint{}) {
+		return "", nil, "the image records no inputs"
+	}
+	if got != want {
+		return "", nil, "changed: " + strings.Join(diffFingerprint(got, want), ", ")
+	}
+	var bm struct {
+		Buildpacks []Buildpack `json:"buildpacks"`
+	}
+	_ = json.Unmarshal([]byte(cf.Config.Labels["io.buildpacks.build.metadata"]), &bm)
+	return digest, bm.Buildpacks, ""
+}
+
+func diffFingerprint(a, b fingerprint) []string {
+	var out []string
+	for _, f := range []struct{ name, x, y string }{{"the app", a.App, b.App}, {"the builder", a.Builder, b.Builder},
+		{"the run image", a.RunImage, b.RunImage}, {"the build env or arguments", a.Inputs, b.Inputs}} {
+		if f.x != f.y {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// skipIfUnchanged returns the result of a build that need not run: the
+// image the tag holds was made of the same inputs. Its other tags are
+// made to converge on it (compare before move), and its digest is the
+// result, as a build's would be. nil: build.
+func skipIfUnchanged(ctx context.Context, p *buildPlan, w *workdirs, d Deps, start time.Time) (*Result, error) {
+	digest, bps, why := unchanged(ctx, d.Registry, p, w.fp)
+	if digest == "" {
+		fmt.Fprintf(d.Log, "cipack: --skip-unchanged: building: %s\n", why)
+		return nil, nil
+	}
+	fmt.Fprintf(d.Log, "cipack: --skip-unchanged: %s@%s was built from the same app, builder, run image and inputs: the lifecycle does not run\n", p.refs.image, digest)
+	desc, err := d.Registry.Get(ctx, p.refs.image.Context().Digest(digest))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.Registry.MoveTags(ctx, p.refs.written(), desc, p.refs.before); err != nil {
+		return nil, exit.New(exit.Export, "--tag", err, "a tag moved while the build looked: rerun")
+	}
+	res := &Result{
+		Image: p.refs.image.String(), Name: p.refs.image.Context().Name(), Digest: digest,
+		ImageRef: p.refs.image.Context().Digest(digest).String(), RunImage: p.refs.runImage.String(),
+		Platform: registry.PlatformString(registry.HostPlatform()), Buildpacks: bps, Skipped: true, Duration: time.Since(start),
+	}
+	for _, r := range p.refs.written() {
+		res.Tags = append(res.Tags, r.String())
+	}
+	return res, nil
+}
