@@ -64,8 +64,8 @@ type Result struct {
 	Phases     []lifecycle.PhaseTiming `json:"phases"`
 	// Skipped: nothing changed since the image the tag holds
 	// (--skip-unchanged); the lifecycle did not run.
-	Skipped bool `json:"skipped,omitempty"`
-	Duration   time.Duration           `json:"duration_ns"`
+	Skipped  bool          `json:"skipped,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
 }
 
 func orDot(p string) string {

@@ -22,7 +22,7 @@ type preflightRefs struct {
 	// runDigest is the run image's digest at the preflight (an index's
 	// own digest for a multi-arch run image).
 	runDigest string
-	cache    name.Reference
+	cache     name.Reference
 	// builderAPIs are the platform APIs the --builder image's label lists.
 	builderAPIs []string
 	// before is what the image and its tags pointed at before the build.
