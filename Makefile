@@ -104,3 +104,16 @@ release-prep:
 
 clean:
 	rm -rf $(BIN) dist
+
+# The OCI Tekton bundle of the Tasks (tekton/cipack-*.yaml), as Tekton's
+# bundles resolver reads it: pushed to TEKTON_BUNDLE, printed by digest
+# (the reference to pin). The release calls it after release-prep, e.g.
+#   make tekton-bundle TEKTON_BUNDLE=ghcr.io/cipack/tekton-bundle:$(VERSION)
+# Push credentials come from the docker config. TEKTON_BUNDLE_FLAGS=--insecure
+# allows a plain-HTTP registry (tests).
+TEKTON_BUNDLE ?=
+TEKTON_BUNDLE_FLAGS ?=
+.PHONY: tekton-bundle
+tekton-bundle:
+	@test -n "$(TEKTON_BUNDLE)" || { echo "usage: make tekton-bundle TEKTON_BUNDLE=REGISTRY/REPO:TAG"; exit 2; }
+	@cd tekton/tektontest && $(GO) run ./cmd/tekton-bundle --image '$(TEKTON_BUNDLE)' $(TEKTON_BUNDLE_FLAGS) $(addprefix ../,$(notdir $(wildcard tekton/cipack-*.yaml)))

@@ -6,6 +6,7 @@
 package ci
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -200,8 +201,12 @@ func (t *tekton) Check() error {
 	return os.Remove(f.Name())
 }
 
-// ResultsBudget is Tekton's default budget for all results of a step
-// (4096 bytes): a step that writes more fails, after cipack has pushed.
+// ResultsBudget is the size Tekton allows a step's termination message,
+// the JSON its entrypoint writes the results in (pipeline's
+// termination.MaxContainerTerminationMessageLength, 4096 bytes): a step
+// whose message is larger fails ("Termination message is above max allowed
+// size 4096"), after cipack has pushed. The budget is measured on that
+// message, not on the result files: see messageSize.
 const ResultsBudget = 4096
 
 func (t *tekton) Outputs(v map[string]string) error {
@@ -220,60 +225,146 @@ func (t *tekton) Outputs(v map[string]string) error {
 
 // listOutputs are the outputs that grow with a fleet, one line per image:
 // when the results would overflow the budget they are cut, whole lines
-// only, and end with a line that says how many were left out (the full
-// list is in the JSON report on stdout, and in --report-file).
+// only, and MOVED_DIGESTS ends with a line that says how many were left
+// out and where the full list is (the report table in the step's log, and
+// --report-file when set).
 var listOutputs = []string{"moved", "images"}
 
 // strictLists are list outputs a machine parses (Chains reads IMAGES as
 // image references): they are cut on whole lines with no note appended.
 var strictLists = map[string]bool{"images": true}
 
-func withinBudget(v map[string]string, budget int) map[string]string {
-	size, fixed := 0, 0
-	var lists []string
-	for k, val := range v {
-		if _, declared := taskResults[k]; !declared {
-			continue
-		}
-		size += len(val)
-		if slices.Contains(listOutputs, k) && val != "" {
-			lists = append(lists, k)
-		} else {
-			fixed += len(val)
+// runResult is the shape of one entry of the termination message that
+// Tekton's entrypoint writes (pipeline v1.15.0: pkg/entrypoint's
+// Entrypointer.readResultsFromDisk reads each declared result file into a
+// result.RunResult {"key","value","type"}, and pkg/termination's
+// WriteMessage json.Marshal()s the list and refuses it above
+// MaxContainerTerminationMessageLength). encoding/json escapes the value as
+// Tekton's does: a newline takes 2 bytes, '<' '>' '&' take 6.
+type runResult struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+	Type  int    `json:"type,omitempty"`
+}
+
+// The entries Tekton adds to a step's message besides its results: when
+// the step started (always; Entrypointer.Go, time format
+// "2006-01-02T15:04:05.000Z07:00", at its longest with an offset) and the
+// exit code (with onError: continue). Both are internal results (type 3).
+var reserved = []runResult{
+	{Key: "StartedAt", Value: "2006-01-02T15:04:05.000+07:00", Type: 3},
+	{Key: "ExitCode", Value: "255", Type: 3},
+}
+
+// messageSize is the size of the termination message Tekton writes for
+// the results v (cipack's output names; only declared results are files),
+// with the entries it adds itself.
+func messageSize(v map[string]string) int {
+	entries := append([]runResult{}, reserved...)
+	for _, k := range sortedKeys(v) {
+		if name, ok := taskResults[k]; ok {
+			entries = append(entries, runResult{Key: name, Value: v[k], Type: 1}) // result.TaskRunResultType
 		}
 	}
-	if size <= budget || len(lists) == 0 {
+	b, err := json.Marshal(entries)
+	if err != nil {
+		return 1 << 30 // strings always marshal; never claim it fits
+	}
+	return len(b)
+}
+
+// jsonLen is how many bytes s takes inside a JSON string.
+func jsonLen(s string) int {
+	b, _ := json.Marshal(s)
+	return len(b) - 2
+}
+
+func withinBudget(v map[string]string, budget int) map[string]string {
+	if messageSize(v) <= budget {
+		return v
+	}
+	var lists []string
+	for _, k := range listOutputs {
+		if _, declared := taskResults[k]; declared && v[k] != "" {
+			lists = append(lists, k)
+		}
+	}
+	if len(lists) == 0 {
 		return v
 	}
 	out := make(map[string]string, len(v))
 	for k, val := range v {
 		out[k] = val
 	}
-	// The lists share what the counts leave, equally.
-	room := (budget - fixed) / len(lists)
+	all := map[string][]string{}
 	for _, k := range lists {
-		lines := strings.Split(out[k], "\n")
-		note := !strictLists[k]
-		avail := room
-		if note {
-			avail -= 64 // the "... and N more" line
+		all[k] = strings.Split(v[k], "\n")
+		out[k] = ""
+	}
+	// What the counts and Tekton's own entries leave, the lists share:
+	// the shortest first, so what one does not use goes to the next.
+	room := budget - messageSize(out)
+	slices.SortFunc(lists, func(a, b string) int { return jsonLen(v[a]) - jsonLen(v[b]) })
+	kept := map[string]int{}
+	for i, k := range lists {
+		share := room / (len(lists) - i)
+		if !strictLists[k] {
+			share -= 2 + jsonLen(note(k, 1<<20, 0, 1<<20, out["report-file"]))
 		}
-		kept, used := 0, 0
-		for _, l := range lines {
-			if used+len(l)+1 > avail {
+		used := 0
+		for _, l := range all[k] {
+			n := jsonLen(l)
+			if kept[k] > 0 {
+				n += 2 // the "\n" before it
+			}
+			if used+n > share {
 				break
 			}
-			used += len(l) + 1
-			kept++
+			used += n
+			kept[k]++
 		}
-		cut := strings.Join(lines[:kept], "\n")
-		if kept < len(lines) && note {
-			if cut != "" {
-				cut += "\n"
-			}
-			cut += fmt.Sprintf("... and %d more: see the JSON report in the step's log", len(lines)-kept)
-		}
-		out[k] = cut
+		room -= used
 	}
-	return out
+	// The cut lists, each note naming what the strict list kept; then,
+	// should the estimate be off, lines go until the message fits.
+	for {
+		for _, k := range lists {
+			cut := strings.Join(all[k][:kept[k]], "\n")
+			if !strictLists[k] && kept[k] < len(all[k]) {
+				if cut != "" {
+					cut += "\n"
+				}
+				cut += note(k, len(all[k])-kept[k], kept["images"], len(all["images"]), out["report-file"])
+			}
+			out[k] = cut
+		}
+		if messageSize(out) <= budget {
+			return out
+		}
+		k := lists[0]
+		for _, l := range lists {
+			if kept[l] > kept[k] {
+				k = l
+			}
+		}
+		if kept[k] == 0 {
+			return out // nothing left to cut: the counts alone are over
+		}
+		kept[k]--
+	}
+}
+
+// note is the last line of a cut list: how many lines were left out, how
+// many of its images IMAGES (which holds no note) kept, and where every
+// image is listed.
+func note(k string, more, imagesKept, imagesAll int, reportFile string) string {
+	s := fmt.Sprintf("... and %d more", more)
+	if k != "images" && imagesKept < imagesAll {
+		s += fmt.Sprintf(" (IMAGES holds %d of %d)", imagesKept, imagesAll)
+	}
+	s += ": every image is in the report table in the step's log"
+	if reportFile != "" {
+		s += " and in " + reportFile
+	}
+	return s
 }

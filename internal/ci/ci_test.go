@@ -1,6 +1,7 @@
 package ci
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -102,21 +103,56 @@ func TestTektonResultsStayWithinBudget(t *testing.T) {
 			t.Fatalf("IMAGES holds %q, not an image reference", l)
 		}
 	}
-	total := 0
+	// The budget holds for the message Tekton writes: the results as JSON
+	// entries (tektontest checks this with Tekton's own entrypoint code).
+	var msg []map[string]any
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		total += len(b)
+		msg = append(msg, map[string]any{"key": e.Name(), "value": string(b), "type": 1})
 	}
-	if total > ResultsBudget {
-		t.Fatalf("results take %d bytes, over the %d budget", total, ResultsBudget)
+	msg = append(msg, map[string]any{"key": "StartedAt", "value": "2026-12-02T18:21:44.123Z", "type": 3})
+	enc, _ := json.Marshal(msg)
+	if len(enc) > ResultsBudget {
+		t.Fatalf("the termination message takes %d bytes, over the %d budget", len(enc), ResultsBudget)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "MOVED_DIGESTS"))
 	lines := strings.Split(string(b), "\n")
-	if !strings.HasPrefix(lines[0], moved[0]) || !strings.Contains(lines[len(lines)-1], "more: see the JSON report") {
+	if !strings.HasPrefix(lines[0], moved[0]) || !strings.Contains(lines[len(lines)-1], "more (IMAGES holds ") || !strings.Contains(lines[len(lines)-1], "report table in the step's log") {
 		t.Fatalf("MOVED_DIGESTS should keep whole lines and say how many were cut:\n%s", b)
 	}
 	if r, _ := os.ReadFile(filepath.Join(dir, "REBASED")); string(r) != "75" {
 		t.Fatalf("the counts are kept: REBASED=%q", r)
+	}
+}
+
+// The budget counts the message as JSON: a value Tekton's entrypoint
+// escapes ('<', '>', '&' take 6 bytes each, a newline 2) costs what it
+// costs there, and the note names the report file.
+func TestTektonBudgetCountsJSONEscaping(t *testing.T) {
+	var moved, images []string
+	for i := 0; i < 300; i++ {
+		moved = append(moved, fmt.Sprintf("r.example/a-%03d:latest@sha256:%064d", i, i))
+		images = append(images, fmt.Sprintf("r.example/a-%03d@sha256:%064d", i, i))
+	}
+	v := map[string]string{"moved": strings.Join(moved, "\n"), "images": strings.Join(images, "\n"), "rebase": "300",
+		"report-file": "/reports/<sweep>&<night>.json"}
+	out := withinBudget(v, ResultsBudget)
+	if n := messageSize(out); n > ResultsBudget {
+		t.Fatalf("message %d bytes", n)
+	}
+	var entries []map[string]any
+	for k, name := range map[string]string{"moved": "MOVED_DIGESTS", "images": "IMAGES", "rebase": "REBASED"} {
+		entries = append(entries, map[string]any{"key": name, "value": out[k], "type": 1})
+	}
+	enc, _ := json.Marshal(entries)
+	if len(enc)+len(`,{"key":"StartedAt","value":"2026-12-02T18:21:44.123+05:30","type":3}`) > ResultsBudget {
+		t.Fatalf("the message as Tekton writes it: %d bytes", len(enc))
+	}
+	if !strings.HasSuffix(out["moved"], "and in /reports/<sweep>&<night>.json") {
+		t.Fatalf("the note should name the report file: %q", out["moved"][strings.LastIndex(out["moved"], "\n")+1:])
+	}
+	if ResultsBudget-messageSize(out) > 200 {
+		t.Errorf("%d bytes left unused", ResultsBudget-messageSize(out))
 	}
 }

@@ -98,6 +98,10 @@ type taskRun struct {
 	workspaces map[string]string
 	volumes    map[string]string
 	output     strings.Builder
+	// asUser, when set ("UID:GID"), runs the steps as that user with its
+	// group as a supplementary group, as a pod with runAsUser and fsGroup
+	// does (see fsGroup); else as root.
+	asUser string
 }
 
 func render(t *testing.T, task *v1.Task, params v1.Params, workspaces map[string]string) *taskRun {
@@ -200,6 +204,11 @@ func (r *taskRun) run(t *testing.T, i int, image string) error {
 			argv = append(append([]string{}, cf.Config.Entrypoint...), step.Args...)
 		}
 		argv[0] = filepath.Join(rootfs, argv[0])
+	}
+	if r.asUser != "" {
+		uid, gid, _ := strings.Cut(r.asUser, ":")
+		argv = append([]string{"setpriv", "--reuid", uid, "--regid", gid, "--groups", gid, "--"}, argv...)
+		env[1] = "HOME=/tmp"
 	}
 	cmd := testenv.InSandbox(context.Background(), binds, argv...)
 	cmd.Env = env
