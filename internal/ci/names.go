@@ -59,6 +59,8 @@ var actionInputs = map[string]string{
 	"--jobs":              "jobs",
 	"--shard":             "shard",
 	"--run-image-changed": "run-image-changed",
+	"--stage":             "stage",
+	"--promote":           "promote",
 	"--source":            "sources",
 	"--sbom-dir":          "sbom-dir",
 	"--any-source":        "any-source",
