@@ -243,7 +243,16 @@ type eventListener struct {
 	Spec struct {
 		ServiceAccountName string `json:"serviceAccountName"`
 		Triggers           []struct {
-			Name     string `json:"name"`
+			Name         string `json:"name"`
+			Interceptors []struct {
+				Ref struct {
+					Name string `json:"name"`
+				} `json:"ref"`
+				Params []struct {
+					Name  string `json:"name"`
+					Value any    `json:"value"`
+				} `json:"params"`
+			} `json:"interceptors,omitempty"`
 			Bindings []struct {
 				Ref string `json:"ref"`
 			} `json:"bindings"`
