@@ -30,7 +30,7 @@ func TestRebaseStagedExample(t *testing.T) {
 	pushRunImage(t, run, "v2")
 	r := newRepo(t, map[string]string{
 		".github/workflows/rebase-staged.yml": example(t, "rebase-staged.yml", true),
-		".github/cipack-fleet.yaml":          fleet,
+		".github/cipack-fleet.yaml":           fleet,
 		// The check: the candidate's manifest is in the registry.
 		".github/verify-candidate.sh": "#!/bin/sh\nset -eu\nrepo=\"${1%@*}\"; digest=\"${1#*@}\"; path=\"${repo#*/}\"; host=\"${repo%%/*}\"\n" +
 			"curl -sf -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' \"http://$host/v2/$path/manifests/$digest\"\necho \"verified $1\"\n",
