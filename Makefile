@@ -94,13 +94,21 @@ release:
 	done
 	cd $(DIST) && sha256sum $(foreach b,cipack $(LIFECYCLE_BINS),$(foreach a,$(RELEASE_ARCHES),$(b)_linux_$(a))) > checksums.txt && cat checksums.txt
 
-# Prepares a release commit: the Tasks' default image becomes the release's.
-# Then tag it (git tag VERSION) and push the tag: .github/workflows/release.yml
-# does the rest.
+# Prepares a release commit, before tagging it: action/release-version (what
+# the action at this commit installs, read by action/setup-cipack.sh), the
+# Tasks' default image, and CHANGELOG.md's Unreleased section moved under the
+# version (with today's date). Then commit, tag it (git tag VERSION) and push
+# the tag: .github/workflows/release.yml checks the tag's commit records the
+# release, publishes it and points the major tag (v1) at that same commit.
 release-prep:
-	@test -n "$(filter v%,$(VERSION))" || { echo "usage: make release-prep VERSION=vX.Y.Z"; exit 2; }
+	@echo '$(VERSION)' | grep -Eq '^v[0-9]+\.[0-9]+\.[0-9]+$$' || { echo "usage: make release-prep VERSION=vX.Y.Z"; exit 2; }
+	@grep -q '^## \[Unreleased\]' CHANGELOG.md || { echo "CHANGELOG.md has no '## [Unreleased]' section"; exit 1; }
+	@! grep -q '^## \[$(VERSION)\]' CHANGELOG.md || { echo "CHANGELOG.md already has a $(VERSION) section"; exit 1; }
+	echo '$(VERSION)' > action/release-version
 	sed -i 's|default: ghcr.io/cipack/cipack:v[0-9.]*$$|default: ghcr.io/cipack/cipack:$(VERSION)|' tekton/cipack-*.yaml
+	sed -i 's|^## \[Unreleased\].*$$|## [Unreleased]\n\n## [$(VERSION)] - '"$$(date -u +%Y-%m-%d)"'|' CHANGELOG.md
 	@grep -n 'ghcr.io/cipack/cipack:' tekton/cipack-*.yaml
+	@grep -n '^## \[' CHANGELOG.md | head -3
 
 clean:
 	rm -rf $(BIN) dist

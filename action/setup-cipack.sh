@@ -4,15 +4,19 @@
 # built from the lifecycle module cipack pins (cipack runs the credential
 # phases, analyze/restore/export, with them and checks they are that
 # version; it looks for them in the directory of its own executable):
-#   1. a cipack already on PATH (e.g. baked into the builder image); a
+#   1. a cipack already on PATH (e.g. baked into the builder image) unless
+#      a release is pinned and it reports another version; a
 #      notice when no lifecycle and launcher are next to it (a build in the
 #      builder image does not need them, pull mode does);
 #   2. a release: the version asked for when it is vX.Y.Z, else the one the
-#      action's own commit records in action/release-version (the release
-#      workflow writes it into the commit the major tag, e.g. v1, points
-#      at). The assets (cipack, lifecycle, launcher) are each verified
-#      against the release's checksums file and kept in the runner's tool
-#      cache;
+#      action's own commit records in action/release-version (`make
+#      release-prep` writes it into the release commit, which vX.Y.Z and
+#      the major tag, e.g. v1, both point at). Downloaded over https only
+#      (redirects too); the assets (cipack, lifecycle, launcher) are each
+#      verified against the release's checksums.txt, whose keyless cosign
+#      signature is verified too when cosign is on PATH; kept in the
+#      runner's tool cache, and a cache hit is checked against checksums.txt
+#      fetched again from the release;
 #   3. else (an untagged ref): built from the action's own source, where Go
 #      is present (the lifecycle and launcher from the version its go.mod
 #      pins).
@@ -33,7 +37,21 @@ installed() {
   echo "cipack:   $1/lifecycle, $1/launcher (pull mode's trusted lifecycle)"
 }
 
-if bin=$(command -v cipack 2>/dev/null); then
+is_release() { expr "$1" : 'v[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*$' >/dev/null; }
+version="${CIPACK_VERSION:-}"
+if ! is_release "$version" && [ -f "$action_root/action/release-version" ]; then
+  recorded=$(tr -d ' \n' < "$action_root/action/release-version")
+  is_release "$recorded" || fail "action/release-version holds '$recorded', not a release version vX.Y.Z"
+  echo "cipack: ref '$version' is release $recorded"
+  version=$recorded
+fi
+# A cipack on PATH is used, unless a release is pinned (the version input or
+# action/release-version) and that cipack is another version: the pinned
+# release wins.
+bin=$(command -v cipack 2>/dev/null) || bin=
+onpath=
+[ -z "$bin" ] || onpath=$("$bin" --version 2>/dev/null | head -n 1) || onpath=
+if [ -n "$bin" ] && { ! is_release "$version" || [ "${onpath##* }" = "$version" ]; }; then
   echo "cipack: using $bin from PATH"
   # cipack looks next to its executable with symlinks resolved.
   real=$(readlink -f "$bin" 2>/dev/null) || real=$bin
@@ -47,13 +65,8 @@ if bin=$(command -v cipack 2>/dev/null); then
   exit 0
 fi
 
-is_release() { expr "$1" : 'v[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*$' >/dev/null; }
-version="${CIPACK_VERSION:-}"
-if ! is_release "$version" && [ -f "$action_root/action/release-version" ]; then
-  recorded=$(tr -d ' \n' < "$action_root/action/release-version")
-  is_release "$recorded" || fail "action/release-version holds '$recorded', not a release version vX.Y.Z"
-  echo "cipack: ref '$version' is release $recorded"
-  version=$recorded
+if [ -n "$bin" ]; then
+  echo "cipack: $bin on PATH is '${onpath:-of unknown version}', not the pinned release $version: installing $version"
 fi
 case "$(uname -m)" in
   x86_64 | amd64) arch=amd64 ;;
@@ -71,29 +84,53 @@ if is_release "$version"; then
     got=$(sha256sum < "$3") || return 1
     [ "${got%% *}" = "$want" ]
   }
-  hit=yes
-  for b in $bins; do
-    [ -x "$cache/$b" ] && verified "$cache/checksums.txt" "${b}_linux_$arch" "$cache/$b" || hit=no
-  done
-  if [ "$hit" = yes ]; then
-    installed "$cache" "release $version from the tool cache (cipack, lifecycle, launcher verified)"
-    echo "path=$cache/cipack" >> "$out"
-    exit 0
-  fi
+  # Downloads over https only, redirects included.
   if command -v curl >/dev/null 2>&1; then
-    get() { curl -fsSL --retry 3 -o "$1" "$2"; }
+    get() { curl -fsSL --proto '=https' --proto-redir '=https' --retry 3 -o "$1" "$2"; }
   elif command -v wget >/dev/null 2>&1; then
-    get() { wget -q -O "$1" "$2"; }
+    get() { wget -q --https-only -O "$1" "$2"; }
   else
-    fail "cipack $version must be downloaded, but this image has neither curl nor wget: install one in the job (or the builder image), or put cipack on PATH"
+    fail "cipack $version must be downloaded, but this image has neither curl nor wget: install one in the job (or the builder image), or put cipack $version on PATH${bin:+ (the $bin there is '${onpath:-of unknown version}')}"
   fi
   base="${CIPACK_RELEASE_BASE:-https://github.com/cipack/cipack/releases/download}/$version"
+  case "$base" in
+    https://*) ;;
+    *) fail "release downloads are https only, not $base" ;;
+  esac
   # Downloaded apart, verified, then moved in: the cache never holds an
-  # unverified file under a name the cache check trusts.
+  # unverified file under a name the cache check trusts. The release's
+  # checksums are fetched every time: a tool-cache hit is checked against
+  # them, never against a copy kept beside the binaries.
+  mkdir -p "$cache"
   dl="$cache/.download-$$"
   rm -rf "$dl"
   mkdir -p "$dl"
   get "$dl/checksums.txt" "$base/checksums.txt" || { rm -rf "$dl"; fail "could not download $base/checksums.txt"; }
+  if command -v cosign >/dev/null 2>&1; then
+    get "$dl/checksums.txt.sigstore.json" "$base/checksums.txt.sigstore.json" || { rm -rf "$dl"; fail "could not download $base/checksums.txt.sigstore.json"; }
+    if ! cosign verify-blob --bundle "$dl/checksums.txt.sigstore.json" \
+      --certificate-identity-regexp '^https://github.com/cipack/cipack/.github/workflows/release.yml@refs/tags/v' \
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com \
+      "$dl/checksums.txt" >"$dl/cosign.log" 2>&1; then
+      sed 's/^/cipack:   cosign: /' "$dl/cosign.log" | sed 's/::/: :/g'
+      rm -rf "$dl"
+      fail "the signature of checksums.txt for $version does not verify (cosign verify-blob): refusing the release"
+    fi
+    checked="checksums.txt signed by the cipack release workflow (cosign verify-blob), each binary against it"
+  else
+    checked="checksums only: each binary against checksums.txt, downloaded over https from the release (no cosign on PATH to verify its signature)"
+  fi
+  hit=yes
+  for b in $bins; do
+    [ -x "$cache/$b" ] && verified "$dl/checksums.txt" "${b}_linux_$arch" "$cache/$b" || hit=no
+  done
+  if [ "$hit" = yes ]; then
+    rm -rf "$dl"
+    installed "$cache" "release $version from the tool cache (cipack, lifecycle, launcher verified against the release's checksums)"
+    echo "cipack: checked: $checked"
+    echo "path=$cache/cipack" >> "$out"
+    exit 0
+  fi
   for b in $bins; do
     asset="${b}_linux_$arch"
     get "$dl/$asset" "$base/$asset" || { rm -rf "$dl"; fail "could not download $base/$asset"; }
@@ -106,8 +143,9 @@ if is_release "$version"; then
     chmod +x "$dl/${b}_linux_$arch"
     mv -f "$dl/${b}_linux_$arch" "$cache/$b"
   done
-  mv -f "$dl/checksums.txt" "$cache/checksums.txt"
+  rm -f "$cache/checksums.txt"
   rm -rf "$dl"
+  echo "cipack: checked: $checked"
   installed "$cache" "installed release $version (verified)"
   echo "path=$cache/cipack" >> "$out"
   exit 0

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"debug/buildinfo"
 	"encoding/hex"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -108,8 +109,18 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	// alter, when set, changes what the server sends for a file.
 	var alter atomic.Pointer[func(file string, b []byte) []byte]
 	var requests atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// An http stand-in the https one can redirect to: the script must not follow.
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("plain http\n"))
+	}))
+	defer plain.Close()
+	var redirect atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
+		if redirect.Load() {
+			http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusFound)
+			return
+		}
 		file, ok := strings.CutPrefix(r.URL.Path, "/v9.9.9/")
 		if !ok || strings.Contains(file, "/") {
 			http.NotFound(w, r)
@@ -155,9 +166,16 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 		}
 		return dir
 	}
+	// The stand-in release is served over https (127.0.0.1, the test
+	// server's own certificate, trusted through curl's CA bundle variable).
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	toolCache := t.TempDir()
+	firstCache := toolCache
 	run := func(tree, version, path string) (string, string, error) {
-		return setupRun(t, tree, "PATH="+path, "RUNNER_TOOL_CACHE="+toolCache, "CIPACK_VERSION="+version, "CIPACK_RELEASE_BASE="+srv.URL)
+		return setupRun(t, tree, "PATH="+path, "RUNNER_TOOL_CACHE="+toolCache, "CIPACK_VERSION="+version, "CIPACK_RELEASE_BASE="+srv.URL, "CURL_CA_BUNDLE="+caFile, "SSL_CERT_FILE="+caFile)
 	}
 	cacheDir := func() string { return filepath.Join(toolCache, "cipack", "v9.9.9", arch) }
 	// A PATH without cipack and without go: only the release path is left.
@@ -165,7 +183,8 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 
 	// The action used at @v1: the release commit says v9.9.9.
 	log, outputs, err := run(actionTree("v9.9.9"), "v1", noGo)
-	if err != nil || !strings.Contains(log, "ref 'v1' is release v9.9.9") || !strings.Contains(log, "installed release v9.9.9 (verified)") {
+	if err != nil || !strings.Contains(log, "ref 'v1' is release v9.9.9") || !strings.Contains(log, "installed release v9.9.9 (verified)") ||
+		!strings.Contains(log, "cipack: checked: checksums only: each binary against checksums.txt, downloaded over https from the release (no cosign on PATH to verify its signature)") {
 		t.Fatalf("install at @v1: %v\n%s", err, log)
 	}
 	bin := pathOutput(t, outputs)
@@ -192,11 +211,102 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 		t.Errorf("download dir left behind: %v", leftovers)
 	}
 
-	// A second job on the same runner takes all three from the tool cache.
+	// A second job on the same runner takes all three from the tool cache,
+	// checked against the release's checksums.txt fetched again (the one
+	// request), not against a copy kept beside them.
 	requests.Store(0)
-	if log, outputs, err := run(actionTree(""), "v9.9.9", noGo); err != nil || !strings.Contains(log, "from the tool cache") || requests.Load() != 0 || pathOutput(t, outputs) != bin {
+	if log, outputs, err := run(actionTree(""), "v9.9.9", noGo); err != nil || !strings.Contains(log, "from the tool cache") || requests.Load() != 1 || pathOutput(t, outputs) != bin {
 		t.Fatalf("tool cache: %v, %d requests\n%s", err, requests.Load(), log)
 	}
+	if _, err := os.Stat(filepath.Join(cacheDir(), "checksums.txt")); err == nil {
+		t.Fatal("the tool cache keeps a checksums.txt a cache hit could be checked against")
+	}
+	// A tampered cached cipack, with a checksums.txt beside it that agrees
+	// with it (what a script trusting its cache would accept): no hit, the
+	// release's cipack is downloaded again.
+	evil := []byte("#!/bin/sh\necho tampered\n")
+	if err := os.WriteFile(filepath.Join(cacheDir(), "cipack"), evil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	es := sha256.Sum256(evil)
+	if err := os.WriteFile(filepath.Join(cacheDir(), "checksums.txt"), []byte(hex.EncodeToString(es[:])+"  cipack_linux_"+arch+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if log, _, err := run(actionTree(""), "v9.9.9", noGo); err != nil || strings.Contains(log, "from the tool cache") || !strings.Contains(log, "installed release v9.9.9 (verified)") {
+		t.Fatalf("a tampered cached cipack: %v\n%s", err, log)
+	}
+	if sha256File(t, bin) != sha256File(t, filepath.Join(dist, "cipack_linux_"+arch)) {
+		t.Fatal("the tampered cached cipack was not replaced by the release's")
+	}
+
+	// https only, redirects included: a redirect to http is refused.
+	redirect.Store(true)
+	toolCache = t.TempDir()
+	log, _, err = run(actionTree(""), "v9.9.9", noGo)
+	redirect.Store(false)
+	if ee, _ := err.(*exec.ExitError); ee == nil || !strings.Contains(log, "::error title=cipack setup::could not download "+srv.URL+"/v9.9.9/checksums.txt") || strings.Contains(log, "plain http") {
+		t.Fatalf("an https to http redirect must be refused: %v\n%s", err, log)
+	}
+	// A plain http release base is refused outright.
+	if log, _, err := setupRun(t, actionTree(""), "PATH="+noGo, "RUNNER_TOOL_CACHE="+t.TempDir(), "CIPACK_VERSION=v9.9.9", "CIPACK_RELEASE_BASE="+plain.URL); err == nil || !strings.Contains(log, "https only") {
+		t.Fatalf("an http release base must be refused: %v\n%s", err, log)
+	}
+
+	// A pinned release wins over a cipack of another version on PATH; a
+	// cipack on PATH that is the pinned release is used as it is.
+	fakeDir := t.TempDir()
+	fake := func(v string) {
+		if err := os.WriteFile(filepath.Join(fakeDir, "cipack"), []byte("#!/bin/sh\necho 'cipack version "+v+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake("v0.0.1")
+	toolCache = t.TempDir()
+	if log, outputs, err := run(actionTree("v9.9.9"), "v1", fakeDir+":"+noGo); err != nil || !strings.Contains(log, "on PATH is 'cipack version v0.0.1', not the pinned release v9.9.9: installing v9.9.9") || pathOutput(t, outputs) != filepath.Join(cacheDir(), "cipack") {
+		t.Fatalf("a pinned release must win over another cipack on PATH: %v\n%s", err, log)
+	}
+	fake("v9.9.9")
+	if log, outputs, err := run(actionTree(""), "v9.9.9", fakeDir+":"+noGo); err != nil || !strings.Contains(log, "using "+filepath.Join(fakeDir, "cipack")+" from PATH") || pathOutput(t, outputs) != filepath.Join(fakeDir, "cipack") {
+		t.Fatalf("the pinned release on PATH: %v\n%s", err, log)
+	}
+
+	// With cosign on PATH, checksums.txt's keyless signature is verified
+	// (the bundle from the release, the release workflow's identity);
+	// a signature that does not verify refuses the release.
+	cosignDir := t.TempDir()
+	argsFile := filepath.Join(cosignDir, "args")
+	cosignStub := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + argsFile + "\n[ -f \"$3\" ] || exit 3\nexit ${COSIGN_EXIT:-0}\n"
+	if err := os.WriteFile(filepath.Join(cosignDir, "cosign"), []byte(cosignStub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dist, "checksums.txt.sigstore.json"), []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	toolCache = t.TempDir()
+	log, _, err = run(actionTree(""), "v9.9.9", cosignDir+":"+noGo)
+	args, _ := os.ReadFile(argsFile)
+	want := "verify-blob\n--bundle\n" + filepath.Join(cacheDir()) + "/.download-"
+	if err != nil || !strings.Contains(log, "checked: checksums.txt signed by the cipack release workflow (cosign verify-blob)") || !strings.HasPrefix(string(args), want) ||
+		!strings.Contains(string(args), "/checksums.txt.sigstore.json\n--certificate-identity-regexp\n^https://github.com/cipack/cipack/.github/workflows/release.yml@refs/tags/v\n--certificate-oidc-issuer\nhttps://token.actions.githubusercontent.com\n") ||
+		!strings.HasSuffix(string(args), "/checksums.txt\n") {
+		t.Fatalf("cosign verify-blob: %v\nargs:\n%s\nlog:\n%s", err, args, log)
+	}
+	toolCache = t.TempDir()
+	log, _, err = setupRun(t, actionTree(""), "PATH="+cosignDir+":"+noGo, "RUNNER_TOOL_CACHE="+toolCache, "CIPACK_VERSION=v9.9.9", "CIPACK_RELEASE_BASE="+srv.URL, "CURL_CA_BUNDLE="+caFile, "COSIGN_EXIT=1")
+	if ee, _ := err.(*exec.ExitError); ee == nil || !strings.Contains(log, "::error title=cipack setup::the signature of checksums.txt for v9.9.9 does not verify") {
+		t.Fatalf("a signature that does not verify must refuse the release: %v\n%s", err, log)
+	}
+	if _, err := os.Stat(filepath.Join(cacheDir(), "cipack")); err == nil {
+		t.Fatal("a release whose signature does not verify was installed")
+	}
+	toolCache = t.TempDir()
+	if err := os.Remove(filepath.Join(dist, "checksums.txt.sigstore.json")); err != nil {
+		t.Fatal(err)
+	}
+	if log, _, err := run(actionTree(""), "v9.9.9", cosignDir+":"+noGo); err == nil || !strings.Contains(log, "could not download "+srv.URL+"/v9.9.9/checksums.txt.sigstore.json") {
+		t.Fatalf("with cosign, a release without its signature bundle must be refused: %v\n%s", err, log)
+	}
+	toolCache = firstCache
 
 	// The cache check covers every binary: one changed or missing in the
 	// cache is no hit; the release is fetched and verified again.
@@ -309,7 +419,7 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	curl, _ := exec.LookPath("curl")
 	// A wget that is curl underneath: the script's wget branch, its
 	// arguments (-q -O FILE URL) and its verification are what is tested.
-	stub := "#!/bin/sh\n[ \"$1\" = -q ] && [ \"$2\" = -O ] || exit 2\nexec " + curl + " -fsSL -o \"$3\" \"$4\"\n"
+	stub := "#!/bin/sh\n[ \"$1\" = -q ] && [ \"$2\" = --https-only ] && [ \"$3\" = -O ] || exit 2\nexec " + curl + " -fsSL --proto =https -o \"$4\" \"$5\"\n"
 	if err := os.WriteFile(filepath.Join(withWget, "wget"), []byte(stub), 0o755); err != nil {
 		t.Fatal(err)
 	}
