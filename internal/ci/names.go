@@ -49,6 +49,7 @@ var actionInputs = map[string]string{
 	"--env-file":          "env-file",
 	"--buildpack":         "buildpacks",
 	"--exec-env":          "exec-env",
+	"--skip-unchanged":    "skip-unchanged",
 	"--run-image":         "run-image",
 	"--cache-image":       "cache-image",
 	"--process-type":      "process-type",
