@@ -50,11 +50,7 @@ func makeFingerprint(p *buildPlan, w *workdirs, opts Options, env []string) (fin
 	if f.App, err = hashTree(w.app); err != nil {
 		return f, fmt.Errorf("fingerprint the app: %w", err)
 	}
-	if p.host != nil {
-		if p.host.builder != nil {
-			f.Builder = p.host.builder.Digest
-		}
-	} else if f.Builder, err = hashBuilder(p); err != nil {
+	if f.Builder, err = hashBuilder(p); err != nil {
 		return f, fmt.Errorf("fingerprint the builder: %w", err)
 	}
 	f.RunImage = p.refs.runDigest
@@ -71,23 +67,17 @@ func makeFingerprint(p *buildPlan, w *workdirs, opts Options, env []string) (fin
 			fmt.Fprintf(h, "%d:%s\n", len(s), s)
 		}
 	}
-	for _, file := range []string{w.order, w.runToml} {
-		if file != "" {
-			if err := hashFile(h, file); err != nil {
-				return f, err
-			}
+	if w.order != "" {
+		if err := hashFile(h, w.order); err != nil {
+			return f, err
 		}
 	}
-	if w.buildpacks != "" || (p.host != nil && len(p.host.extra) > 0) {
-		dir := w.buildpacks
-		if dir == "" {
-			dir = filepath.Dir(filepath.Dir(p.host.extra[0].Host))
-		}
+	for _, dir := range w.extra {
 		sum, err := hashTree(dir)
 		if err != nil {
 			return f, err
 		}
-		fmt.Fprintf(h, "buildpacks=%s\n", sum)
+		fmt.Fprintf(h, "buildpack %s=%s\n", filepath.Base(filepath.Dir(dir))+"/"+filepath.Base(dir), sum)
 	}
 	f.Inputs = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	return f, nil
@@ -132,25 +122,37 @@ func hashFile(h io.Writer, p string) error {
 	return err
 }
 
-// hashBuilder stands for the builder's digest in the builder, where the
-// image's digest is not known: its order, lifecycle descriptor and every
-// buildpack's descriptor (a buildpack changes its version when it
-// changes).
+// hashBuilder is the builder's part of the fingerprint, the same in
+// both modes (so a build's image does not depend on the mode): its
+// order, lifecycle descriptor and every buildpack's descriptor (a
+// buildpack changes its version when it changes), read as the build
+// reads them — the local files in the builder, the pulled layers in pull
+// mode.
 func hashBuilder(p *buildPlan) (string, error) {
 	h := sha256.New()
-	for _, f := range []string{p.builder.Path("order.toml"), p.builder.Path("lifecycle", "lifecycle.toml"), p.builder.Path("run.toml")} {
+	for _, f := range []string{p.builder.Path("order.toml"), p.builder.Path("lifecycle", "lifecycle.toml")} {
 		if raw, err := p.files.ReadFile(f); err == nil {
-			fmt.Fprintf(h, "%s\x00%d\x00%s", f, len(raw), raw)
+			fmt.Fprintf(h, "%s\x00%d\x00%s", filepath.Base(f), len(raw), raw)
 		}
 	}
-	matches, _ := filepath.Glob(p.builder.Path("buildpacks", "*", "*", "buildpack.toml"))
-	slices.Sort(matches)
-	for _, m := range matches {
-		if raw, err := p.files.ReadFile(m); err == nil {
-			fmt.Fprintf(h, "%s\x00%d\x00%s", m, len(raw), raw)
+	b, err := builderBuildpacks(p)
+	if err != nil {
+		return "", err
+	}
+	ids := make([]string, 0, len(b.Versions))
+	for id := range b.Versions {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		for _, v := range b.Versions[id] {
+			raw, err := p.files.ReadFile(p.builder.Path("buildpacks", strings.ReplaceAll(id, "/", "_"), v, "buildpack.toml"))
+			if err == nil {
+				fmt.Fprintf(h, "%s@%s\x00%d\x00%s", id, v, len(raw), raw)
+			}
 		}
 	}
-	fmt.Fprintf(h, "version=%s apis=%s", p.builder.Version, strings.Join(p.builder.DeclaredAPIs, ","))
+	fmt.Fprintf(h, "version=%s", p.builder.Version)
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 

@@ -75,6 +75,7 @@ func (w *workdirs) extraBuildpacks(ctx context.Context, p *buildPlan, opts Optio
 		return err
 	}
 	for _, m := range plan.Extra {
+		w.extra = append(w.extra, m.Dir)
 		fmt.Fprintf(d.Log, "cipack: buildpack %s@%s (API %s) from %s\n", m.ID, m.Version, m.API, m.From)
 		if req.Builder.Has(m.ID, m.Version) {
 			fmt.Fprintf(d.Log, "cipack: warning: %s@%s from %s replaces the builder's buildpack of the same id and version\n", m.ID, m.Version, m.From)
@@ -113,7 +114,10 @@ func builderBuildpacks(p *buildPlan) (buildpacks.Builder, error) {
 		}
 	}
 	if p.host != nil {
-		labels := p.host.builder.Labels
+		var labels map[string]string
+		if p.host.builder != nil {
+			labels = p.host.builder.Labels
+		}
 		b.Versions, err = buildpacks.VersionsInLabel(labels["io.buildpacks.buildpack.layers"])
 		if len(b.APIs) == 0 {
 			b.APIs = labelBuildpackAPIs(labels["io.buildpacks.builder.metadata"])

@@ -29,7 +29,9 @@ type workdirs struct {
 	// buildpacks is the buildpacks dir assembled in the builder when the
 	// user added buildpacks (empty: the builder's own).
 	buildpacks string
-	undo       []func()
+	// extra are the added buildpacks' directories (both modes).
+	extra []string
+	undo  []func()
 }
 
 // cleanup removes what prepare made (safe on a partial workdirs).
