@@ -190,14 +190,8 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 			return err
 		}
 	}
-	if o.ReportFile != "" {
-		// Found out now, not after the sweep has pushed. A link there is
-		// refused: the report is written fresh, never through one.
-		f, err := os.OpenFile(o.ReportFile, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
-		if err != nil {
-			return exit.Usagef("--report-file", "point it at a writable path that is not a symbolic link", "%v", err)
-		}
-		f.Close()
+	if err := o.checkReportFile(); err != nil {
+		return err
 	}
 	var images []string
 	for _, t := range targets {
@@ -243,6 +237,20 @@ func (o *rebaseOptions) affected(targets []rebase.Target, env Env) ([]rebase.Tar
 	}
 	fmt.Fprintln(env.Stderr)
 	return kept, nil
+}
+
+// checkReportFile finds out now, not after the sweep has pushed, that
+// the report can be written. A link there is refused: the report is
+// written fresh, never through one.
+func (o *rebaseOptions) checkReportFile() error {
+	if o.ReportFile == "" {
+		return nil
+	}
+	f, err := os.OpenFile(o.ReportFile, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return exit.Usagef("--report-file", "point it at a writable path that is not a symbolic link", "%v", err)
+	}
+	return f.Close()
 }
 
 // runPromote moves the tags of a staged sweep's plan to its candidates.

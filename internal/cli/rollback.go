@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cipack/cipack/internal/ci"
-	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/rebase"
 )
 
@@ -52,12 +49,8 @@ func runRollback(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, r
 	if err != nil {
 		return err
 	}
-	if o.ReportFile != "" {
-		f, err := os.OpenFile(o.ReportFile, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
-		if err != nil {
-			return exit.Usagef("--report-file", "point it at a writable path that is not a symbolic link", "%v", err)
-		}
-		f.Close()
+	if err := o.checkReportFile(); err != nil {
+		return err
 	}
 	var images []string
 	for _, t := range targets {
