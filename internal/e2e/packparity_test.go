@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -280,16 +279,8 @@ func TestPackParityPullTakesProjectBuilder(t *testing.T) {
 			image, _ := w.image("project-builder-"+tc.name, "pull")
 			r := w.pull(t, app, nil, append([]string{"--image", image, "--output", "json"}, tc.args...)...)
 			checkBuild(t, r, image, packWant{ran: []string{shellBP, cacheBP}})
-			var md struct {
-				RunImage struct {
-					Image string `json:"image"`
-				} `json:"runImage"`
-			}
-			if err := json.Unmarshal([]byte(testenv.MustConfig(t, image).Config.Labels["io.buildpacks.lifecycle.metadata"]), &md); err != nil {
-				t.Fatal(err)
-			}
-			if md.RunImage.Image != w.runImage {
-				t.Errorf("run image %q, want the world builder's %s", md.RunImage.Image, w.runImage)
+			if got := recordedRunImage(t, image); got != w.runImage {
+				t.Errorf("run image %q, want the world builder's %s", got, w.runImage)
 			}
 		})
 	}

@@ -193,16 +193,8 @@ func TestPullModeBuilderEnvCannotOverrideTheUser(t *testing.T) {
 	if api := mustJSON(t, r.stdout).PlatformAPI; api != "0.15" {
 		t.Errorf("platform API %s: the builder's CNB_PLATFORM_API chose it", api)
 	}
-	var md struct {
-		RunImage struct {
-			Image string `json:"image"`
-		} `json:"runImage"`
-	}
-	if err := json.Unmarshal([]byte(testenv.MustConfig(t, image).Config.Labels["io.buildpacks.lifecycle.metadata"]), &md); err != nil {
-		t.Fatal(err)
-	}
-	if md.RunImage.Image != fx.RunImage {
-		t.Errorf("the image records run image %q, want the --run-image %q", md.RunImage.Image, fx.RunImage)
+	if got := recordedRunImage(t, image); got != fx.RunImage {
+		t.Errorf("the image records run image %q, want the --run-image %q", got, fx.RunImage)
 	}
 
 	root := pushBuilderWith(t, fx.Registry.Host+"/pull/root-builder:v1", withEnv("CNB_USER_ID=0", "CNB_GROUP_ID=0"))
@@ -581,4 +573,19 @@ func TestBuilderBlobsRestoreTheStoreWithoutDownloads(t *testing.T) {
 	if fetched != 1 {
 		t.Fatalf("a tampered blob: %d layers downloaded, want 1", fetched)
 	}
+}
+
+// recordedRunImage is the run image the image's lifecycle metadata
+// records (what a later rebase watches).
+func recordedRunImage(t testing.TB, image string) string {
+	t.Helper()
+	var md struct {
+		RunImage struct {
+			Image string `json:"image"`
+		} `json:"runImage"`
+	}
+	if err := json.Unmarshal([]byte(testenv.MustConfig(t, image).Config.Labels["io.buildpacks.lifecycle.metadata"]), &md); err != nil {
+		t.Fatal(err)
+	}
+	return md.RunImage.Image
 }
