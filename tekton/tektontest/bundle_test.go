@@ -181,6 +181,7 @@ func TestArtifactHubMetadata(t *testing.T) {
 			CreatedAt   string   `json:"createdAt"`
 			Description string   `json:"description"`
 			HomeURL     string   `json:"homeURL"`
+			License     string   `json:"license"`
 			Keywords    []string `json:"keywords"`
 			Links       []struct {
 				Name string `json:"name"`
@@ -192,8 +193,8 @@ func TestArtifactHubMetadata(t *testing.T) {
 		if pkg.Name != task.Name || pkg.Version != task.Labels["app.kubernetes.io/version"]+".0" || pkg.DisplayName != task.Annotations["tekton.dev/displayName"] {
 			t.Errorf("%s: artifacthub-pkg.yml says %s %s %q", task.Name, pkg.Name, pkg.Version, pkg.DisplayName)
 		}
-		if _, err := time.Parse(time.RFC3339, pkg.CreatedAt); err != nil || pkg.Description == "" || pkg.HomeURL == "" || !strings.Contains(pkg.Install, "value: "+task.Name+"\n") {
-			t.Errorf("%s: createdAt %q (%v), description, homeURL and install are needed", task.Name, pkg.CreatedAt, err)
+		if _, err := time.Parse(time.RFC3339, pkg.CreatedAt); err != nil || pkg.Description == "" || pkg.HomeURL == "" || pkg.License != "Apache-2.0" || !strings.Contains(pkg.Install, "value: "+task.Name+"\n") {
+			t.Errorf("%s: createdAt %q (%v), description, homeURL, license Apache-2.0 and install are needed", task.Name, pkg.CreatedAt, err)
 		}
 		for _, tag := range strings.Split(task.Annotations["tekton.dev/tags"], ",") {
 			if !slices.Contains(pkg.Keywords, strings.TrimSpace(tag)) {
