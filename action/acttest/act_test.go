@@ -417,6 +417,15 @@ func TestAttestExample(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, res.out)
 		}
 	}
+	// Nothing changed and skip-unchanged is on: the job built nothing,
+	// so it attests nothing.
+	res = r.run(t, "attest.yml", "push", "--var", "CIPACK_IMAGE="+image, "--var", "CIPACK_BUILDER="+fx.BuilderImage, "--var", "CIPACK_SKIP_UNCHANGED=true")
+	if res.code != 0 || !strings.Contains(res.out, "the lifecycle does not run") {
+		t.Fatalf("the unchanged rerun did not skip: act exited %d:\n%s", res.code, res.out)
+	}
+	if strings.Contains(res.out, "provenance stand-in") || strings.Contains(res.out, "sbom stand-in") {
+		t.Fatalf("a skipped build was attested:\n%s", res.out)
+	}
 }
 
 // The examples lower-case the image name they derive from GitHub's

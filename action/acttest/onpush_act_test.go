@@ -75,4 +75,13 @@ func TestRebaseOnPushExample(t *testing.T) {
 	if testenv.MustHead(t, appB).String() == oldB {
 		t.Fatal("the dispatch of run-b did not rebase the app on it")
 	}
+	// A payload is input from whoever may dispatch: a newline would write
+	// more step outputs. It is refused before cipack runs.
+	hostile := event("hostile_dispatch", map[string]any{
+		"action": "run-image-pushed", "client_payload": map[string]any{"run_image": runA + "\nref=" + runB},
+	})
+	res = r.run(t, "rebase-on-push.yml", "repository_dispatch", "-e", hostile)
+	if res.code == 0 || !strings.Contains(res.out, "the event's run image is not one image reference") || strings.Contains(res.out, "cipack rebase") && strings.Contains(res.out, "may be on it") {
+		t.Fatalf("a run image with a newline: act exited %d\n%s", res.code, res.out)
+	}
 }

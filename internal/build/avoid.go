@@ -193,6 +193,11 @@ func unchanged(ctx context.Context, reg *registry.Client, p *buildPlan, want fin
 	if got != want {
 		return "", nil, "changed: " + strings.Join(diffFingerprint(got, want), ", ")
 	}
+	// The record is a label anyone who can push could write: at least the
+	// base it claims must be the image's own layers.
+	if why := onRunImage(ctx, reg, p, cf); why != "" {
+		return "", nil, why
+	}
 	var bm struct {
 		Buildpacks []Buildpack `json:"buildpacks"`
 	}
@@ -238,4 +243,21 @@ func skipIfUnchanged(ctx context.Context, p *buildPlan, w *workdirs, d Deps, sta
 		res.Tags = append(res.Tags, r.String())
 	}
 	return res, nil
+}
+
+// onRunImage checks that the image's first layers are the run image's
+// (at the digest the fingerprint names, for the image's platform): a
+// record that claims the current run image on an image built on another
+// is not trusted. "" when they match.
+func onRunImage(ctx context.Context, reg *registry.Client, p *buildPlan, cf *v1.ConfigFile) string {
+	run := p.refs.runImage.Context().Digest(p.refs.runDigest)
+	_, rcf, err := reg.ConfigFor(ctx, run, v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})
+	if err != nil {
+		return fmt.Sprintf("the run image could not be read (%v)", err)
+	}
+	base := rcf.RootFS.DiffIDs
+	if len(base) == 0 || len(cf.RootFS.DiffIDs) < len(base) || !slices.Equal(cf.RootFS.DiffIDs[:len(base)], base) {
+		return "the image's record names the run image, but its layers are not on it"
+	}
+	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -208,6 +209,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		"platform":  res.Platform,
 		"name":      res.Name,
 		"sbom-dir":  res.SBOMDir,
+		"skipped":   strconv.FormatBool(res.Skipped),
 	}); err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/cipack/cipack/internal/testenv"
 )
 
@@ -66,6 +68,26 @@ func TestSkipUnchangedSkipsExactlyWhenNothingChanged(t *testing.T) {
 				if r.code != 0 || strings.Contains(r.stdout, `"skipped": true`) || !strings.Contains(r.stderr, "changed: ") {
 					t.Fatalf("a change to %s did not build: exit %d\n%s", name, r.code, r.stderr)
 				}
+			}
+			// Someone who can push copies the record onto an image on
+			// another base: the next unchanged build builds.
+			built := testenv.MustPull(t, image)
+			cf, _ := built.ConfigFile()
+			other, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "forged"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ocf, _ := other.ConfigFile()
+			ocf.Config.Labels = map[string]string{"io.buildpacks.project.metadata": cf.Config.Labels["io.buildpacks.project.metadata"]}
+			forged, err := mutate.Config(other, ocf.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := testenv.Push(t.Context(), image, forged); err != nil {
+				t.Fatal(err)
+			}
+			if r := build(); r.code != 0 || strings.Contains(r.stdout, `"skipped": true`) || !strings.Contains(r.stderr, "its layers are not on it") {
+				t.Fatalf("a copied record on another base was trusted: exit %d\n%s", r.code, r.stderr)
 			}
 		})
 	}

@@ -77,3 +77,48 @@ func TestStageThenPromoteMovesOnlyUntouchedTags(t *testing.T) {
 	}
 	_ = os.Remove(plan)
 }
+
+// A plan is a file that travels between jobs: a candidate it names that
+// is not a rebase of the staged digest (another image pushed into the
+// app's repository) is refused, and no tag moves.
+func TestPromoteRefusesACandidateThatIsNotARebase(t *testing.T) {
+	needFixture(t)
+	w := newRebaseWorld(t, "stage-tamper")
+	fleet := "images:\n  - image: " + w.appA + "\n    tags: [" + w.appAStable + "]\n"
+	pushRun(t, w.run, "v2", testenv.StackID)
+	plan := filepath.Join(t.TempDir(), "plan.json")
+	if _, code, stderr := cipackRebase(t, fleet, nil, "--stage", "--report-file", plan); code != 0 {
+		t.Fatalf("stage: exit %d\n%s", code, stderr)
+	}
+	before := map[string]string{w.appA: testenv.MustHead(t, w.appA).String(), w.appAStable: testenv.MustHead(t, w.appAStable).String()}
+	other, err := testenv.Push(t.Context(), strings.TrimSuffix(w.appA, ":latest")+":other", testenv.MustPull(t, w.plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	raw, _ := os.ReadFile(plan)
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range doc["images"].([]any) {
+		o.(map[string]any)["newDigest"] = other.String()
+	}
+	raw, _ = json.Marshal(doc)
+	if err := os.WriteFile(plan, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(fx.Cipack, "rebase", "--promote", plan, "--output", "json")
+	out, _ := cmd.Output()
+	var promoted sweepReport
+	if err := json.Unmarshal(out, &promoted); err != nil || cmd.ProcessState.ExitCode() != exit.SomeFailed {
+		t.Fatalf("promote: exit %d, want %d\n%s", cmd.ProcessState.ExitCode(), exit.SomeFailed, out)
+	}
+	if v, reason, _, errText, _ := promoted.byImage(t, w.appA); v != "error" || reason != "NOT_A_REBASE" || !strings.Contains(errText, "nothing was moved") {
+		t.Fatalf("app A: %s %s %q, want refused as NOT_A_REBASE", v, reason, errText)
+	}
+	for ref, d := range before {
+		if testenv.MustHead(t, ref).String() != d {
+			t.Fatalf("%s moved to a candidate that is not a rebase", ref)
+		}
+	}
+}

@@ -236,7 +236,10 @@ func newIndex(in *Inspected, rebased map[*Child]v1.Image) (*rawIndex, error) {
 
 // Converge points the tags of p that diverged from the image back at the
 // image's own digest (a sweep that was killed between tag moves leaves
-// them so), with the same compare-before-move as a rebase.
+// them so), with the same compare-before-move as a rebase. It writes no
+// rollback record: the move it finishes was recorded by the rebase that
+// began it (records are written before any tag moves), and a rollback
+// puts the whole tag set back to that record's previous digest.
 func Converge(ctx context.Context, reg *registry.Client, p Plan) (*Applied, error) {
 	tags, err := moveTags(ctx, reg, p, p.App.Desc)
 	if err != nil {

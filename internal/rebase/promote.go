@@ -16,6 +16,11 @@ import (
 // overwritten.
 const ReasonMovedSinceStaged = "MOVED_SINCE_STAGED"
 
+// ReasonNotARebase is a candidate (promote) or a recorded previous digest
+// (rollback) that is not the same build as the digest the tag holds: the
+// plan or the record names another image, and nothing moves.
+const ReasonNotARebase = "NOT_A_REBASE"
+
 // Promote moves the tags of each image a staged sweep pushed a candidate
 // for (the plan is that sweep's report) to the candidate, all of an
 // image's tags or none, and only where every one still holds the digest
@@ -66,6 +71,11 @@ func promoteOne(ctx context.Context, reg *registry.Client, o Outcome) Outcome {
 	desc, err := reg.Get(ctx, candidate)
 	if err != nil {
 		return fail("", registry.Classify(candidate.String(), "read the candidate", err))
+	}
+	// The plan travelled between jobs as a file: promote only what a
+	// rebase of the staged digest can be.
+	if err := VerifySameBuild(ctx, reg, ref.Context(), o.Seen[ref.String()], o.NewDigest); err != nil {
+		return fail(ReasonNotARebase, fmt.Errorf("candidate %s: %w; nothing was moved: stage again", o.NewDigest, err))
 	}
 	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, o.Seen[ref.String()], names(targets), time.Now()); err != nil {
 		return fail("", err)

@@ -146,11 +146,17 @@ func rollbackOne(ctx context.Context, reg *registry.Client, t Target) Outcome {
 	seen := map[string]string{ref.String(): o.OldDigest}
 	for _, tag := range prev.Tags {
 		r, err := reg.Parse(tag)
-		if err != nil || r.String() == ref.String() {
+		// A record is an artifact anyone with push access can write: it
+		// moves tags of this repository only.
+		if err != nil || r.String() == ref.String() || r.Context().String() != ref.Context().String() {
 			continue
 		}
 		targets = append(targets, r)
 		seen[r.String()] = o.OldDigest
+	}
+	if err := VerifySameBuild(ctx, reg, ref.Context(), prev.Digest, o.OldDigest); err != nil {
+		o.Reason = ReasonNotARebase
+		return fail(fmt.Errorf("the recorded previous digest %s: %w; nothing was moved", prev.Digest, err))
 	}
 	back := ref.Context().Digest(prev.Digest)
 	desc, err := reg.Get(ctx, back)
