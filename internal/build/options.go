@@ -160,8 +160,8 @@ func (o *Options) Validate() error {
 		if id.val == "" {
 			continue
 		}
-		if n, err := strconv.Atoi(id.val); err != nil || n < 0 {
-			return exit.Usagef(id.flag, "give a numeric id such as 1000, or leave it empty to use the builder's", "%q is not a user or group id", id.val)
+		if _, ok := parseID(id.val); !ok {
+			return exit.Usagef(id.flag, "give a numeric id from 0 to 4294967294, such as 1000, or leave it empty to use the builder's", "%q is not a user or group id", id.val)
 		}
 	}
 	if err := checkSBOMDir(o.SBOMDir); err != nil {
@@ -343,4 +343,15 @@ func imageHint(ref string) string {
 			"e.g. in a bash step: echo \"image=ghcr.io/${GITHUB_REPOSITORY,,}\" >> \"$GITHUB_OUTPUT\""
 	}
 	return "use a reference like registry.example/team/app:tag (lower case)"
+}
+
+// parseID reads a Linux user or group id: 32 bits, and not (uid_t)-1,
+// which chown and setuid take as "leave unchanged". A larger number would
+// be truncated by the kernel's types into another user.
+func parseID(s string) (int, bool) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return 0, false
+	}
+	return int(n), true
 }

@@ -38,6 +38,10 @@ func TestValidate(t *testing.T) {
 			o.CacheImage, o.RunImage = "registry.example/cache", "registry.example/run:1"
 		}, 0, ""},
 		{"empty image", func(o *Options) { o.Image = " " }, exit.Usage, "--image: no image given"},
+		{"uid past 32 bits", func(o *Options) { o.UID = "99999999999" }, exit.Usage, "--uid: \"99999999999\" is not a user or group id"},
+		{"uid -1 as unsigned", func(o *Options) { o.UID = "4294967295" }, exit.Usage, "--uid"},
+		{"negative gid", func(o *Options) { o.GID = "-5" }, exit.Usage, "--gid"},
+		{"largest uid", func(o *Options) { o.UID = "4294967294" }, 0, ""},
 		{"upper case image", func(o *Options) { o.Image = "Registry/App" }, exit.Usage, "--image: invalid image reference"},
 		{"upper case repository says lower case, and how", func(o *Options) { o.Image = "ghcr.io/Owner/App:latest" }, exit.Usage, "repository names are lower case"},
 		{"digest image", func(o *Options) { o.Image = "r.example/a@sha256:" + strings.Repeat("a", 64) }, exit.Usage, "digest reference"},

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/cipack/cipack/internal/exit"
@@ -145,9 +144,9 @@ func pickID(flag, envName, given, builder string) (int, error) {
 		return 0, exit.New(exit.Builder, flag, fmt.Errorf("the builder sets no %s", envName),
 			fmt.Sprintf("run in the builder image (it sets %s), or pass %s", envName, flag))
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, exit.Usagef(flag, "give a numeric id", "%s=%q is not a numeric id", envName, v)
+	n, ok := parseID(v)
+	if !ok {
+		return 0, exit.Usagef(flag, "give a numeric id from 0 to 4294967294", "%s=%q is not a user or group id", envName, v)
 	}
 	return n, nil
 }

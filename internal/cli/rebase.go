@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,9 +135,19 @@ func (o *rebaseOptions) targets(args []string) ([]rebase.Target, error) {
 		if _, isTag := r.(name.Tag); !isTag {
 			return nil, exit.Usagef("IMAGE", "name a tag: rebase moves tags to the new digest", "%q is a digest", a)
 		}
+		// img and img:latest, or an image also in the fleet: one image,
+		// swept and reported once.
+		if slices.ContainsFunc(out, func(t config.Image) bool { return sameTag(t.Image, r) }) {
+			continue
+		}
 		out = append(out, config.Image{Image: a, Builder: o.Builder})
 	}
 	return out, nil
+}
+
+func sameTag(ref string, r name.Reference) bool {
+	t, err := name.ParseReference(ref)
+	return err == nil && t.Name() == r.Name()
 }
 
 func newRebaseCmd(env Env) *cobra.Command {

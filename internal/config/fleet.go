@@ -125,7 +125,7 @@ func (f *Fleet) validate(path string) error {
 	if err := f.Defaults.Trigger.validate(path, 0, "defaults.trigger"); err != nil {
 		return err
 	}
-	seen := map[string]int{}
+	seen := map[string]string{}
 	for i, img := range f.Images {
 		key := fmt.Sprintf("images[%d]", i)
 		if img.Image == "" {
@@ -134,14 +134,21 @@ func (f *Fleet) validate(path string) error {
 		if err := checkTag(path, img.Line, key+".image", img.Image); err != nil {
 			return err
 		}
-		if prev, dup := seen[img.Image]; dup {
-			return fail(path, img.Line, key+".image", fmt.Sprintf("%s is listed twice (first at images[%d])", img.Image, prev), "list each image once")
+		// One tag, however it is spelled (img and img:latest, a registry's
+		// default host), is swept and moved once.
+		if prev, dup := seen[canonical(img.Image)]; dup {
+			return fail(path, img.Line, key+".image", fmt.Sprintf("%s is listed twice (first at %s)", img.Image, prev), "list each image once")
 		}
-		seen[img.Image] = i
+		seen[canonical(img.Image)] = key + ".image"
 		for j, t := range img.Tags {
-			if err := checkTag(path, img.Line, fmt.Sprintf("%s.tags[%d]", key, j), t); err != nil {
+			at := fmt.Sprintf("%s.tags[%d]", key, j)
+			if err := checkTag(path, img.Line, at, t); err != nil {
 				return err
 			}
+			if prev, dup := seen[canonical(t)]; dup {
+				return fail(path, img.Line, at, fmt.Sprintf("%s is listed twice (first at %s)", t, prev), "list each tag once, under one image")
+			}
+			seen[canonical(t)] = at
 		}
 		for k, v := range map[string]string{key + ".builder": img.Builder, key + ".runImage": img.RunImage} {
 			if err := checkRef(path, img.Line, k, v); err != nil {
@@ -257,4 +264,12 @@ func lookup(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// canonical is a tag reference's full name (checkTag has parsed it).
+func canonical(ref string) string {
+	if t, err := name.NewTag(ref); err == nil {
+		return t.Name()
+	}
+	return ref
 }

@@ -3,6 +3,8 @@ package rebase
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +27,17 @@ type Payload struct {
 	Detail   string `json:"detail,omitempty"`
 	Builder  string `json:"builder,omitempty"`
 	RunImage string `json:"runImage,omitempty"`
+	// IdempotencyKey is the same for every request about one image at one
+	// digest — retries after a network error that may have delivered, and
+	// later sweeps that find it still stale — so a receiver can drop
+	// duplicates. Also sent as the Idempotency-Key header.
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+// IdempotencyKey is the key for a rebuild of image from digest.
+func IdempotencyKey(image, digest string) string {
+	sum := sha256.Sum256([]byte(image + "\x00" + digest))
+	return "cipack-" + hex.EncodeToString(sum[:16])
 }
 
 // Triggerer starts an app's own rebuild.
@@ -63,6 +76,7 @@ func (w *Webhook) Trigger(ctx context.Context, t config.Trigger, p Payload) erro
 	if t.Webhook == nil {
 		return fmt.Errorf("no webhook configured")
 	}
+	p.IdempotencyKey = IdempotencyKey(p.Image, p.Digest)
 	var body any = p
 	if t.Webhook.EventType != "" {
 		// GitHub's repository_dispatch shape.
@@ -87,7 +101,7 @@ func (w *Webhook) Trigger(ctx context.Context, t config.Trigger, p Payload) erro
 	backoff := w.Backoff
 	var last error
 	for attempt := 1; attempt <= w.Attempts; attempt++ {
-		retry, after, err := w.post(ctx, t.Webhook.URL, token, data)
+		retry, after, err := w.post(ctx, t.Webhook.URL, token, p.IdempotencyKey, data)
 		if err == nil {
 			return nil
 		}
@@ -109,7 +123,7 @@ func (w *Webhook) Trigger(ctx context.Context, t config.Trigger, p Payload) erro
 	return fmt.Errorf("POST %s: %w", config.RedactURL(t.Webhook.URL), last)
 }
 
-func (w *Webhook) post(ctx context.Context, url, token string, data []byte) (retry bool, after time.Duration, err error) {
+func (w *Webhook) post(ctx context.Context, url, token, key string, data []byte) (retry bool, after time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
@@ -119,6 +133,7 @@ func (w *Webhook) post(ctx context.Context, url, token string, data []byte) (ret
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "cipack")
+	req.Header.Set("Idempotency-Key", key)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

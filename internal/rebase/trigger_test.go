@@ -173,3 +173,43 @@ func TestWebhookTokenNeverDowngradesToHTTP(t *testing.T) {
 		t.Fatal("the token was sent over plain http")
 	}
 }
+
+// A retry after a network error may deliver twice: every request about
+// one image at one digest carries the same key (header and payload), and
+// another image or digest another one.
+func TestWebhookCarriesAnIdempotencyKey(t *testing.T) {
+	var keys, bodyKeys []string
+	first := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		cp, _ := body["client_payload"].(map[string]any)
+		k, _ := cp["idempotencyKey"].(string)
+		bodyKeys = append(bodyKeys, k)
+		if first { // delivered, but the answer is lost
+			first = false
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			_ = conn.Close()
+			return
+		}
+		w.WriteHeader(204)
+	}))
+	defer srv.Close()
+	w := &Webhook{Client: srv.Client(), Getenv: func(string) string { return "" }, Attempts: 3, Backoff: time.Millisecond, Timeout: time.Second}
+	trig := config.Trigger{Webhook: &config.Webhook{URL: srv.URL, EventType: "cipack-rebuild"}}
+	for _, p := range []Payload{{Image: "r/app:latest", Digest: "sha256:1"}, {Image: "r/app:latest", Digest: "sha256:1"}, {Image: "r/app:latest", Digest: "sha256:2"}} {
+		if err := w.Trigger(context.Background(), trig, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(keys) != 4 || keys[0] == "" || keys[0] != keys[1] || keys[1] != keys[2] || keys[3] == keys[0] {
+		t.Fatalf("keys %q: want one key for r/app:latest@sha256:1 (a retry and a later sweep) and another for sha256:2", keys)
+	}
+	for i := range keys {
+		if bodyKeys[i] != keys[i] {
+			t.Fatalf("payload key %q, header %q", bodyKeys[i], keys[i])
+		}
+	}
+}
