@@ -253,7 +253,20 @@ func newRegistry(env Env, insecure []string, timeout time.Duration, images ...st
 		Password:        env.Getenv("CIPACK_REGISTRY_PASSWORD"),
 		Registries:      regs,
 		Images:          known,
+		DockerConfigDir: dockerConfigDir(env.Getenv),
 	})
+}
+
+// dockerConfigDir is where the docker config is read from, as the docker
+// CLI decides it: DOCKER_CONFIG, else ~/.docker.
+func dockerConfigDir(getenv func(string) string) string {
+	if d := getenv("DOCKER_CONFIG"); d != "" {
+		return d
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".docker")
+	}
+	return ""
 }
 
 // addTimeoutFlag registers --registry-timeout, the one setting that bounds

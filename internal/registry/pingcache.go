@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
+	"time"
 )
 
 // pingCache answers go-containerregistry's "GET /v2/" pings from memory
@@ -70,7 +72,7 @@ func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 // way every time) unless the request's own context ended it.
 func (p *pingCache) fill(key string, c *cachedPing, req *http.Request) {
 	defer close(c.done)
-	resp, err := p.next.RoundTrip(req)
+	resp, err := p.ping(req)
 	if err != nil {
 		c.err, c.ok = err, req.Context().Err() == nil
 		if !c.ok {
@@ -96,4 +98,25 @@ func (p *pingCache) forget(key string) {
 	p.mu.Lock()
 	delete(p.seen, key)
 	p.mu.Unlock()
+}
+
+// ping is the real request, retried on a transient status (503, 429, …)
+// as go-containerregistry retries its other requests: its own ping is not
+// retried, so one 503 from a registry's front end would fail a whole
+// build with a misleading hint about plain-HTTP registries.
+func (p *pingCache) ping(req *http.Request) (*http.Response, error) {
+	wait := retryBackoff.Duration
+	for attempt := 1; ; attempt++ {
+		resp, err := p.next.RoundTrip(req)
+		if err != nil || attempt == retryBackoff.Steps || !slices.Contains(pushCheckRetryCodes, resp.StatusCode) {
+			return resp, err
+		}
+		resp.Body.Close()
+		select {
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }

@@ -47,6 +47,9 @@ type Options struct {
 	// knows them up front: the lifecycle's DefaultKeychain resolves its
 	// ECR/ACR helpers for them.
 	Images []string
+	// DockerConfigDir is the docker config directory DefaultKeychain reads
+	// (DOCKER_CONFIG, else ~/.docker), checked up front when set.
+	DockerConfigDir string
 	// Transport overrides the HTTP transport (tests count requests with it).
 	Transport http.RoundTripper
 	// Timeout bounds every request: connect and first byte, then each
@@ -77,6 +80,11 @@ type Client struct {
 // DefaultKeychain for Images, which adds its ECR and ACR credential
 // helpers: the preflight accepts what the lifecycle accepts.
 func New(opts Options) (*Client, error) {
+	if opts.DockerConfigDir != "" {
+		if err := checkDockerConfig(opts.DockerConfigDir); err != nil {
+			return nil, err
+		}
+	}
 	env, err := newEnvKeychain(opts.CNBRegistryAuth)
 	if err != nil {
 		return nil, exit.New(exit.Usage, "CNB_REGISTRY_AUTH", err,

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -198,4 +199,49 @@ func TestPingCacheAsksOncePerRegistry(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+}
+
+// One 503 on /v2/ (a registry's front end restarting) is retried, as
+// go-containerregistry retries its other requests: the push check and the
+// reads that follow succeed. A registry that keeps answering 503 fails
+// after a bounded number of pings.
+func TestPing503IsRetried(t *testing.T) {
+	var pings atomic.Int64
+	failFirst := int64(1)
+	srv := httptest.NewServer(ggcrHandlerWith(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/v2/" && pings.Add(1) <= failFirst {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	c, err := New(Options{Insecure: []string{host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(host+"/team/app:latest", name.Insecure)
+	if err := c.CheckPush(context.Background(), ref); err != nil {
+		t.Fatalf("one 503 on /v2/ failed the push check: %v", err)
+	}
+	failFirst, pings = 1<<30, atomic.Int64{}
+	c, _ = New(Options{Insecure: []string{host}})
+	if err := c.CheckPush(context.Background(), ref); err == nil {
+		t.Fatal("a registry that always answers 503 passed the push check")
+	}
+	if n := pings.Load(); n < 2 || n > 8 {
+		t.Fatalf("%d pings for a registry that always answers 503: want a few retries, bounded", n)
+	}
+}
+
+// ggcrHandlerWith is go-containerregistry's in-process registry behind a
+// hook that may answer a request itself.
+func ggcrHandlerWith(hook func(http.ResponseWriter, *http.Request) bool) http.Handler {
+	reg := ggcrregistry.New()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hook(w, r) {
+			reg.ServeHTTP(w, r)
+		}
+	})
 }
