@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -167,5 +169,21 @@ func TestDefaultBuilderCacheStaysOutOfTheUsersHome(t *testing.T) {
 	}
 	if got := defaultBuilderCache(1001, home); got != "/home/runner/.cache/cipack/builders" {
 		t.Errorf("as a user: %s", got)
+	}
+}
+
+// copy-self onto a directory is refused before anything is copied, and
+// leaves nothing in it.
+func TestCopySelfOntoADirectoryLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := execute([]string{"copy-self", dir}, nil)
+	if code != exit.Usage || !strings.Contains(stderr, "DEST: "+dir+" is a directory") {
+		t.Fatalf("exit %d, want %d naming DEST\n%s", code, exit.Usage, stderr)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("copy-self left %v in the directory", entries)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
+		t.Fatalf("copy-self left %v next to the directory", entries)
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,10 @@ func newCopySelfCmd(env Env) *cobra.Command {
 		Short: "Copy this cipack binary to DEST (for CI steps that run in another image)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Refused before 30 MB are copied next to it.
+			if fi, err := os.Lstat(args[0]); err == nil && fi.IsDir() {
+				return exit.Usagef("DEST", "name the file to write, e.g. "+filepath.Join(args[0], "cipack"), "%s is a directory", args[0])
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find own binary: %w", err)
