@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -232,7 +233,10 @@ func skipIfUnchanged(ctx context.Context, p *buildPlan, w *workdirs, d Deps, sta
 		return nil, err
 	}
 	if _, err := d.Registry.MoveTags(ctx, p.refs.written(), desc, p.refs.before); err != nil {
-		return nil, exit.New(exit.Export, "--tag", err, "a tag moved while the build looked: rerun")
+		if errors.Is(err, registry.ErrMovedSinceInspection) {
+			return nil, exit.New(exit.Export, "--tag", err, "a tag moved while the build looked: rerun")
+		}
+		return nil, fmt.Errorf("--skip-unchanged: make the tags converge: %w", err)
 	}
 	res := &Result{
 		Image: p.refs.image.String(), Name: p.refs.image.Context().Name(), Digest: digest,

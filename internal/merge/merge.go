@@ -6,8 +6,10 @@ package merge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -27,6 +29,10 @@ const (
 	labelLifecycle = "io.buildpacks.lifecycle.metadata"
 	labelProject   = "io.buildpacks.project.metadata"
 )
+
+// platformField is what an os, architecture or variant may be (the OCI
+// values are short lower-case words: linux, arm64, v8, …).
+var platformField = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
 
 // Options are the inputs of one merge.
 type Options struct {
@@ -154,7 +160,7 @@ func Run(ctx context.Context, o Options, reg *registry.Client, log io.Writer) (*
 	}
 	tags, err := reg.MoveTags(ctx, targets, idx, nil)
 	if err != nil {
-		return nil, exit.New(exit.Export, o.Image, err, "no tag was left half-moved; rerun")
+		return nil, exit.New(exit.Export, o.Image, err, moveHint(err))
 	}
 	fmt.Fprintf(log, "cipack: %s is an index of %s\n", target, strings.Join(platforms, ", "))
 	return &Result{Image: target.String(), Digest: digest.String(), ImageRef: byDigest.String(), Tags: tags, Platforms: platforms}, nil
@@ -189,6 +195,14 @@ func inspect(ctx context.Context, reg *registry.Client, s string) (source, error
 	if cf.OS == "" || cf.Architecture == "" {
 		return source{}, exit.Usagef("--source", "rebuild it with a lifecycle that records the platform", "%s records no os/architecture", s)
 	}
+	// The platform becomes index fields, tags' outputs and a summary: an
+	// image's config is untrusted, so it is checked before anything is
+	// pushed, not when the outputs are written.
+	for _, f := range []string{cf.OS, cf.Architecture, cf.Variant} {
+		if f != "" && !platformField.MatchString(f) {
+			return source{}, exit.Usagef("--source", "list images built for a real platform", "%s records the platform %q, which is not an os/architecture/variant name", s, registry.PlatformString(v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}))
+		}
+	}
 	return source{ref: ref, desc: desc, img: img, platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
 		project: cf.Config.Labels[labelProject]}, nil
 }
@@ -198,4 +212,13 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// moveHint says what a failed tag move left: only the undo's own outcome
+// decides whether a tag was left half-moved.
+func moveHint(err error) string {
+	if errors.Is(err, registry.ErrTagsLeftMoved) {
+		return "the tags listed still point at the new index: point them back by hand (or rerun to finish the move)"
+	}
+	return "no tag was left half-moved; rerun"
 }

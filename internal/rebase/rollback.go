@@ -148,7 +148,7 @@ func rollbackOne(ctx context.Context, reg *registry.Client, t Target) Outcome {
 		r, err := reg.Parse(tag)
 		// A record is an artifact anyone with push access can write: it
 		// moves tags of this repository only.
-		if err != nil || r.String() == ref.String() || r.Context().String() != ref.Context().String() {
+		if _, isTag := r.(name.Tag); err != nil || !isTag || r.String() == ref.String() || r.Context().String() != ref.Context().String() {
 			continue
 		}
 		targets = append(targets, r)

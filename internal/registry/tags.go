@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/cipack/cipack/internal/exit"
 )
@@ -16,62 +19,163 @@ import (
 // caller looked at it: moving it now would overwrite a newer push.
 var ErrMovedSinceInspection = errors.New("moved since inspection")
 
-// MoveTags points every target at t, all or none. When seen is given
-// (reference → digest the caller saw, "" for absent), it first checks that
-// no target moved since; if one did, nothing moves. On a failed move, the
-// targets already moved are put back on their old manifests. Registries
-// have no compare-and-swap on tags: the check narrows the race to the
-// moves themselves. t must already be in each target's repository (pushed
-// by digest).
+// ErrNotATag marks a digest reference given as a tag to move: a digest
+// cannot be pointed elsewhere, and guessing a tag for it (":latest")
+// would move a tag nobody named.
+var ErrNotATag = errors.New("is a digest reference, not a tag")
+
+// ErrTagsLeftMoved marks a failed move whose undo failed too: some tags
+// still point at the new manifest, and the error lists them.
+var ErrTagsLeftMoved = errors.New("tags left on the new manifest")
+
+// MoveTags points every target at t, all or none. Targets must be tags.
+// It first reads where each target points; a target the registry does not
+// know (404) is absent, any other failed read stops it before anything
+// moves: restoring a tag needs its old manifest. When seen is given
+// (reference → digest the caller saw, "" for absent), no target may have
+// moved since; if one did, nothing moves. On a failed move, the targets
+// already moved are put back on their old manifests and those that did
+// not exist are deleted. Registries have no compare-and-swap on tags: the
+// check narrows the race to the moves themselves. t must already be in
+// each target's repository (pushed by digest).
 func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remote.Taggable, seen map[string]string) ([]string, error) {
+	tags, err := asTags(targets)
+	if err != nil {
+		return nil, err
+	}
+	olds, err := c.readOld(ctx, tags)
+	if err != nil {
+		return nil, err
+	}
 	if seen != nil {
-		now, err := c.TagDigests(ctx, targets)
-		if err != nil {
+		if err := checkSeen(tags, olds, seen); err != nil {
 			return nil, err
 		}
-		for _, r := range targets {
-			if was := seen[r.String()]; now[r.String()] != was {
-				return nil, fmt.Errorf("%s %w (was %s, now %s): nothing was moved; rerun", r, ErrMovedSinceInspection, orAbsent(was), orAbsent(now[r.String()]))
-			}
+	}
+	for i, tag := range tags {
+		if err := c.Tag(ctx, tag, t); err != nil {
+			err = Classify(tag.String(), "move tag", err)
+			// The caller may have been canceled: the undo must still run.
+			return nil, c.undo(context.WithoutCancel(ctx), tags[:i], olds[:i], err)
 		}
 	}
-	type moved struct {
-		ref name.Reference
-		old *remote.Descriptor
-	}
-	var done []moved
-	for _, r := range targets {
-		old, err := c.Get(ctx, r)
-		if err != nil {
-			old = nil // a tag that does not exist yet has nothing to restore
-		}
-		if err = c.Tag(ctx, asTag(r), t); err != nil {
-			var rollbackErr error
-			for _, m := range done {
-				if m.old != nil {
-					rollbackErr = errors.Join(rollbackErr, c.Put(context.WithoutCancel(ctx), m.ref, m.old))
-				}
-			}
-			err = Classify(r.String(), "move tag", err)
-			if rollbackErr != nil {
-				return nil, fmt.Errorf("%w; and restoring the tags already moved failed: %v", err, rollbackErr)
-			}
-			return nil, fmt.Errorf("%w (tags already moved were put back)", err)
-		}
-		done = append(done, moved{r, old})
-	}
-	out := make([]string, len(targets))
-	for i, r := range targets {
-		out[i] = r.String()
+	out := make([]string, len(tags))
+	for i, tag := range tags {
+		out[i] = tag.String()
 	}
 	return out, nil
 }
 
-func asTag(r name.Reference) name.Tag {
-	if t, ok := r.(name.Tag); ok {
-		return t
+// asTags refuses digest references, all before anything moves.
+func asTags(refs []name.Reference) ([]name.Tag, error) {
+	tags := make([]name.Tag, len(refs))
+	for i, r := range refs {
+		tag, ok := r.(name.Tag)
+		if !ok {
+			return nil, exit.New(exit.Usage, r.String(), fmt.Errorf("%w: nothing was moved", ErrNotATag), "name a tag to move")
+		}
+		tags[i] = tag
 	}
-	return r.Context().Tag("latest")
+	return tags, nil
+}
+
+// readOld reads each tag's current manifest (at once: callers pass a
+// handful); nil for a tag the registry does not know. Any other failure
+// (auth, 5xx, timeout) is returned: without the old manifest a failed move
+// could not be undone, and a tag that may exist must not be taken for
+// absent.
+func (c *Client) readOld(ctx context.Context, tags []name.Tag) ([]*remote.Descriptor, error) {
+	olds := make([]*remote.Descriptor, len(tags))
+	errs := make([]error, len(tags))
+	var wg sync.WaitGroup
+	for i, tag := range tags {
+		wg.Go(func() {
+			d, err := c.Get(ctx, tag)
+			switch {
+			case err == nil:
+				olds[i] = d
+			case exit.Code(err) != exit.ImageNotFound:
+				errs[i] = fmt.Errorf("%w; nothing was moved", err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return olds, nil
+}
+
+// checkSeen fails when a tag no longer points where the caller saw it.
+func checkSeen(tags []name.Tag, olds []*remote.Descriptor, seen map[string]string) error {
+	for i, tag := range tags {
+		now := ""
+		if olds[i] != nil {
+			now = olds[i].Digest.String()
+		}
+		if was := seen[tag.String()]; now != was {
+			return fmt.Errorf("%s %w (was %s, now %s): nothing was moved; rerun", tag, ErrMovedSinceInspection, orAbsent(was), orAbsent(now))
+		}
+	}
+	return nil
+}
+
+// undo puts moved tags back (old manifest, or deleted when there was
+// none) after moveErr, and says truthfully which ones it could not.
+func (c *Client) undo(ctx context.Context, moved []name.Tag, olds []*remote.Descriptor, moveErr error) error {
+	if len(moved) == 0 {
+		return fmt.Errorf("%w; nothing was moved", moveErr)
+	}
+	var left []string
+	for i, tag := range moved {
+		if olds[i] != nil {
+			if err := c.Put(ctx, tag, olds[i]); err != nil {
+				left = append(left, fmt.Sprintf("%s could not be put back on %s: %v", tag, olds[i].Digest, Classify(tag.String(), "restore tag", err)))
+			}
+			continue
+		}
+		if err := c.DeleteTag(ctx, tag); err != nil {
+			left = append(left, fmt.Sprintf("%s did not exist before and could not be deleted: %v", tag, err))
+		}
+	}
+	if left != nil {
+		return fmt.Errorf("%w; and %w: %s", moveErr, ErrTagsLeftMoved, strings.Join(left, "; "))
+	}
+	return fmt.Errorf("%w (tags already moved were put back: %s)", moveErr, joinTags(moved))
+}
+
+// DeleteTag removes tag (not the manifest it names). A tag already gone
+// is no failure. Many registries refuse DELETE on tags: the error says so.
+func (c *Client) DeleteTag(ctx context.Context, tag name.Tag) error {
+	err := remote.Delete(tag, c.RemoteOptions(ctx)...)
+	var te *transport.Error
+	if errors.As(err, &te) && (te.StatusCode == http.StatusMethodNotAllowed || hasCode(te, transport.UnsupportedErrorCode)) {
+		return fmt.Errorf("the registry refuses to delete tags (delete %s by hand): %w", tag, err)
+	}
+	err = Classify(tag.String(), "delete", err)
+	if exit.Code(err) == exit.ImageNotFound {
+		return nil
+	}
+	return err
+}
+
+func hasCode(te *transport.Error, code transport.ErrorCode) bool {
+	for _, d := range te.Errors {
+		if d.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+func joinTags(tags []name.Tag) string {
+	s := make([]string, len(tags))
+	for i, t := range tags {
+		s[i] = t.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func orAbsent(d string) string {
