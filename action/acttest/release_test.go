@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/cipack/cipack/internal/testenv"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // copyTree copies the files rel (relative to src, directories whole) into dst.

@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/safefs"
