@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/creator"
 )
 
 // releaseBins are the binaries a release ships per architecture, as
@@ -57,7 +57,7 @@ func trustedNextTo(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := lifecycle.FindTrusted(filepath.Dir(bin), lifecycle.PinnedModule(bi))
+	tr, err := creator.FindTrusted(filepath.Dir(bin), creator.PinnedModule(bi))
 	if err != nil {
 		t.Fatalf("pull mode would refuse the lifecycle installed next to %s: %v", bin, err)
 	}

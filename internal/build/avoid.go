@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/buildpacks/lifecycle/platform/files"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
 )
@@ -182,8 +182,8 @@ func unchanged(ctx context.Context, reg *registry.Client, p *buildPlan, want fin
 	if err != nil {
 		return "", nil, fmt.Sprintf("the image could not be read (%v)", err)
 	}
-	var md files.ProjectMetadata
-	if err := json.Unmarshal([]byte(cf.Config.Labels["io.buildpacks.project.metadata"]), &md); err != nil || md.Source == nil {
+	md, err := cnb.ProjectMetadata(cf.Config.Labels)
+	if err != nil || md == nil || md.Source == nil {
 		return "", nil, "the image records no inputs"
 	}
 	raw, _ := json.Marshal(md.Source.Metadata[fingerprintKey])
@@ -199,11 +199,13 @@ func unchanged(ctx context.Context, reg *registry.Client, p *buildPlan, want fin
 	if why := onRunImage(ctx, reg, p, cf); why != "" {
 		return "", nil, why
 	}
-	var bm struct {
-		Buildpacks []Buildpack `json:"buildpacks"`
+	var bps []Buildpack
+	if bm, err := cnb.BuildMetadata(cf.Config.Labels); err == nil && bm != nil {
+		for _, bp := range bm.Buildpacks {
+			bps = append(bps, Buildpack{ID: bp.ID, Version: bp.Version})
+		}
 	}
-	_ = json.Unmarshal([]byte(cf.Config.Labels["io.buildpacks.build.metadata"]), &bm)
-	return digest, bm.Buildpacks, ""
+	return digest, bps, ""
 }
 
 func diffFingerprint(a, b fingerprint) []string {

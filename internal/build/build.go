@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -19,7 +19,7 @@ import (
 type Deps struct {
 	Registry *registry.Client
 	Log      io.Writer
-	Observer lifecycle.Observer
+	Observer creator.Observer
 	// Environ is the environment the lifecycle inherits (PATH, HOME, …).
 	Environ []string
 	// BuilderUID and BuilderGID are the builder's CNB_USER_ID and
@@ -59,9 +59,9 @@ type Result struct {
 	RunImage    string   `json:"runImage"`
 	// Platform is os/arch of the image: the lifecycle builds for the
 	// platform it runs on. A multi-arch merge takes it from each job.
-	Platform   string                  `json:"platform"`
-	Buildpacks []Buildpack             `json:"buildpacks"`
-	Phases     []lifecycle.PhaseTiming `json:"phases"`
+	Platform   string                `json:"platform"`
+	Buildpacks []Buildpack           `json:"buildpacks"`
+	Phases     []creator.PhaseTiming `json:"phases"`
 	// Skipped: nothing changed since the image the tag holds
 	// (--skip-unchanged); the lifecycle did not run.
 	Skipped  bool          `json:"skipped,omitempty"`
@@ -102,7 +102,7 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	if p.host == nil {
 		h = inBuilderHost(in, d)
 	}
-	runner := &lifecycle.Runner{Log: d.Log, Observer: d.Observer}
+	runner := &creator.Runner{Log: d.Log, Observer: d.Observer}
 	undo, err := h.setup(&in, runner, d)
 	defer undo()
 	if err != nil {

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/registry"
 	"github.com/cipack/cipack/internal/safefs"
 )
@@ -21,7 +21,7 @@ const (
 // collected is what execute hands to collect.
 type collected struct {
 	api     string
-	timings []lifecycle.PhaseTiming
+	timings []creator.PhaseTiming
 	start   time.Time
 }
 
@@ -29,7 +29,7 @@ type collected struct {
 // gone (each ran in a PID namespace, or as a child that was waited for):
 // the report, checked against the registry, the SBOM and the group.
 func collect(ctx context.Context, p *buildPlan, w *workdirs, opts Options, d Deps, c collected) (*Result, error) {
-	report, err := lifecycle.ReadReport(filepath.Join(w.layers, "report.toml"))
+	report, err := creator.ReadReport(filepath.Join(w.layers, "report.toml"))
 	if err != nil {
 		reportWritten(ctx, d.Registry, p.refs.written(), p.refs.before, d.Log)
 		return nil, exit.New(exit.Export, "export phase", err, "the lifecycle finished but left no readable report: check the builder's lifecycle version")
@@ -60,7 +60,7 @@ func collect(ctx context.Context, p *buildPlan, w *workdirs, opts Options, d Dep
 		res.SBOMDir = opts.SBOMDir
 		fmt.Fprintf(d.Log, "cipack: %d SBOM files copied to %s\n", n, opts.SBOMDir)
 	}
-	if group, err := lifecycle.ReadGroup(filepath.Join(w.layers, "group.toml")); err == nil {
+	if group, err := creator.ReadGroup(filepath.Join(w.layers, "group.toml")); err == nil {
 		for _, bp := range group.Group {
 			res.Buildpacks = append(res.Buildpacks, Buildpack{ID: bp.ID, Version: bp.Version})
 		}

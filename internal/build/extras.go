@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"github.com/buildpacks/lifecycle/platform/files"
 
 	"github.com/cipack/cipack/internal/buildpacks"
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/project"
 	"github.com/cipack/cipack/internal/pull"
@@ -118,9 +118,13 @@ func builderBuildpacks(p *buildPlan) (buildpacks.Builder, error) {
 		if p.host.builder != nil {
 			labels = p.host.builder.Labels
 		}
-		b.Versions, err = buildpacks.VersionsInLabel(labels["io.buildpacks.buildpack.layers"])
-		if len(b.APIs) == 0 {
-			b.APIs = labelBuildpackAPIs(labels["io.buildpacks.builder.metadata"])
+		b.Versions, err = cnb.BuildpackLayers(labels)
+		if b.Versions == nil {
+			b.Versions = map[string][]string{}
+		}
+		// pack's builders have no lifecycle.toml: the label lists the APIs.
+		if md, mdErr := cnb.Builder(labels); len(b.APIs) == 0 && mdErr == nil && md != nil {
+			b.APIs = md.Lifecycle.APIs.Buildpack.Supported
 		}
 	} else {
 		b.Versions, err = buildpacks.VersionsInDir(p.builder.Path("buildpacks"))
@@ -129,25 +133,6 @@ func builderBuildpacks(p *buildPlan) (buildpacks.Builder, error) {
 		return b, exit.New(exit.Builder, "builder buildpacks", err, "use a builder made by pack builder create")
 	}
 	return b, nil
-}
-
-// labelBuildpackAPIs reads lifecycle.apis.buildpack.supported from a
-// builder image's metadata label (pack's builders have no
-// lifecycle.toml).
-func labelBuildpackAPIs(label string) []string {
-	var md struct {
-		Lifecycle struct {
-			APIs struct {
-				Buildpack struct {
-					Supported []string `json:"supported"`
-				} `json:"buildpack"`
-			} `json:"apis"`
-		} `json:"lifecycle"`
-	}
-	if json.Unmarshal([]byte(label), &md) != nil {
-		return nil
-	}
-	return md.Lifecycle.APIs.Buildpack.Supported
 }
 
 func flagSources(flag string, values []string, cwd string) []buildpacks.Source {

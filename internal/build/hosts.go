@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/sandbox"
 )
 
@@ -19,16 +19,16 @@ import (
 type host interface {
 	// setup points the inputs and the runner at this host (paths, env,
 	// how a process starts) and returns what undoes it.
-	setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps) (undo func(), err error)
+	setup(in *creator.CreateInputs, r *creator.Runner, d Deps) (undo func(), err error)
 	// execute runs the lifecycle and returns the platform API it used.
-	execute(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error)
+	execute(ctx context.Context, r *creator.Runner, b *creator.Builder, in creator.CreateInputs, candidates []string) (string, []creator.PhaseTiming, error)
 }
 
 // inBuilderHost picks the in-builder host: the app bound at /workspace
 // when it lives elsewhere and a private mount namespace can be made
 // (root, CAP_SYS_ADMIN, a /workspace to bind over), else the lifecycle
 // as a plain child, and the log says why.
-func inBuilderHost(in lifecycle.CreateInputs, d Deps) host {
+func inBuilderHost(in creator.CreateInputs, d Deps) host {
 	if in.AppDir == sbApp {
 		return directHost{}
 	}
@@ -41,7 +41,7 @@ func inBuilderHost(in lifecycle.CreateInputs, d Deps) host {
 	return directHost{}
 }
 
-func bindable(in lifecycle.CreateInputs, d Deps) string {
+func bindable(in creator.CreateInputs, d Deps) string {
 	if d.Euid != 0 {
 		return "binding it there needs root"
 	}
@@ -64,7 +64,7 @@ func under(p string) bool { return p == sbApp || strings.HasPrefix(p, sbApp+"/")
 // directHost runs the creator as cipack's child, on this filesystem.
 type directHost struct{}
 
-func (directHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps) (func(), error) {
+func (directHost) setup(in *creator.CreateInputs, r *creator.Runner, d Deps) (func(), error) {
 	r.Environ = lifecycleEnv(d.Environ)
 	if d.Euid != 0 && in.RegistryAuth != "" {
 		fmt.Fprintf(d.Log, "cipack: warning: cipack runs as uid %d, not root, so the lifecycle cannot drop privileges before build code runs: "+
@@ -75,15 +75,15 @@ func (directHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps)
 	return func() {}, nil
 }
 
-func (directHost) execute(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
+func (directHost) execute(ctx context.Context, r *creator.Runner, b *creator.Builder, in creator.CreateInputs, candidates []string) (string, []creator.PhaseTiming, error) {
 	return runCreator(ctx, r, b, in, candidates)
 }
 
 // runCreator runs the creator, trying the candidate APIs newest first.
-func runCreator(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
-	return r.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
+func runCreator(ctx context.Context, r *creator.Runner, b *creator.Builder, in creator.CreateInputs, candidates []string) (string, []creator.PhaseTiming, error) {
+	return r.RunNegotiated(ctx, candidates, func(api string) creator.Invocation {
 		in.PlatformAPI = api
-		return lifecycle.PlanCreate(b, in)
+		return creator.PlanCreate(b, in)
 	})
 }
 
@@ -95,7 +95,7 @@ func runCreator(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, 
 // path instead.
 type bindHost struct{ self, tmp string }
 
-func (h bindHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps) (func(), error) {
+func (h bindHost) setup(in *creator.CreateInputs, r *creator.Runner, d Deps) (func(), error) {
 	r.Environ = lifecycleEnv(d.Environ)
 	var binds []sandbox.Bind
 	undo := func() {}
@@ -117,7 +117,7 @@ func (h bindHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps)
 	// Last: once the app covers /workspace, paths under it are hidden.
 	binds = append(binds, sandbox.Bind{Host: in.AppDir, Path: sbApp})
 	in.AppDir = sbApp
-	r.Wrap = func(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(int) error, error) {
+	r.Wrap = func(inv creator.Invocation, env []string) (*exec.Cmd, func(int) error, error) {
 		cmd, done, err := sandbox.Wrap(h.self, sandbox.Spec{Binds: binds, Argv: append([]string{inv.Path}, inv.Args...), Env: env, Dir: sbApp})
 		if err != nil {
 			return nil, nil, err
@@ -133,6 +133,6 @@ func (h bindHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps)
 	return undo, nil
 }
 
-func (bindHost) execute(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
+func (bindHost) execute(ctx context.Context, r *creator.Runner, b *creator.Builder, in creator.CreateInputs, candidates []string) (string, []creator.PhaseTiming, error) {
 	return runCreator(ctx, r, b, in, candidates)
 }

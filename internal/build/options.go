@@ -15,8 +15,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 )
 
 // Options are the inputs of one build, as plain values: the CLI fills them
@@ -147,12 +147,12 @@ func (o *Options) Validate() error {
 		}
 		o.fileEnv = append(o.fileEnv, env...)
 	}
-	if o.PlatformAPI != "" && o.PlatformAPI != lifecycle.Auto {
-		if _, _, err := lifecycle.ParseAPI(o.PlatformAPI); err != nil {
+	if o.PlatformAPI != "" && o.PlatformAPI != cnb.Auto {
+		if _, err := cnb.ParseAPI(o.PlatformAPI); err != nil {
 			return exit.Usagef("--platform-api", "give a version such as 0.14, or auto", "%v", err)
 		}
-		if !slices.Contains(lifecycle.SupportedAPIs, o.PlatformAPI) {
-			return exit.Usagef("--platform-api", fmt.Sprintf("choose one of %v, or auto", lifecycle.SupportedAPIs),
+		if !slices.Contains(cnb.SupportedAPIs, o.PlatformAPI) {
+			return exit.Usagef("--platform-api", fmt.Sprintf("choose one of %v, or auto", cnb.SupportedAPIs),
 				"cipack does not support platform API %s", o.PlatformAPI)
 		}
 	}

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/project"
 	"github.com/cipack/cipack/internal/pull"
 	"github.com/cipack/cipack/internal/registry"
@@ -18,10 +18,10 @@ import (
 
 // buildPlan is what the plan stage decided: nothing on disk yet.
 type buildPlan struct {
-	builder *lifecycle.Builder
+	builder *creator.Builder
 	// files reads the builder's files: this filesystem, or the pulled
 	// layers.
-	files lifecycle.Files
+	files creator.Files
 	// host is the pulled builder's host; nil: in-builder (chosen once the
 	// app's path is known).
 	host       *pulledHost
@@ -36,13 +36,13 @@ type buildPlan struct {
 // plan loads the builder, picks the build user, checks the registries and
 // reads the project descriptor: every failure here leaves nothing behind.
 func plan(ctx context.Context, opts Options, d Deps) (*buildPlan, error) {
-	p := &buildPlan{files: lifecycle.LocalFiles{}}
+	p := &buildPlan{files: creator.LocalFiles{}}
 	var err error
 	if PullMode(opts) {
 		if err = p.pullBuilder(ctx, opts, &d); err != nil {
 			return nil, err
 		}
-	} else if p.builder, err = lifecycle.LoadBuilder(opts.CNBDir); err != nil {
+	} else if p.builder, err = creator.LoadBuilder(opts.CNBDir); err != nil {
 		return nil, err
 	}
 	if p.builder.Extensions {
@@ -88,7 +88,7 @@ func (p *buildPlan) pullBuilder(ctx context.Context, opts Options, d *Deps) erro
 	fmt.Fprintf(d.Log, "cipack: builder %s: %d layers, %d unpacked, %d cached and verified in %s (%s)\n", pulled.Ref, len(pulled.Layers), pulled.Unpacked,
 		len(pulled.Layers)-pulled.Unpacked, opts.BuilderCache, time.Since(t).Round(time.Millisecond))
 	p.files = pull.Files(pulled.Layers)
-	if p.builder, err = lifecycle.LoadBuilderFrom("/cnb", p.files); err != nil {
+	if p.builder, err = creator.LoadBuilderFrom("/cnb", p.files); err != nil {
 		return err
 	}
 	// The image's own user: a step's CNB_USER_ID is not the builder's.
@@ -116,7 +116,7 @@ func (p *buildPlan) checkRegistries(ctx context.Context, opts Options, d Deps) e
 	if len(p.builder.DeclaredAPIs) == 0 {
 		p.builder.DeclaredAPIs = p.refs.builderAPIs
 	}
-	if p.candidates, err = lifecycle.Candidates(opts.PlatformAPI, p.builder); err != nil {
+	if p.candidates, err = creator.Candidates(opts.PlatformAPI, p.builder); err != nil {
 		return err
 	}
 	var images []string

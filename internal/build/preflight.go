@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -10,8 +9,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/cipack/cipack/internal/cnb"
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -53,7 +53,7 @@ func (p preflightRefs) all() []name.Reference {
 // can be pushed, the run image read and (when named) the builder image
 // read, so that bad credentials or a typo fail in seconds with nothing
 // pushed.
-func preflight(ctx context.Context, reg, builderReg *registry.Client, opts Options, b *lifecycle.Builder) (preflightRefs, error) {
+func preflight(ctx context.Context, reg, builderReg *registry.Client, opts Options, b *creator.Builder) (preflightRefs, error) {
 	var p preflightRefs
 	var err error
 	if p.image, err = reg.Parse(opts.Image); err != nil {
@@ -139,21 +139,12 @@ func builderAPIs(ctx context.Context, reg *registry.Client, ref string) ([]strin
 	if err != nil {
 		return nil, relabel("--builder", err)
 	}
-	var md struct {
-		Lifecycle struct {
-			APIs struct {
-				Platform struct {
-					Supported []string `json:"supported"`
-				} `json:"platform"`
-			} `json:"apis"`
-		} `json:"lifecycle"`
+	md, err := cnb.Builder(cf.Config.Labels)
+	if err != nil {
+		return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("%s: %w", ref, err), "name a CNB builder image")
 	}
-	raw, ok := cf.Config.Labels["io.buildpacks.builder.metadata"]
-	if !ok {
-		return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("%s has no io.buildpacks.builder.metadata label", ref), "name a CNB builder image")
-	}
-	if err := json.Unmarshal([]byte(raw), &md); err != nil {
-		return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("%s: malformed builder metadata: %w", ref, err), "name a CNB builder image")
+	if md == nil {
+		return nil, exit.New(exit.Builder, "--builder", fmt.Errorf("%s has no %s label", ref, cnb.BuilderMetadataLabel), "name a CNB builder image")
 	}
 	return md.Lifecycle.APIs.Platform.Supported, nil
 }

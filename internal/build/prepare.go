@@ -10,8 +10,8 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/buildpacks/lifecycle/platform/files"
 
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/safefs"
 	"github.com/cipack/cipack/internal/scratch"
 )
@@ -136,8 +136,8 @@ func (w *workdirs) makeAnalyzed(tmp string, uid, gid int) error {
 }
 
 // inputs are the creator's inputs for this build, with host paths.
-func (w *workdirs) inputs(p *buildPlan, opts Options) lifecycle.CreateInputs {
-	in := lifecycle.CreateInputs{
+func (w *workdirs) inputs(p *buildPlan, opts Options) creator.CreateInputs {
+	in := creator.CreateInputs{
 		Order:         w.order,
 		BuildpacksDir: w.buildpacks,
 		ExecEnv:       opts.ExecEnv,

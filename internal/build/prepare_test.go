@@ -12,7 +12,7 @@ import (
 	"github.com/buildpacks/lifecycle/platform/files"
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/creator"
 )
 
 // The prepare stage, without root: the platform dir holds the build env
@@ -26,8 +26,8 @@ func TestPrepareLaysOutTheBuild(t *testing.T) {
 	}
 	image, _ := name.ParseReference("reg.example/app:latest")
 	p := &buildPlan{
-		builder: &lifecycle.Builder{CNBDir: "/cnb", RunImage: files.RunImageForExport{Image: "reg.example/run:v1", Mirrors: []string{"mirror.example/run:v1"}}},
-		files:   lifecycle.LocalFiles{},
+		builder: &creator.Builder{CNBDir: "/cnb", RunImage: files.RunImageForExport{Image: "reg.example/run:v1", Mirrors: []string{"mirror.example/run:v1"}}},
+		files:   creator.LocalFiles{},
 		host:    &pulledHost{},
 		uid:     os.Getuid(), gid: os.Getgid(),
 		refs:   preflightRefs{image: image},

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/pull"
 	"github.com/cipack/cipack/internal/sandbox"
 )
@@ -26,7 +26,7 @@ type pulledHost struct {
 	builder       *pull.Builder
 	// trusted is nil for a builder the user trusts (--trust-builder):
 	// its own creator then runs everything, credentials included.
-	trusted *lifecycle.Trusted
+	trusted *creator.Trusted
 	// binds are the build's directories: app, layers, platform, cache,
 	// and analyzed.toml's.
 	app, layers, platform, cache, analyzed string
@@ -46,7 +46,7 @@ const (
 )
 
 // retarget points in's host paths at the sandbox's fixed ones.
-func (h *pulledHost) retarget(in *lifecycle.CreateInputs) {
+func (h *pulledHost) retarget(in *creator.CreateInputs) {
 	h.app, h.layers, h.platform = in.AppDir, in.LayersDir, in.PlatformDir
 	in.AppDir, in.LayersDir, in.PlatformDir = sbApp, sbLayers, sbPlatform
 	in.ReportPath = sbLayers + "/report.toml"
@@ -65,7 +65,7 @@ func (h *pulledHost) retarget(in *lifecycle.CreateInputs) {
 }
 
 // wrap is the runner's Wrap: one container per invocation.
-func (h *pulledHost) wrap(inv lifecycle.Invocation, env []string) (*exec.Cmd, func(int) error, error) {
+func (h *pulledHost) wrap(inv creator.Invocation, env []string) (*exec.Cmd, func(int) error, error) {
 	spec := h.buildSpec(inv, env)
 	if inv.Trusted && h.trusted != nil {
 		spec = h.trustedSpec(inv, env)
@@ -88,7 +88,7 @@ func (h *pulledHost) wrap(inv lifecycle.Invocation, env []string) (*exec.Cmd, fu
 // the build user with no capability; a trusted builder's creator starts
 // as root (it owns the layers for the build user, then drops to it, and
 // the kernel clears its capabilities when it does).
-func (h *pulledHost) buildSpec(inv lifecycle.Invocation, env []string) sandbox.Spec {
+func (h *pulledHost) buildSpec(inv creator.Invocation, env []string) sandbox.Spec {
 	binds := h.buildBinds(inv.Trusted)
 	spec := sandbox.Spec{Runtime: h.runtime, Layers: h.builder.Layers, Binds: binds,
 		Argv: append([]string{inv.Path}, inv.Args...), Env: append(builderEnv(h.builder.Env), env...), Dir: sbApp,
@@ -125,7 +125,7 @@ func (h *pulledHost) buildBinds(withCache bool) []sandbox.Bind {
 // trustedSpec runs a credential phase with the lifecycle cipack pins, in
 // a root that has nothing of the builder: a hostile builder's CA
 // certificates, hosts file or binaries never meet the credentials.
-func (h *pulledHost) trustedSpec(inv lifecycle.Invocation, env []string) sandbox.Spec {
+func (h *pulledHost) trustedSpec(inv creator.Invocation, env []string) sandbox.Spec {
 	lc := filepath.Dir(inv.Path)
 	binds := []sandbox.Bind{
 		{Host: h.trusted.Lifecycle, Path: inv.Path, ReadOnly: true},
@@ -229,7 +229,7 @@ func newPulledHost(opts Options, d Deps) (*pulledHost, error) {
 	}
 	h := &pulledHost{self: d.Self, runtime: rt}
 	if !opts.TrustBuilder {
-		if h.trusted, err = lifecycle.FindTrusted(opts.LifecycleDir, d.Pinned); err != nil {
+		if h.trusted, err = creator.FindTrusted(opts.LifecycleDir, d.Pinned); err != nil {
 			return nil, err
 		}
 	}
@@ -238,7 +238,7 @@ func newPulledHost(opts Options, d Deps) (*pulledHost, error) {
 
 // setup runs every phase in a container: the host's paths become the
 // sandbox's fixed ones, and the containers get only the env they need.
-func (h *pulledHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d Deps) (func(), error) {
+func (h *pulledHost) setup(in *creator.CreateInputs, r *creator.Runner, d Deps) (func(), error) {
 	r.Environ = containerEnv(d.Environ)
 	h.findHostFiles(d.Environ)
 	h.retarget(in)
@@ -248,13 +248,13 @@ func (h *pulledHost) setup(in *lifecycle.CreateInputs, r *lifecycle.Runner, d De
 
 // execute runs a trusted builder's creator in one container, else the
 // five phases one by one, the credential phases apart from build code.
-func (h *pulledHost) execute(ctx context.Context, r *lifecycle.Runner, b *lifecycle.Builder, in lifecycle.CreateInputs, candidates []string) (string, []lifecycle.PhaseTiming, error) {
+func (h *pulledHost) execute(ctx context.Context, r *creator.Runner, b *creator.Builder, in creator.CreateInputs, candidates []string) (string, []creator.PhaseTiming, error) {
 	if h.trusted == nil {
 		// The builder is trusted: its creator holds the credentials and
 		// starts as root (it drops to the build user for build code).
-		return r.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
+		return r.RunNegotiated(ctx, candidates, func(api string) creator.Invocation {
 			in.PlatformAPI = api
-			inv := lifecycle.PlanCreate(b, in)
+			inv := creator.PlanCreate(b, in)
 			inv.Trusted = true
 			return inv
 		})
@@ -264,14 +264,14 @@ func (h *pulledHost) execute(ctx context.Context, r *lifecycle.Runner, b *lifecy
 		// The builder declares no APIs: ask its detector, which exits 11
 		// for one it does not speak.
 		var err error
-		api, _, err = r.RunNegotiated(ctx, candidates, func(api string) lifecycle.Invocation {
-			return lifecycle.Invocation{Path: b.Path("lifecycle", "detector"), Args: []string{"-version"}, Env: []string{"CNB_PLATFORM_API=" + api}}
+		api, _, err = r.RunNegotiated(ctx, candidates, func(api string) creator.Invocation {
+			return creator.Invocation{Path: b.Path("lifecycle", "detector"), Args: []string{"-version"}, Env: []string{"CNB_PLATFORM_API=" + api}}
 		})
 		if err != nil {
 			return "", nil, err
 		}
 	}
 	in.PlatformAPI = api
-	timings, err := r.RunPhases(ctx, lifecycle.PlanPhases(b, in))
+	timings, err := r.RunPhases(ctx, creator.PlanPhases(b, in))
 	return api, timings, err
 }

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/pull"
 	"github.com/cipack/cipack/internal/sandbox"
 )
@@ -25,7 +25,7 @@ func TestPulledHostChecksItsNeedsFirst(t *testing.T) {
 		}
 		return "", errors.New("not found")
 	}
-	pinned := &debug.Module{Path: lifecycle.Module, Version: "v0.21.0"}
+	pinned := &debug.Module{Path: creator.Module, Version: "v0.21.0"}
 	opts := Options{Builder: "reg.example/builder", LifecycleDir: t.TempDir()}
 	for _, c := range []struct {
 		name   string
@@ -68,11 +68,11 @@ func TestTrustedLifecycleMustBeThePinnedModule(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = lifecycle.FindTrusted(dir, &debug.Module{Path: lifecycle.Module, Version: "v0.21.0"})
+	_, err = creator.FindTrusted(dir, &debug.Module{Path: creator.Module, Version: "v0.21.0"})
 	if exit.Code(err) != exit.Builder || !strings.Contains(err.Error(), "is built from") {
 		t.Fatalf("a foreign binary as the trusted lifecycle: %v", err)
 	}
-	if _, err := lifecycle.FindTrusted(dir, nil); exit.Code(err) != exit.Builder {
+	if _, err := creator.FindTrusted(dir, nil); exit.Code(err) != exit.Builder {
 		t.Fatalf("no pinned module: %v", err)
 	}
 }
@@ -109,14 +109,14 @@ func TestContainerEnv(t *testing.T) {
 // resolver, and the cache.
 func TestPulledHostSpecs(t *testing.T) {
 	h := &pulledHost{self: "/bin/cipack", runtime: "/usr/sbin/runc", builder: &pull.Builder{Layers: []string{"/s/1", "/s/2"}, Env: []string{"PATH=/bin", "CNB_RUN_IMAGE=x"}},
-		trusted: &lifecycle.Trusted{Lifecycle: "/opt/cipack/lifecycle", Launcher: "/opt/cipack/launcher"},
+		trusted: &creator.Trusted{Lifecycle: "/opt/cipack/lifecycle", Launcher: "/opt/cipack/launcher"},
 		uid:     1000, gid: 1001, dnsFiles: []string{"/etc/resolv.conf", "/etc/hosts"}, caFiles: []string{"/etc/ssl/certs"}, userCA: []string{"/opt/ca.pem"}}
-	in := lifecycle.CreateInputs{AppDir: "/tmp/app", LayersDir: "/tmp/layers", PlatformDir: "/tmp/platform", CacheDir: "/tmp/cache", RunToml: "/tmp/platform/run.toml"}
+	in := creator.CreateInputs{AppDir: "/tmp/app", LayersDir: "/tmp/layers", PlatformDir: "/tmp/platform", CacheDir: "/tmp/cache", RunToml: "/tmp/platform/run.toml"}
 	h.retarget(&in)
 	if in.AppDir != "/workspace" || in.LayersDir != "/layers" || in.PlatformDir != "/platform" || in.CacheDir != "/cache" || in.RunToml != "/platform/run.toml" {
 		t.Fatalf("retarget: %+v", in)
 	}
-	build := h.buildSpec(lifecycle.Invocation{Path: "/cnb/lifecycle/builder"}, []string{"CNB_PLATFORM_API=0.15"})
+	build := h.buildSpec(creator.Invocation{Path: "/cnb/lifecycle/builder"}, []string{"CNB_PLATFORM_API=0.15"})
 	if build.UID != 1000 || build.GID != 1001 || len(build.Caps) != 0 || !slices.Equal(build.Layers, h.builder.Layers) {
 		t.Errorf("build phase: %+v", build)
 	}
@@ -133,7 +133,7 @@ func TestPulledHostSpecs(t *testing.T) {
 	if got, want := hosts(build), []string{"/tmp/app>/workspace", "/tmp/layers>/layers", "/tmp/platform>/platform", "/opt/ca.pem>/opt/ca.pem", "/etc/resolv.conf>/etc/resolv.conf"}; !slices.Equal(got, want) {
 		t.Errorf("build binds %v, want %v", got, want)
 	}
-	export := h.trustedSpec(lifecycle.Invocation{Path: "/cnb/lifecycle/exporter", Trusted: true}, nil)
+	export := h.trustedSpec(creator.Invocation{Path: "/cnb/lifecycle/exporter", Trusted: true}, nil)
 	if export.UID != 0 || !slices.Equal(export.Caps, sandbox.TrustedCaps) || len(export.Layers) != 0 {
 		t.Errorf("export phase: %+v", export)
 	}

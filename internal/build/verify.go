@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -93,7 +93,7 @@ func (r *Result) Check() error {
 	bad := func(what, v string) error {
 		return exit.New(exit.Export, what, fmt.Errorf("refusing to output a malformed value %q", v), "this is a bug or tampering: nothing was output")
 	}
-	if !lifecycle.DigestPattern.MatchString(r.Digest) {
+	if !creator.DigestPattern.MatchString(r.Digest) {
 		return bad("digest", r.Digest)
 	}
 	if _, err := name.NewDigest(r.ImageRef, name.StrictValidation); err != nil {

@@ -1,20 +1,15 @@
 package buildpacks
 
 import (
-	"encoding/json"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/buildpacks/lifecycle/buildpack"
 	"github.com/buildpacks/lifecycle/launch"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/safefs"
-)
-
-// Labels of a buildpackage image (`pack buildpack package`).
-const (
-	packageLabel = "io.buildpacks.buildpackage.metadata"
-	layersLabel  = "io.buildpacks.buildpack.layers"
 )
 
 // fromImage fetches a buildpackage and takes every buildpack its layers
@@ -27,18 +22,15 @@ func (f *fetcher) fromImage(l Located) (buildpack.GroupElement, error) {
 		return buildpack.GroupElement{}, err
 	}
 	hint := "name a buildpackage image (made by `pack buildpack package`)"
-	var md struct {
-		ID      string `json:"id"`
-		Version string `json:"version"`
+	md, err := cnb.Buildpackage(pkg.Labels)
+	if err != nil || md == nil || md.ID == "" {
+		return buildpack.GroupElement{}, l.errorf(hint, "%s has no valid %s label", pkg.Ref, cnb.BuildpackageMetadataLabel)
 	}
-	if err := json.Unmarshal([]byte(pkg.Labels[packageLabel]), &md); err != nil || md.ID == "" {
-		return buildpack.GroupElement{}, l.errorf(hint, "%s has no valid %s label", pkg.Ref, packageLabel)
+	listed, err := cnb.BuildpackLayers(pkg.Labels)
+	if err != nil || listed == nil {
+		return buildpack.GroupElement{}, l.errorf(hint, "%s has no valid %s label", pkg.Ref, cnb.BuildpackLayersLabel)
 	}
-	var listed map[string]map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(pkg.Labels[layersLabel]), &listed); err != nil {
-		return buildpack.GroupElement{}, l.errorf(hint, "%s has no valid %s label", pkg.Ref, layersLabel)
-	}
-	if _, ok := listed[md.ID][md.Version]; !ok {
+	if !slices.Contains(listed[md.ID], md.Version) {
 		return buildpack.GroupElement{}, l.errorf(hint, "%s: its main buildpack %s@%s is not in its layers label", pkg.Ref, md.ID, md.Version)
 	}
 	ids := make([]string, 0, len(listed))
@@ -47,7 +39,7 @@ func (f *fetcher) fromImage(l Located) (buildpack.GroupElement, error) {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		for version := range listed[id] {
+		for _, version := range listed[id] {
 			if err := f.fromLayers(l, pkg, id, version); err != nil {
 				return buildpack.GroupElement{}, err
 			}

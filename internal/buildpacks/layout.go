@@ -1,7 +1,6 @@
 package buildpacks
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -61,27 +60,6 @@ func VersionsInDir(dir string) (map[string][]string, error) {
 		id := strings.ReplaceAll(e.Name(), "_", "/")
 		for _, v := range versions {
 			out[id] = append(out[id], v.Name())
-		}
-		sort.Strings(out[id])
-	}
-	return out, nil
-}
-
-// VersionsInLabel lists the buildpacks a builder image's
-// io.buildpacks.buildpack.layers label names (pull mode reads the image,
-// not a directory).
-func VersionsInLabel(label string) (map[string][]string, error) {
-	out := map[string][]string{}
-	if label == "" {
-		return out, nil
-	}
-	var listed map[string]map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(label), &listed); err != nil {
-		return nil, fmt.Errorf("%s: %w", layersLabel, err)
-	}
-	for id, versions := range listed {
-		for v := range versions {
-			out[id] = append(out[id], v)
 		}
 		sort.Strings(out[id])
 	}

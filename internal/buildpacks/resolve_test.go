@@ -15,6 +15,7 @@ import (
 
 	"github.com/buildpacks/lifecycle/platform/files"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
 )
 
@@ -70,7 +71,7 @@ func TestResolveFetchesEachForm(t *testing.T) {
 	layer := t.TempDir()
 	writeBP(t, filepath.Join(layer, "cnb/buildpacks/me_img/3.0.0"), "0.10", "me/img", "3.0.0", "")
 	pkgs := fakePackages{"registry.example/me/img:3": {Ref: "registry.example/me/img@sha256:" + sixtyFour, Layers: []string{layer},
-		Labels: map[string]string{packageLabel: `{"id":"me/img","version":"3.0.0"}`, layersLabel: `{"me/img":{"3.0.0":{"api":"0.10"}}}`}}}
+		Labels: map[string]string{cnb.BuildpackageMetadataLabel: `{"id":"me/img","version":"3.0.0"}`, cnb.BuildpackLayersLabel: `{"me/img":{"3.0.0":{"api":"0.10"}}}`}}}
 	builder := Builder{Versions: map[string][]string{"b/one": {"1"}}, Order: groups([]string{"b/one"})}
 	p, err := resolve(t, Request{Builder: builder, Group: []Source{
 		{Raw: "dir-bp", Base: base, Input: "--buildpack"},
@@ -179,10 +180,10 @@ func TestResolveRefusesAHostileBuildpackage(t *testing.T) {
 	writeBP(t, filepath.Join(layer, "cnb/buildpacks/me_img/1"), "0.10", "me/other", "1", "")
 	for name, labels := range map[string]map[string]string{
 		"no labels":        {},
-		"id with ..":       {packageLabel: `{"id":"../x","version":"1"}`, layersLabel: `{"../x":{"1":{}}}`},
-		"version with ..":  {packageLabel: `{"id":"me/img","version":"../1"}`, layersLabel: `{"me/img":{"../1":{}}}`},
-		"layer mislabeled": {packageLabel: `{"id":"me/img","version":"1"}`, layersLabel: `{"me/img":{"1":{}}}`},
-		"not in layers":    {packageLabel: `{"id":"me/nope","version":"1"}`, layersLabel: `{"me/nope":{"1":{}}}`},
+		"id with ..":       {cnb.BuildpackageMetadataLabel: `{"id":"../x","version":"1"}`, cnb.BuildpackLayersLabel: `{"../x":{"1":{}}}`},
+		"version with ..":  {cnb.BuildpackageMetadataLabel: `{"id":"me/img","version":"../1"}`, cnb.BuildpackLayersLabel: `{"me/img":{"../1":{}}}`},
+		"layer mislabeled": {cnb.BuildpackageMetadataLabel: `{"id":"me/img","version":"1"}`, cnb.BuildpackLayersLabel: `{"me/img":{"1":{}}}`},
+		"not in layers":    {cnb.BuildpackageMetadataLabel: `{"id":"me/nope","version":"1"}`, cnb.BuildpackLayersLabel: `{"me/nope":{"1":{}}}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pkgs := fakePackages{"r.example/bp:1": {Ref: "r.example/bp:1", Layers: []string{layer}, Labels: labels}}

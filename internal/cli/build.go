@@ -19,8 +19,8 @@ import (
 
 	"github.com/cipack/cipack/internal/build"
 	"github.com/cipack/cipack/internal/ci"
+	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
-	"github.com/cipack/cipack/internal/lifecycle"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -191,7 +191,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		Self:       self,
 		Euid:       os.Geteuid(),
 		LookPath:   exec.LookPath,
-		Pinned:     lifecycle.PinnedModule(bi),
+		Pinned:     creator.PinnedModule(bi),
 		TempDir:    os.TempDir(),
 		Cwd:        cwd,
 	})

@@ -20,14 +20,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
-)
-
-// CNB labels read here (platform spec).
-const (
-	labelLifecycle = "io.buildpacks.lifecycle.metadata"
-	labelProject   = "io.buildpacks.project.metadata"
 )
 
 // platformField is what an os, architecture or variant may be (the OCI
@@ -115,11 +110,11 @@ func Run(ctx context.Context, o Options, reg *registry.Client, log io.Writer) (*
 		for _, s := range sources[1:] {
 			if s.project != sources[0].project {
 				return nil, exit.Usagef("--source", "merge images built from one commit, or pass --any-source to waive the check",
-					"%s and %s were built from different sources (%s differs: %s vs %s)", sources[0].ref, s.ref, labelProject, orNone(sources[0].project), orNone(s.project))
+					"%s and %s were built from different sources (%s differs: %s vs %s)", sources[0].ref, s.ref, cnb.ProjectMetadataLabel, orNone(sources[0].project), orNone(s.project))
 			}
 		}
 		if sources[0].project == "" {
-			fmt.Fprintf(log, "cipack: note: the images carry no %s label, so their source cannot be compared\n", labelProject)
+			fmt.Fprintf(log, "cipack: note: the images carry no %s label, so their source cannot be compared\n", cnb.ProjectMetadataLabel)
 		}
 	}
 	sort.Slice(sources, func(i, j int) bool {
@@ -189,8 +184,8 @@ func inspect(ctx context.Context, reg *registry.Client, s string) (source, error
 	if err != nil {
 		return source{}, registry.Classify(s, "read config of", err)
 	}
-	if _, ok := cf.Config.Labels[labelLifecycle]; !ok {
-		return source{}, exit.Usagef("--source", "list images built with buildpacks (cipack build)", "%s has no %s label: it is not a CNB image", s, labelLifecycle)
+	if _, ok := cf.Config.Labels[cnb.LifecycleMetadataLabel]; !ok {
+		return source{}, exit.Usagef("--source", "list images built with buildpacks (cipack build)", "%s has no %s label: it is not a CNB image", s, cnb.LifecycleMetadataLabel)
 	}
 	if cf.OS == "" || cf.Architecture == "" {
 		return source{}, exit.Usagef("--source", "rebuild it with a lifecycle that records the platform", "%s records no os/architecture", s)
@@ -204,7 +199,7 @@ func inspect(ctx context.Context, reg *registry.Client, s string) (source, error
 		}
 	}
 	return source{ref: ref, desc: desc, img: img, platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
-		project: cf.Config.Labels[labelProject]}, nil
+		project: cf.Config.Labels[cnb.ProjectMetadataLabel]}, nil
 }
 
 func orNone(s string) string {

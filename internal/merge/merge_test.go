@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/registry"
 )
@@ -51,7 +52,7 @@ func newWorld(t *testing.T) *world {
 
 // push writes a CNB-labelled image for os/arch built from project and
 // returns its reference by digest.
-func (w *world) push(t *testing.T, repo, os, arch, project string, cnb bool) string {
+func (w *world) push(t *testing.T, repo, os, arch, project string, isCNB bool) string {
 	t.Helper()
 	img, err := random.Image(64, 1)
 	if err != nil {
@@ -60,9 +61,9 @@ func (w *world) push(t *testing.T, repo, os, arch, project string, cnb bool) str
 	cf, _ := img.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = os, arch
-	cf.Config.Labels = map[string]string{labelProject: project}
-	if cnb {
-		cf.Config.Labels[labelLifecycle] = "{}"
+	cf.Config.Labels = map[string]string{cnb.ProjectMetadataLabel: project}
+	if isCNB {
+		cf.Config.Labels[cnb.LifecycleMetadataLabel] = "{}"
 	}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)

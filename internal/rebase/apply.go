@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/cipack/cipack/internal/lifecycle"
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -136,7 +136,7 @@ func rebaseChild(name string, cp ChildPlan, log io.Writer) (v1.Image, error) {
 	// The platform API is the one cipack speaks as a platform, not the
 	// one the app was built with: it selects the rebaser's rules (name
 	// check, metadata written), as CNB_PLATFORM_API does for the binary.
-	api, err := api.NewVersion(lifecycle.NewestAPI())
+	api, err := api.NewVersion(cnb.NewestAPI())
 	if err != nil {
 		return nil, err
 	}

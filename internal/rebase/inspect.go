@@ -2,25 +2,16 @@ package rebase
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/buildpacks/lifecycle/api"
-	"github.com/buildpacks/lifecycle/platform"
-	"github.com/buildpacks/lifecycle/platform/files"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/registry"
-)
-
-// Builder labels: pack writes them, the lifecycle defines no constant.
-const (
-	labelBuilderMD  = "io.buildpacks.builder.metadata"
-	labelBuilderBPs = "io.buildpacks.buildpack.layers"
 )
 
 // Child is one platform's image of an app tag: the image itself when the
@@ -124,35 +115,31 @@ func inspectImage(what string, img v1.Image) (*Child, error) {
 	c := &Child{Image: img, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
 		App: AppImage{Ref: what, Digest: digest.String()}}
 	labels := cf.Config.Labels
-	c.App.Target = targetOf(cf)
-	raw, ok := labels[platform.LifecycleMetadataLabel]
-	if !ok {
-		return c, nil
+	c.App.Target = cnb.Target(cf)
+	md, err := cnb.LifecycleMetadata(labels)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	// The lifecycle's own types; the Compat variant because an app layer
-	// list's shape has changed across lifecycle versions, and only the run
-	// image and stack matter here.
-	var md files.LayersMetadataCompat
-	if err := json.Unmarshal([]byte(raw), &md); err != nil {
-		return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, platform.LifecycleMetadataLabel, err)
+	if md == nil {
+		return c, nil
 	}
 	run := md.RunImage.RunImageForExport
 	if run.Image == "" && md.Stack != nil {
 		run = md.Stack.RunImage
 	}
 	c.App.HasCNBMetadata = true
-	c.App.Rebasable = labels[platform.RebasableLabel] != "false"
+	c.App.Rebasable = labels[cnb.RebasableLabel] != "false"
 	c.App.RunImageTop = md.RunImage.TopLayer
 	c.App.RunImageName = run.Image
 	c.App.RunImageMirrors = run.Mirrors
 	c.RecordedRef = md.RunImage.Reference
-	c.Source = sourceOf(labels[platform.ProjectMetadataLabel])
-	c.App.BaseID = baseID(labels)
-	if raw := labels[platform.BuildMetadataLabel]; raw != "" {
-		var build files.BuildMetadata
-		if err := json.Unmarshal([]byte(raw), &build); err != nil {
-			return nil, fmt.Errorf("%s: label %s is not valid JSON: %w", what, platform.BuildMetadataLabel, err)
-		}
+	c.Source = cnb.Source(labels)
+	c.App.BaseID = cnb.BaseID(labels)
+	build, err := cnb.BuildMetadata(labels)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if build != nil {
 		for _, bp := range build.Buildpacks {
 			c.App.Buildpacks = append(c.App.Buildpacks, BuildpackRef{bp.ID, bp.Version})
 		}
@@ -180,8 +167,8 @@ func ReadRunImage(ref, digest string, img v1.Image) (RunImage, error) {
 	if n := len(cf.RootFS.DiffIDs); n > 0 {
 		r.TopLayer = cf.RootFS.DiffIDs[n-1].String()
 	}
-	r.BaseID = baseID(cf.Config.Labels)
-	r.Target = targetOf(cf)
+	r.BaseID = cnb.BaseID(cf.Config.Labels)
+	r.Target = cnb.Target(cf)
 	return r, nil
 }
 
@@ -192,78 +179,23 @@ func ReadBuilder(ctx context.Context, reg *registry.Client, ref name.Reference) 
 		return nil, err
 	}
 	b := &Builder{Ref: ref.String(), Buildpacks: map[string][]string{}}
-	if raw := cf.Config.Labels[labelBuilderBPs]; raw != "" {
-		var layers map[string]map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(raw), &layers); err != nil {
-			return nil, fmt.Errorf("builder %s: label %s is not valid JSON: %w", ref, labelBuilderBPs, err)
-		}
-		for id, versions := range layers {
-			for v := range versions {
-				b.Buildpacks[id] = append(b.Buildpacks[id], v)
-			}
-			sort.Strings(b.Buildpacks[id])
-		}
+	layers, err := cnb.BuildpackLayers(cf.Config.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("builder %s: %w", ref, err)
+	}
+	if layers != nil {
+		b.Buildpacks = layers
 		return b, nil
 	}
-	var md struct {
-		Buildpacks []struct {
-			ID      string `json:"id"`
-			Version string `json:"version"`
-		} `json:"buildpacks"`
+	md, err := cnb.Builder(cf.Config.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("builder %s: %w", ref, err)
 	}
-	raw := cf.Config.Labels[labelBuilderMD]
-	if raw == "" {
-		return nil, fmt.Errorf("builder %s has neither %s nor %s: is it a CNB builder?", ref, labelBuilderBPs, labelBuilderMD)
-	}
-	if err := json.Unmarshal([]byte(raw), &md); err != nil {
-		return nil, fmt.Errorf("builder %s: label %s is not valid JSON: %w", ref, labelBuilderMD, err)
+	if md == nil {
+		return nil, fmt.Errorf("builder %s has neither %s nor %s: is it a CNB builder?", ref, cnb.BuildpackLayersLabel, cnb.BuilderMetadataLabel)
 	}
 	for _, bp := range md.Buildpacks {
 		b.Buildpacks[bp.ID] = append(b.Buildpacks[bp.ID], bp.Version)
 	}
 	return b, nil
-}
-
-// baseID is the base (formerly stack) an image was built on or is.
-func baseID(labels map[string]string) string {
-	if id := labels[platform.TargetLabel]; id != "" {
-		return id
-	}
-	return labels[platform.StackIDLabel]
-}
-
-// targetOf reads an image's target as the lifecycle's GetTargetMetadata
-// does (os, architecture, variant, distro labels), from a config file:
-// GetTargetMetadata needs an imgutil.Image, and cipack has only read the
-// config.
-func targetOf(cf *v1.ConfigFile) files.TargetMetadata {
-	t := files.TargetMetadata{OS: cf.OS, Arch: cf.Architecture, ArchVariant: cf.Variant}
-	name, hasName := cf.Config.Labels[platform.OSDistroNameLabel]
-	version, hasVersion := cf.Config.Labels[platform.OSDistroVersionLabel]
-	if hasName || hasVersion {
-		t.Distro = &files.OSDistro{Name: name, Version: version}
-	}
-	t.ID = cf.Config.Labels[platform.TargetLabel]
-	return t
-}
-
-// sourceOf renders the project metadata label (the lifecycle's type) as
-// repository@commit for reports; "" when there is none.
-func sourceOf(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	var pm files.ProjectMetadata
-	if err := json.Unmarshal([]byte(raw), &pm); err != nil || pm.Source == nil {
-		return ""
-	}
-	repo, _ := pm.Source.Metadata["repository"].(string)
-	commit, _ := pm.Source.Version["commit"].(string)
-	switch {
-	case repo != "" && commit != "":
-		return repo + "@" + commit
-	case commit != "":
-		return commit
-	}
-	return repo
 }

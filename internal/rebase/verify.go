@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/buildpacks/lifecycle/platform"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/registry"
 )
 
@@ -90,7 +90,7 @@ func appPart(c *Child) ([]string, error) {
 	if top < 0 || len(cf.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, fmt.Errorf("the run image's top layer %s is not among its layers", short(c.App.RunImageTop))
 	}
-	out := []string{cf.Config.Labels[platform.BuildMetadataLabel], cf.Config.Labels[platform.ProjectMetadataLabel], fmt.Sprint(cf.Config.Entrypoint)}
+	out := []string{cf.Config.Labels[cnb.BuildMetadataLabel], cf.Config.Labels[cnb.ProjectMetadataLabel], fmt.Sprint(cf.Config.Entrypoint)}
 	for _, l := range m.Layers[top+1:] {
 		out = append(out, l.Digest.String())
 	}

@@ -1,4 +1,4 @@
-package lifecycle
+package creator
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
 )
 
@@ -62,7 +63,7 @@ func (r *Runner) RunNegotiated(ctx context.Context, candidates []string, plan fu
 	}
 	return "", nil, exit.New(exit.Builder, "platform API",
 		fmt.Errorf("the builder's lifecycle accepts none of %v", candidates),
-		"use a builder with lifecycle "+MinLifecycle+" or newer, or pass --platform-api with a version it supports")
+		"use a builder with lifecycle "+cnb.MinLifecycle+" or newer, or pass --platform-api with a version it supports")
 }
 
 // codeAPIRejected is the lifecycle's exit code for an unsupported platform API.
@@ -79,7 +80,7 @@ func (r *Runner) run(ctx context.Context, inv Invocation) (timings []PhaseTiming
 		err = ctx.Err()
 	}
 	if err == nil {
-		err = ExitError(baseName(inv.Path), code)
+		err = cnb.ExitError(baseName(inv.Path), code)
 	}
 	return timings, false, err
 }
@@ -98,7 +99,7 @@ func (r *Runner) RunPhases(ctx context.Context, phases []Invocation) ([]PhaseTim
 			err = ctx.Err()
 		}
 		if err == nil {
-			err = ExitError(baseName(inv.Path), code)
+			err = cnb.ExitError(baseName(inv.Path), code)
 		}
 		if err != nil {
 			return pw.finish(), err

@@ -1,10 +1,10 @@
-package lifecycle
+package cnb
 
 import (
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/buildpacks/lifecycle/api"
 
 	"github.com/cipack/cipack/internal/exit"
 )
@@ -19,38 +19,38 @@ func NewestAPI() string { return SupportedAPIs[len(SupportedAPIs)-1] }
 // Auto asks Negotiate for the highest API both sides support.
 const Auto = "auto"
 
-// ParseAPI checks that v looks like a platform API ("0.14") and returns
-// its major and minor numbers.
-func ParseAPI(v string) (major, minor int, err error) {
-	a, b, ok := strings.Cut(v, ".")
-	if !ok {
-		return 0, 0, fmt.Errorf("%q is not a platform API version like 0.14", v)
-	}
-	if major, err = strconv.Atoi(a); err != nil {
-		return 0, 0, fmt.Errorf("%q is not a platform API version like 0.14", v)
-	}
-	if minor, err = strconv.Atoi(b); err != nil {
-		return 0, 0, fmt.Errorf("%q is not a platform API version like 0.14", v)
-	}
-	return major, minor, nil
-}
-
-// CompareAPI orders two API versions like strings.Compare.
-func CompareAPI(a, b string) int {
-	am, an, _ := ParseAPI(a)
-	bm, bn, _ := ParseAPI(b)
-	if am != bm {
-		return am - bm
-	}
-	return an - bn
-}
-
-// AtLeast reports whether api >= min.
-func AtLeast(api, min string) bool { return CompareAPI(api, min) >= 0 }
-
 // MinLifecycle is the oldest lifecycle that speaks cipack's lowest platform
 // API (0.12 arrived in lifecycle v0.17.0): the version hints name it.
 const MinLifecycle = "v0.17.0"
+
+// ParseAPI checks that v is a platform API version ("0.14"), as the
+// lifecycle parses one.
+func ParseAPI(v string) (*api.Version, error) {
+	parsed, err := api.NewVersion(v)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a platform API version like 0.14", v)
+	}
+	return parsed, nil
+}
+
+// CompareAPI orders two API versions like strings.Compare; an unparsable
+// one sorts first.
+func CompareAPI(a, b string) int {
+	x, errX := api.NewVersion(a)
+	y, errY := api.NewVersion(b)
+	switch {
+	case errX != nil && errY != nil:
+		return 0
+	case errX != nil:
+		return -1
+	case errY != nil:
+		return 1
+	}
+	return x.Compare(y)
+}
+
+// AtLeast reports whether api >= min.
+func AtLeast(v, min string) bool { return CompareAPI(v, min) >= 0 }
 
 // Negotiate picks the platform API: the requested one if both cipack and
 // the builder support it, else (for Auto) the highest common one. A pure
@@ -72,7 +72,7 @@ func Negotiate(requested string, builderAPIs []string) (string, error) {
 		slices.SortFunc(common, CompareAPI)
 		return common[len(common)-1], nil
 	}
-	if _, _, err := ParseAPI(requested); err != nil {
+	if _, err := ParseAPI(requested); err != nil {
 		return "", exit.Usagef("--platform-api", "give a version such as 0.14, or auto", "%v", err)
 	}
 	if !slices.Contains(SupportedAPIs, requested) {
@@ -85,28 +85,4 @@ func Negotiate(requested string, builderAPIs []string) (string, error) {
 			fmt.Sprintf("choose one of %v, or auto", common))
 	}
 	return requested, nil
-}
-
-// Candidates returns the platform APIs to try, newest first. When the
-// builder declares its APIs (lifecycle.toml) the choice is made here, up
-// front; otherwise the lifecycle itself is asked by running it (see
-// Runner.RunNegotiated), which costs nothing extra when the newest API is
-// supported, the common case.
-func Candidates(requested string, b *Builder) ([]string, error) {
-	if len(b.DeclaredAPIs) > 0 {
-		api, err := Negotiate(requested, b.DeclaredAPIs)
-		if err != nil {
-			return nil, err
-		}
-		return []string{api}, nil
-	}
-	if requested != "" && requested != Auto {
-		if _, err := Negotiate(requested, []string{requested}); err != nil {
-			return nil, err
-		}
-		return []string{requested}, nil
-	}
-	out := slices.Clone(SupportedAPIs)
-	slices.SortFunc(out, func(a, b string) int { return CompareAPI(b, a) })
-	return out, nil
 }

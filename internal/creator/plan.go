@@ -1,9 +1,11 @@
-package lifecycle
+package creator
 
 import (
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/cipack/cipack/internal/cnb"
 )
 
 // CreateInputs are the platform's decisions for one creator run. All paths
@@ -101,7 +103,7 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 	if in.ParallelExport {
 		args = append(args, "-parallel")
 	}
-	if AtLeast(in.PlatformAPI, "0.13") {
+	if cnb.AtLeast(in.PlatformAPI, "0.13") {
 		for _, r := range in.Insecure {
 			args = append(args, "-insecure-registry", r)
 		}
@@ -115,7 +117,7 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 	if in.RegistryAuth != "" {
 		env = append(env, "CNB_REGISTRY_AUTH="+in.RegistryAuth)
 	}
-	if len(in.Insecure) > 0 && !AtLeast(in.PlatformAPI, "0.13") {
+	if len(in.Insecure) > 0 && !cnb.AtLeast(in.PlatformAPI, "0.13") {
 		env = append(env, "CNB_INSECURE_REGISTRIES="+join(in.Insecure))
 	}
 	sort.Strings(env[1:])
@@ -126,7 +128,7 @@ func PlanCreate(b *Builder, in CreateInputs) Invocation {
 // has it, the execution environment (pack passes it from 0.15 on).
 func baseEnv(in CreateInputs) []string {
 	env := []string{"CNB_PLATFORM_API=" + in.PlatformAPI}
-	if in.ExecEnv != "" && AtLeast(in.PlatformAPI, "0.15") {
+	if in.ExecEnv != "" && cnb.AtLeast(in.PlatformAPI, "0.15") {
 		env = append(env, "CNB_EXEC_ENV="+in.ExecEnv)
 	}
 	return env
@@ -160,7 +162,7 @@ func orDefault(v, def string) string {
 func PlanPhases(b *Builder, in CreateInputs) []Invocation {
 	ids := []string{"-uid", strconv.Itoa(in.UID), "-gid", strconv.Itoa(in.GID)}
 	var insecure []string
-	if AtLeast(in.PlatformAPI, "0.13") {
+	if cnb.AtLeast(in.PlatformAPI, "0.13") {
 		for _, r := range in.Insecure {
 			insecure = append(insecure, "-insecure-registry", r)
 		}
@@ -212,7 +214,7 @@ func PlanPhases(b *Builder, in CreateInputs) []Invocation {
 	if in.RegistryAuth != "" {
 		auth = append(auth, "CNB_REGISTRY_AUTH="+in.RegistryAuth)
 	}
-	if len(in.Insecure) > 0 && !AtLeast(in.PlatformAPI, "0.13") {
+	if len(in.Insecure) > 0 && !cnb.AtLeast(in.PlatformAPI, "0.13") {
 		auth = append(auth, "CNB_INSECURE_REGISTRIES="+join(in.Insecure))
 	}
 	phase := func(name, bin string, args []string, trusted bool) Invocation {
