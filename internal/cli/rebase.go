@@ -18,6 +18,7 @@ import (
 	"github.com/cipack/cipack/internal/config"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/rebase"
+	"github.com/cipack/cipack/internal/redact"
 	"github.com/cipack/cipack/internal/safefs"
 )
 
@@ -121,9 +122,7 @@ func (o *rebaseOptions) targets(args []string) ([]rebase.Target, error) {
 		if err != nil {
 			return nil, err
 		}
-		for i := range f.Images {
-			out = append(out, f.For(i))
-		}
+		out = f.Targets()
 	}
 	// Ad-hoc images are checked as the flags they are, each error naming
 	// its own input.
@@ -137,10 +136,10 @@ func (o *rebaseOptions) targets(args []string) ([]rebase.Target, error) {
 		}
 		// img and img:latest, or an image also in the fleet: one image,
 		// swept and reported once.
-		if slices.ContainsFunc(out, func(t config.Image) bool { return sameTag(t.Image, r) }) {
+		if slices.ContainsFunc(out, func(t rebase.Target) bool { return sameTag(t.Image, r) }) {
 			continue
 		}
-		out = append(out, config.Image{Image: a, Builder: o.Builder})
+		out = append(out, rebase.Target{Image: a, Builder: o.Builder})
 	}
 	return out, nil
 }
@@ -209,10 +208,10 @@ func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep
 		images = append(append(images, t.Image, t.Builder, t.RunImage), t.Tags...)
 		// Webhook tokens are secrets too: hide them before anything runs.
 		if t.Trigger != nil && t.Trigger.Webhook != nil {
-			if t.Trigger.Webhook.TokenEnv != "" && !config.IsCredentialVar(t.Trigger.Webhook.TokenEnv) {
+			if t.Trigger.Webhook.TokenEnv != "" && !redact.IsCredentialVar(t.Trigger.Webhook.TokenEnv) {
 				rep.Mask(env.Getenv(t.Trigger.Webhook.TokenEnv))
 			}
-			for _, s := range config.SecretParts(t.Trigger.Webhook.URL) {
+			for _, s := range redact.SecretParts(t.Trigger.Webhook.URL) {
 				rep.Mask(s)
 			}
 		}

@@ -17,6 +17,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/rebase"
+	"github.com/cipack/cipack/internal/redact"
 	"github.com/cipack/cipack/internal/safefs"
 )
 
@@ -176,18 +178,18 @@ func (t *Trigger) validate(path string, line int, key string) error {
 	}
 	u, err := url.Parse(t.Webhook.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fail(path, line, key+".webhook.url", fmt.Sprintf("%s is not an http(s) URL", RedactURL(t.Webhook.URL)), "give the full URL of the EventListener or dispatch endpoint")
+		return fail(path, line, key+".webhook.url", fmt.Sprintf("%s is not an http(s) URL", redact.URL(t.Webhook.URL)), "give the full URL of the EventListener or dispatch endpoint")
 	}
-	if u.Scheme == "http" && !IsLoopbackURL(u) {
-		return fail(path, line, key+".webhook.url", fmt.Sprintf("%s is plain http", RedactURL(t.Webhook.URL)),
+	if u.Scheme == "http" && !redact.IsLoopbackURL(u) {
+		return fail(path, line, key+".webhook.url", fmt.Sprintf("%s is plain http", redact.URL(t.Webhook.URL)),
 			"use https: the payload and token would cross the network in clear (http is allowed only to loopback)")
 	}
-	if t.Webhook.TokenEnv != "" && (!envName.MatchString(t.Webhook.TokenEnv) || LooksLikeToken(t.Webhook.TokenEnv)) {
+	if t.Webhook.TokenEnv != "" && (!envName.MatchString(t.Webhook.TokenEnv) || redact.LooksLikeToken(t.Webhook.TokenEnv)) {
 		// Never echo it: a pasted token is the common mistake here.
 		return fail(path, line, key+".webhook.tokenEnv", "not an environment variable name (the value is not shown, in case it is a token)",
 			"name the variable that holds the token, e.g. CIPACK_TRIGGER_TOKEN, not the token")
 	}
-	if IsCredentialVar(t.Webhook.TokenEnv) {
+	if redact.IsCredentialVar(t.Webhook.TokenEnv) {
 		return fail(path, line, key+".webhook.tokenEnv", t.Webhook.TokenEnv+" holds cipack's registry credentials",
 			"give the webhook its own token variable: cipack never sends its registry or GitHub credentials to a fleet's URL")
 	}
@@ -272,4 +274,27 @@ func canonical(ref string) string {
 		return t.Name()
 	}
 	return ref
+}
+
+// Targets translates the file into the rebase engine's targets, each
+// entry over the defaults.
+func (f *Fleet) Targets() []rebase.Target {
+	out := make([]rebase.Target, len(f.Images))
+	for i := range f.Images {
+		img := f.For(i)
+		out[i] = rebase.Target{Image: img.Image, Tags: img.Tags, Builder: img.Builder, RunImage: img.RunImage,
+			RunImageMirrors: img.RunImageMirrors, AllowRunImageRename: img.AllowRunImageRename, Trigger: img.Trigger.target()}
+	}
+	return out
+}
+
+func (t *Trigger) target() *rebase.Trigger {
+	if t == nil {
+		return nil
+	}
+	out := &rebase.Trigger{}
+	if t.Webhook != nil {
+		out.Webhook = &rebase.Hook{URL: t.Webhook.URL, TokenEnv: t.Webhook.TokenEnv, EventType: t.Webhook.EventType}
+	}
+	return out
 }

@@ -82,3 +82,26 @@ func TestExampleFleetFileIsValid(t *testing.T) {
 		t.Fatalf("the example should show more than one image, has %d", len(f.Images))
 	}
 }
+
+func TestWebhookRulesInTheFleet(t *testing.T) {
+	const head = "images:\n  - image: r.example/a:latest\n    trigger:\n      webhook:\n"
+	for _, c := range []struct{ body, want, absent string }{
+		{"        url: http://hooks.example/x\n", "plain http", ""},
+		{"        url: https://hooks.example/x\n        tokenEnv: CIPACK_REGISTRY_PASSWORD\n", "registry credentials", ""},
+		{"        url: https://hooks.example/x\n        tokenEnv: CNB_REGISTRY_AUTH\n", "registry credentials", ""},
+		{"        url: https://hooks.example/x\n        tokenEnv: ghp_s3cr3tT0kenValue\n", "not an environment variable name", "s3cr3t"},
+		{"        url: https://u:pw0rd@hooks.example/x?token=t0k\n        tokenEnv: 'not a name'\n", "not an environment variable name", "pw0rd"},
+	} {
+		_, err := Parse("fleet.yaml", []byte(head+c.body))
+		if exit.Code(err) != exit.Usage || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want a usage error with %q", c.body, err, c.want)
+			continue
+		}
+		if c.absent != "" && strings.Contains(err.Error(), c.absent) {
+			t.Errorf("the error echoes a secret: %v", err)
+		}
+	}
+	if _, err := Parse("fleet.yaml", []byte(head+"        url: http://127.0.0.1:8080/x\n")); err != nil {
+		t.Errorf("http to loopback is allowed: %v", err)
+	}
+}

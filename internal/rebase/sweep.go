@@ -14,13 +14,45 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/cipack/cipack/internal/config"
 	"github.com/cipack/cipack/internal/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Target is one image to check, with its fleet settings.
-type Target = config.Image
+// Target is one image to keep patched, with its settings resolved (the
+// fleet file's entry over its defaults: package config translates the
+// file into these; the engine never sees the file's schema).
+type Target struct {
+	// Image is the tag whose digest is checked and moved.
+	Image string
+	// Tags must always point at the same digest as Image.
+	Tags []string
+	// Builder whose buildpacks the image is compared with; empty: only
+	// the run image is watched.
+	Builder string
+	// RunImage overrides the run image the image records.
+	RunImage        string
+	RunImageMirrors []string
+	// AllowRunImageRename lets a rebase move the image onto a run image
+	// whose name is neither the recorded one nor one of its mirrors.
+	AllowRunImageRename bool
+	// Trigger starts the app's own rebuild; nil: none.
+	Trigger *Trigger
+}
+
+// Trigger says how to start an app's own rebuild.
+type Trigger struct {
+	Webhook *Hook
+}
+
+// Hook is a webhook to POST a rebuild request to.
+type Hook struct {
+	URL string
+	// TokenEnv names the variable holding a bearer token.
+	TokenEnv string
+	// EventType, when set, wraps the payload as GitHub's
+	// repository_dispatch body.
+	EventType string
+}
 
 // Options of one sweep.
 type Options struct {

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cipack/cipack/internal/config"
+	"github.com/cipack/cipack/internal/redact"
 )
 
 // Payload is what a rebuild trigger receives.
@@ -42,7 +42,7 @@ func IdempotencyKey(image, digest string) string {
 
 // Triggerer starts an app's own rebuild.
 type Triggerer interface {
-	Trigger(ctx context.Context, t config.Trigger, p Payload) error
+	Trigger(ctx context.Context, t Trigger, p Payload) error
 }
 
 // Webhook POSTs the payload as JSON, with a bearer token when the fleet
@@ -72,7 +72,7 @@ func NoRedirectClient() *http.Client {
 // maxRetryAfter caps how long a receiver's Retry-After can hold a sweep.
 const maxRetryAfter = 30 * time.Second
 
-func (w *Webhook) Trigger(ctx context.Context, t config.Trigger, p Payload) error {
+func (w *Webhook) Trigger(ctx context.Context, t Trigger, p Payload) error {
 	if t.Webhook == nil {
 		return fmt.Errorf("no webhook configured")
 	}
@@ -87,12 +87,12 @@ func (w *Webhook) Trigger(ctx context.Context, t config.Trigger, p Payload) erro
 		return err
 	}
 	token := ""
-	if config.IsCredentialVar(t.Webhook.TokenEnv) {
+	if redact.IsCredentialVar(t.Webhook.TokenEnv) {
 		return fmt.Errorf("tokenEnv %s names cipack's own credentials: refusing to send them to a webhook", t.Webhook.TokenEnv)
 	}
 	if t.Webhook.TokenEnv != "" {
 		if token = w.Getenv(t.Webhook.TokenEnv); token == "" {
-			if config.LooksLikeToken(t.Webhook.TokenEnv) {
+			if redact.LooksLikeToken(t.Webhook.TokenEnv) {
 				return fmt.Errorf("the webhook's tokenEnv names an empty variable (its name looks like a token and is not shown): put the variable's name in the fleet file")
 			}
 			return fmt.Errorf("webhook token variable %s is empty: set it in the job's environment", t.Webhook.TokenEnv)
@@ -120,7 +120,7 @@ func (w *Webhook) Trigger(ctx context.Context, t config.Trigger, p Payload) erro
 		}
 		backoff *= 2
 	}
-	return fmt.Errorf("POST %s: %w", config.RedactURL(t.Webhook.URL), last)
+	return fmt.Errorf("POST %s: %w", redact.URL(t.Webhook.URL), last)
 }
 
 func (w *Webhook) post(ctx context.Context, url, token, key string, data []byte) (retry bool, after time.Duration, err error) {
@@ -153,7 +153,7 @@ func (w *Webhook) post(ctx context.Context, url, token, key string, data []byte)
 		return false, 0, nil
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		return false, 0, fmt.Errorf("status %d: the receiver redirects (to %s), and cipack does not follow redirects with a token: put the final URL in the fleet file",
-			resp.StatusCode, config.RedactURL(resp.Header.Get("Location")))
+			resp.StatusCode, redact.URL(resp.Header.Get("Location")))
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return true, retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("status %d", resp.StatusCode)
 	default:

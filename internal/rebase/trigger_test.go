@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/cipack/cipack/internal/config"
 )
 
 func TestWebhookRetriesBoundedAndShapesBody(t *testing.T) {
@@ -29,7 +27,7 @@ func TestWebhookRetriesBoundedAndShapesBody(t *testing.T) {
 		Attempts: 3, Backoff: time.Millisecond, Timeout: time.Second}
 	p := Payload{Image: "r/app:latest", Digest: "sha256:1", Verdict: "rebuild", Reason: "BUILDPACK"}
 
-	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL, TokenEnv: "TOK", EventType: "cipack-rebuild"}}, p); err != nil {
+	if err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: srv.URL, TokenEnv: "TOK", EventType: "cipack-rebuild"}}, p); err != nil {
 		t.Fatalf("503, 429, then 202 should succeed on the third try: %v", err)
 	}
 	if calls.Load() != 3 || lastAuth != "Bearer t0k" || lastBody["event_type"] != "cipack-rebuild" {
@@ -41,7 +39,7 @@ func TestWebhookRetriesBoundedAndShapesBody(t *testing.T) {
 
 	calls.Store(0)
 	status = []int{500}
-	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL}}, p); err == nil || calls.Load() != 3 {
+	if err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: srv.URL}}, p); err == nil || calls.Load() != 3 {
 		t.Fatalf("a receiver that always fails: %v after %d calls, want an error after 3", err, calls.Load())
 	}
 	if lastBody["image"] != "r/app:latest" || lastAuth != "" {
@@ -50,11 +48,11 @@ func TestWebhookRetriesBoundedAndShapesBody(t *testing.T) {
 
 	calls.Store(0)
 	status = []int{401}
-	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL}}, p); err == nil || calls.Load() != 1 || !strings.Contains(err.Error(), "token") {
+	if err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: srv.URL}}, p); err == nil || calls.Load() != 1 || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("a 401 is not retried and says to check the token: %v after %d calls", err, calls.Load())
 	}
 
-	err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL, TokenEnv: "MISSING"}}, p)
+	err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: srv.URL, TokenEnv: "MISSING"}}, p)
 	if err == nil || !strings.Contains(err.Error(), "MISSING is empty") {
 		t.Fatalf("an unset token variable must be named: %v", err)
 	}
@@ -104,7 +102,7 @@ func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 		}))
 		w := NewWebhook(func(k string) string { return map[string]string{"TOK": "t0k"}[k] })
 		w.Backoff = time.Millisecond
-		err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL + "/hook?token=s3cret", TokenEnv: "TOK"}}, Payload{Image: "r/app"})
+		err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: srv.URL + "/hook?token=s3cret", TokenEnv: "TOK"}}, Payload{Image: "r/app"})
 		srv.Close()
 		if err == nil || !strings.Contains(err.Error(), "redirect") {
 			t.Fatalf("%d: %v, want a redirect error", status, err)
@@ -120,7 +118,7 @@ func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 
 func TestWebhookRefusesCredentialVarsAndHonoursRetryAfter(t *testing.T) {
 	w := NewWebhook(func(string) string { return "registry-password" })
-	err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: "http://127.0.0.1:1/", TokenEnv: "CIPACK_REGISTRY_PASSWORD"}}, Payload{})
+	err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: "http://127.0.0.1:1/", TokenEnv: "CIPACK_REGISTRY_PASSWORD"}}, Payload{})
 	if err == nil || strings.Contains(err.Error(), "registry-password") {
 		t.Fatalf("credential var: %v", err)
 	}
@@ -139,7 +137,7 @@ func TestWebhookRefusesCredentialVarsAndHonoursRetryAfter(t *testing.T) {
 	defer srv.Close()
 	w = NewWebhook(func(string) string { return "" })
 	w.Backoff = time.Millisecond
-	if err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: srv.URL}}, Payload{}); err != nil {
+	if err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: srv.URL}}, Payload{}); err != nil {
 		t.Fatal(err)
 	}
 	if gap := second.Sub(first); gap < 900*time.Millisecond {
@@ -165,7 +163,7 @@ func TestWebhookTokenNeverDowngradesToHTTP(t *testing.T) {
 	w := NewWebhook(func(string) string { return "t0k" })
 	w.Client.Transport = tls.Client().Transport // trust the test certificate, keep the redirect policy
 	w.Backoff = time.Millisecond
-	err := w.Trigger(context.Background(), config.Trigger{Webhook: &config.Webhook{URL: tls.URL + "/hook", TokenEnv: "TOK"}}, Payload{})
+	err := w.Trigger(context.Background(), Trigger{Webhook: &Hook{URL: tls.URL + "/hook", TokenEnv: "TOK"}}, Payload{})
 	if err == nil || !strings.Contains(err.Error(), "redirect") {
 		t.Fatalf("https → http redirect: %v", err)
 	}
@@ -198,7 +196,7 @@ func TestWebhookCarriesAnIdempotencyKey(t *testing.T) {
 	}))
 	defer srv.Close()
 	w := &Webhook{Client: srv.Client(), Getenv: func(string) string { return "" }, Attempts: 3, Backoff: time.Millisecond, Timeout: time.Second}
-	trig := config.Trigger{Webhook: &config.Webhook{URL: srv.URL, EventType: "cipack-rebuild"}}
+	trig := Trigger{Webhook: &Hook{URL: srv.URL, EventType: "cipack-rebuild"}}
 	for _, p := range []Payload{{Image: "r/app:latest", Digest: "sha256:1"}, {Image: "r/app:latest", Digest: "sha256:1"}, {Image: "r/app:latest", Digest: "sha256:2"}} {
 		if err := w.Trigger(context.Background(), trig, p); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,7 @@
-package config
+// Package redact keeps secrets out of what cipack prints and sends: which
+// variables hold its own credentials, how a webhook URL is shown, what looks
+// like a token pasted where a variable name belongs.
+package redact
 
 import (
 	"net"
@@ -32,11 +35,11 @@ func IsLoopbackURL(u *url.URL) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// RedactURL renders a webhook URL for logs, reports and errors: the
+// URL renders a webhook URL for logs, reports and errors: the
 // password of its userinfo, every query value and any path segment that
 // looks like a secret (long, or letters mixed with digits, as in Slack's
 // or Teams' hook paths) become "***".
-func RedactURL(raw string) string {
+func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"
@@ -76,7 +79,7 @@ func LooksLikeToken(v string) bool {
 	return len(v) >= 16 && strings.ToUpper(v) != v && looksSecret(v)
 }
 
-// SecretParts lists the parts of a webhook URL that RedactURL hides, for a
+// SecretParts lists the parts of a webhook URL that URL hides, for a
 // CI's log masking.
 func SecretParts(raw string) []string {
 	u, err := url.Parse(raw)
