@@ -72,6 +72,8 @@ func sideBySide(b *testing.B, next func() (cipack, creator *exec.Cmd)) {
 	b.ReportMetric(ms(mc), "cipack-ms")
 	b.ReportMetric(ms(ml), "creator-ms")
 	b.ReportMetric(float64(mc)/float64(ml), "cipack/creator")
+	b.ReportMetric(ms(mc-ml), "over-creator-ms")
+	b.ReportMetric(10, "goal-over-creator-ms")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -82,3 +84,39 @@ func median(d []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkStartup is the fixed cost of starting cipack: whole
+// `cipack --version` processes against `crane version` (both built as
+// their releases are: -trimpath, -s -w), alternating, 20 of each per
+// round → the medians and cipack's excess over crane (goal ≤ 2 ms). Most
+// of it is package init (GODEBUG=inittrace=1): the lifecycle's packages
+// cipack reuses link docker's and buildkit's, whose init compiles regexps
+// (distribution/reference) and hashes the binary (protobuf's detrand).
+func BenchmarkStartup(b *testing.B) {
+	needFixture(b)
+	crane, err := testenv.CraneBinary(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(argv ...string) time.Duration {
+		start := time.Now()
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v\n%s", argv, err, out)
+		}
+		return time.Since(start)
+	}
+	var viaCipack, viaCrane []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < 20; j++ {
+			viaCipack = append(viaCipack, run(fx.Cipack, "--version"))
+			viaCrane = append(viaCrane, run(crane, "version"))
+		}
+	}
+	mc, mk := median(viaCipack), median(viaCrane)
+	b.ReportMetric(ms(mc), "cipack-ms")
+	b.ReportMetric(ms(mk), "crane-ms")
+	b.ReportMetric(ms(mc-mk), "over-crane-ms")
+	b.ReportMetric(2, "goal-over-crane-ms")
+	b.ReportMetric(0, "ns/op")
+}

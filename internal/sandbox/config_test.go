@@ -124,3 +124,35 @@ func TestFindRuntimePrefersRuncAndNamesWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// The mount plan: the kernel filesystems of a default container and a
+// private /tmp first, then each bind in the order given, at its cleaned
+// path, always nosuid and nodev, read-only only where asked.
+func TestMountPlan(t *testing.T) {
+	binds := []Bind{{Host: "/h/app", Path: "/workspace/"}, {Host: "/h/platform", Path: "/platform", ReadOnly: true}, {Host: "/h/x", Path: "/a/../cnb//buildpacks"}}
+	m := mounts(binds)
+	var kernel []string
+	for _, x := range m[:len(m)-len(binds)] {
+		kernel = append(kernel, x.Destination)
+	}
+	if want := []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/tmp"}; !slices.Equal(kernel, want) {
+		t.Fatalf("kernel mounts %v, want %v", kernel, want)
+	}
+	for i, b := range m[len(m)-len(binds):] {
+		want := []string{"rbind", "nosuid", "nodev"}
+		if binds[i].ReadOnly {
+			want = append(want, "ro")
+		}
+		if b.Type != "bind" || b.Source != binds[i].Host || !slices.Equal(b.Options, want) {
+			t.Errorf("bind %d: %+v, want source %s options %v", i, b, binds[i].Host, want)
+		}
+	}
+	if got := []string{m[7].Destination, m[8].Destination, m[9].Destination}; !slices.Equal(got, []string{"/workspace", "/platform", "/cnb/buildpacks"}) {
+		t.Fatalf("bind paths %v, want them cleaned", got)
+	}
+	for _, x := range m {
+		if x.Destination != "/dev" && !slices.Contains(x.Options, "nodev") && x.Type != "devpts" {
+			t.Errorf("%s lacks nodev", x.Destination)
+		}
+	}
+}
