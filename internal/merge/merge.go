@@ -29,6 +29,16 @@ import (
 // values are short lower-case words: linux, arm64, v8, …).
 var platformField = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
 
+// Registry is what a merge needs of one: read the sources, write the
+// index by digest, move its tags all or none. *registry.Client serves it;
+// the tests use go-containerregistry's in-process registry behind it.
+type Registry interface {
+	Parse(ref string) (name.Reference, error)
+	Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error)
+	WriteIndex(ctx context.Context, ref name.Reference, idx v1.ImageIndex) error
+	MoveTags(ctx context.Context, targets []name.Reference, t remote.Taggable, seen map[string]string) ([]string, error)
+}
+
 // Options are the inputs of one merge.
 type Options struct {
 	Image   string   // the index tag to write
@@ -87,7 +97,7 @@ type source struct {
 
 // Run checks every source, then writes the index by digest and moves its
 // tags all or none. Nothing is pushed when a check fails.
-func Run(ctx context.Context, o Options, reg *registry.Client, log io.Writer) (*Result, error) {
+func Run(ctx context.Context, o Options, reg Registry, log io.Writer) (*Result, error) {
 	target, err := reg.Parse(o.Image)
 	if err != nil {
 		return nil, exit.Usagef("--image", "", "%v", err)
@@ -161,7 +171,7 @@ func Run(ctx context.Context, o Options, reg *registry.Client, log io.Writer) (*
 	return &Result{Image: target.String(), Digest: digest.String(), ImageRef: byDigest.String(), Tags: tags, Platforms: platforms}, nil
 }
 
-func inspect(ctx context.Context, reg *registry.Client, s string) (source, error) {
+func inspect(ctx context.Context, reg Registry, s string) (source, error) {
 	ref, err := reg.Parse(s)
 	if err != nil {
 		return source{}, exit.Usagef("--source", "", "invalid source %q: %v", s, err)

@@ -57,7 +57,7 @@ type Applied struct {
 // other child, the media type and annotations; then the tags move. Within
 // one registry no layer bytes move: app layers exist, base layers are
 // mounted from the run image's repository.
-func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, error) {
+func Apply(ctx context.Context, reg Registry, p Plan, log io.Writer) (*Applied, error) {
 	out, result, err := push(ctx, reg, p, log)
 	if err != nil {
 		return nil, err
@@ -79,14 +79,14 @@ func Apply(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*A
 
 // Stage is Apply without the tag moves: the rebased image is pushed by
 // digest only, a candidate that --promote moves the tags to later.
-func Stage(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, error) {
+func Stage(ctx context.Context, reg Registry, p Plan, log io.Writer) (*Applied, error) {
 	out, _, err := push(ctx, reg, p, log)
 	return out, err
 }
 
 // push rebases and pushes the result by digest (children first, then a
 // new index), touching no tag.
-func push(ctx context.Context, reg *registry.Client, p Plan, log io.Writer) (*Applied, remote.Taggable, error) {
+func push(ctx context.Context, reg Writer, p Plan, log io.Writer) (*Applied, remote.Taggable, error) {
 	out := &Applied{Children: map[string]string{}}
 	rebased := map[*Child]v1.Image{}
 	for _, cp := range p.Rebase {
@@ -240,7 +240,7 @@ func newIndex(in *Inspected, rebased map[*Child]v1.Image) (*rawIndex, error) {
 // rollback record: the move it finishes was recorded by the rebase that
 // began it (records are written before any tag moves), and a rollback
 // puts the whole tag set back to that record's previous digest.
-func Converge(ctx context.Context, reg *registry.Client, p Plan) (*Applied, error) {
+func Converge(ctx context.Context, reg Registry, p Plan) (*Applied, error) {
 	tags, err := moveTags(ctx, reg, p, p.App.Desc)
 	if err != nil {
 		return nil, err
@@ -250,7 +250,7 @@ func Converge(ctx context.Context, reg *registry.Client, p Plan) (*Applied, erro
 
 // moveTags points the image's tag and p.Tags at img, all or none, after
 // checking that none moved since the sweep saw it (p.Seen).
-func moveTags(ctx context.Context, reg *registry.Client, p Plan, img remote.Taggable) ([]string, error) {
+func moveTags(ctx context.Context, reg Registry, p Plan, img remote.Taggable) ([]string, error) {
 	targets := []name.Reference{p.App.Ref}
 	for _, t := range p.Tags {
 		r, err := reg.Parse(t)

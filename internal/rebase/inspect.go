@@ -54,7 +54,7 @@ func (in *Inspected) CNB() bool {
 // Inspect reads what ref names: for an image manifest, its config; for an
 // OCI index or a Docker manifest list, each child's manifest and config.
 // Indexes are read as indexes, never resolved to a default platform.
-func Inspect(ctx context.Context, reg *registry.Client, ref name.Reference) (*Inspected, error) {
+func Inspect(ctx context.Context, reg Reader, ref name.Reference) (*Inspected, error) {
 	desc, err := reg.Get(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func ReadRunImage(ref, digest string, img v1.Image) (RunImage, error) {
 }
 
 // ReadBuilder reads a builder's buildpacks from its labels.
-func ReadBuilder(ctx context.Context, reg *registry.Client, ref name.Reference) (*Builder, error) {
+func ReadBuilder(ctx context.Context, reg Reader, ref name.Reference) (*Builder, error) {
 	_, cf, err := reg.Config(ctx, ref)
 	if err != nil {
 		return nil, err

@@ -26,7 +26,7 @@ const ReasonNotARebase = "NOT_A_REBASE"
 // image's tags or none, and only where every one still holds the digest
 // it had at staging (compare before move). Images the plan has no
 // candidate for are left out.
-func Promote(ctx context.Context, reg *registry.Client, plan Report) ([]Outcome, error) {
+func Promote(ctx context.Context, reg Registry, plan Report) ([]Outcome, error) {
 	if plan.DryRun {
 		return nil, errors.New("the plan is a dry run's report: stage with --stage (no --dry-run)")
 	}
@@ -40,7 +40,7 @@ func Promote(ctx context.Context, reg *registry.Client, plan Report) ([]Outcome,
 	return out, nil
 }
 
-func promoteOne(ctx context.Context, reg *registry.Client, o Outcome) Outcome {
+func promoteOne(ctx context.Context, reg Registry, o Outcome) Outcome {
 	start := time.Now()
 	res := Outcome{Image: o.Image, Verdict: Rebase, Reason: o.Reason, OldDigest: o.OldDigest, RunImage: o.RunImage, Builder: o.Builder, Source: o.Source}
 	fail := func(reason string, err error) Outcome {

@@ -37,7 +37,7 @@ const (
 // recordPrevious pushes the record of a move: tags (the image's tag
 // first) go from old to newDigest. It is written before any tag moves,
 // so no tag ever points at a digest whose previous one is unknown.
-func recordPrevious(ctx context.Context, reg *registry.Client, repo name.Repository, subject v1.Descriptor, old string, tags []string, now time.Time) error {
+func recordPrevious(ctx context.Context, reg Writer, repo name.Repository, subject v1.Descriptor, old string, tags []string, now time.Time) error {
 	if old == "" || old == subject.Digest.String() {
 		return nil
 	}
@@ -71,7 +71,7 @@ type Previous struct {
 }
 
 // FindPrevious reads the newest record of a move to digest.
-func FindPrevious(ctx context.Context, reg *registry.Client, repo name.Repository, digest string) (*Previous, error) {
+func FindPrevious(ctx context.Context, reg Reader, repo name.Repository, digest string) (*Previous, error) {
 	idx, err := reg.Referrers(ctx, repo.Digest(digest), PreviousArtifactType)
 	if err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ const ReasonRolledBack = "ROLLED_BACK"
 // to the digest they held before cipack last moved them, only where every
 // one still points at the digest cipack moved it to (compare before
 // move). The move back is recorded too, so a rollback can be undone.
-func Rollback(ctx context.Context, reg *registry.Client, targets []Target) []Outcome {
+func Rollback(ctx context.Context, reg Registry, targets []Target) []Outcome {
 	var out []Outcome
 	for _, t := range targets {
 		out = append(out, rollbackOne(ctx, reg, t))
@@ -119,7 +119,7 @@ func Rollback(ctx context.Context, reg *registry.Client, targets []Target) []Out
 	return out
 }
 
-func rollbackOne(ctx context.Context, reg *registry.Client, t Target) Outcome {
+func rollbackOne(ctx context.Context, reg Registry, t Target) Outcome {
 	start := time.Now()
 	o := Outcome{Image: t.Image, Verdict: Rebase, Reason: ReasonRolledBack}
 	fail := func(err error) Outcome {

@@ -69,7 +69,7 @@ type Options struct {
 
 // Deps are the sweep's seams: registry access, the trigger, logs.
 type Deps struct {
-	Registry *registry.Client
+	Registry Registry
 	Trigger  Triggerer
 	Log      io.Writer
 }

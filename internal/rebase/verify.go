@@ -24,7 +24,7 @@ var ErrNotARebase = fmt.Errorf("not a rebase of the same build")
 // project metadata and the same entrypoint; children that are not CNB
 // images byte for byte the same. Manifests and configs are read, never a
 // layer.
-func VerifySameBuild(ctx context.Context, reg *registry.Client, repo name.Repository, a, b string) error {
+func VerifySameBuild(ctx context.Context, reg Reader, repo name.Repository, a, b string) error {
 	if a == b {
 		return nil
 	}
