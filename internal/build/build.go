@@ -89,6 +89,10 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 	w, err := prepare(ctx, p, opts, d)
 	defer w.cleanup()
 	if err != nil {
+		// A registry failure is the one to report: it was found first.
+		if rerr := p.checked(); rerr != nil {
+			return nil, rerr
+		}
 		return nil, err
 	}
 	if opts.SkipUnchanged {

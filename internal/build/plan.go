@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cipack/cipack/internal/creator"
@@ -31,6 +32,9 @@ type buildPlan struct {
 	auth       string
 	appDir     string
 	desc       *project.Descriptor
+	// registries waits for the registry checks plan started and returns
+	// their error: refs, candidates and auth are set once it returns nil.
+	registries func() error
 }
 
 // plan loads the builder, picks the build user, checks the registries and
@@ -60,13 +64,18 @@ func plan(ctx context.Context, opts Options, d Deps) (*buildPlan, error) {
 			return nil, err
 		}
 	}
-	if err := p.checkRegistries(ctx, opts, d); err != nil {
-		return nil, err
+	// The registry checks are network round trips: they run while the app
+	// is resolved and prepared, and everything that needs their answers
+	// waits for them (registries). Their failure wins over a later one.
+	checked := make(chan error, 1)
+	go func() { checked <- p.checkRegistries(ctx, opts, d) }()
+	p.registries = sync.OnceValue(func() error { return <-checked })
+	if p.appDir, err = ResolveApp(opts.AppPath, opts.SourceRoot); err == nil {
+		p.desc, err = loadDescriptor(opts, p.appDir, d.Log)
 	}
-	if p.appDir, err = ResolveApp(opts.AppPath, opts.SourceRoot); err != nil {
-		return nil, err
+	if rerr := p.checked(); err != nil && rerr != nil {
+		return nil, rerr
 	}
-	p.desc, err = loadDescriptor(opts, p.appDir, d.Log)
 	return p, err
 }
 
@@ -189,4 +198,12 @@ func DescriptorBuilder(o *Options) string {
 	}
 	o.Builder, o.BuilderFromApp = d.Builder, o.Descriptor == ""
 	return d.Path
+}
+
+// checked waits for the registry checks (none were started: nil).
+func (p *buildPlan) checked() error {
+	if p.registries == nil {
+		return nil
+	}
+	return p.registries()
 }

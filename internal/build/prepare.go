@@ -90,6 +90,9 @@ func prepare(ctx context.Context, p *buildPlan, opts Options, d Deps) (*workdirs
 			return w, exit.Usagef("--cache-dir", "make it writable, or use --cache-image", "%v", err)
 		}
 	}
+	if err := p.checked(); err != nil {
+		return w, err
+	}
 	if w.fp, err = makeFingerprint(p, w, opts, env); err != nil {
 		return w, err
 	}

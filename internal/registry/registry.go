@@ -180,14 +180,19 @@ func (c *Client) CheckPush(ctx context.Context, ref name.Reference) error {
 	if err := transport.CheckError(resp, http.StatusAccepted); err != nil {
 		return Classify(ref.String(), "push", err)
 	}
-	// Give the upload session back (best effort: a failure here says
-	// nothing about the push permission).
+	// Give the upload session back, without waiting for it: best effort
+	// (a failure says nothing about the push permission, and registries
+	// expire sessions anyway), and off the build's critical path.
 	if loc, err := resp.Location(); err == nil {
-		if req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil); err == nil {
-			if resp, err := client.Do(req); err == nil {
-				resp.Body.Close()
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if req, err := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil); err == nil {
+				if resp, err := client.Do(req); err == nil {
+					resp.Body.Close()
+				}
 			}
-		}
+		}()
 	}
 	return nil
 }
