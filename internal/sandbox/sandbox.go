@@ -28,8 +28,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 
