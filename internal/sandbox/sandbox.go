@@ -31,7 +31,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cipack/cipack/internal/scratch"
 )
@@ -104,21 +107,48 @@ func Wrap(self string, spec Spec) (*exec.Cmd, func(), error) {
 
 // Probe reports whether the bind mode works here (root, and allowed to
 // make mount and PID namespaces: a container without CAP_SYS_ADMIN is not).
-// It asks the kernel directly, in a thread of this process that is
-// thrown away afterwards, rather than starting the helper: two process
-// starts were a third of cipack's fixed cost on a warm build.
-func Probe(string) error {
+// It asks the kernel directly rather than starting the helper (two
+// process starts were a third of cipack's fixed cost on a warm build):
+// one thread of this process unshares both namespaces, then joins its
+// own again. The thread must live on: a child cipack started from it
+// (Pdeathsig) would be killed if it ended. The answer is kept.
+func Probe(string) error { return probeOnce() }
+
+var probeOnce = sync.OnceValue(func() error {
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread, now in namespaces of its own, ends
-		// with this goroutine and is not reused.
 		runtime.LockOSThread()
-		errc <- syscall.Unshare(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID)
+		restored, err := unshareAndReturn()
+		if restored {
+			runtime.UnlockOSThread()
+		} // else: the thread stays locked and ends with this goroutine
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		return fmt.Errorf("unshare mount and PID namespaces: %w", err)
 	}
 	return nil
+})
+
+// unshareAndReturn tries the helper's unshare on the calling (locked)
+// thread and puts the thread back in its namespaces; restored is false
+// when it could not (the thread must then not be reused).
+func unshareAndReturn() (restored bool, err error) {
+	mnt, err := os.Open("/proc/thread-self/ns/mnt")
+	if err != nil {
+		return true, err
+	}
+	defer mnt.Close()
+	pid, err := os.Open("/proc/thread-self/ns/pid_for_children")
+	if err != nil {
+		return true, err
+	}
+	defer pid.Close()
+	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWPID); err != nil {
+		return true, err // nothing changed
+	}
+	restored = unix.Setns(int(mnt.Fd()), unix.CLONE_NEWNS) == nil && unix.Setns(int(pid.Fd()), unix.CLONE_NEWPID) == nil
+	return restored, nil
 }
 
 // Run is the helper's side, PID 1 of its namespaces: it reads the spec
