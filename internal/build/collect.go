@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -66,4 +67,33 @@ func collect(ctx context.Context, p *buildPlan, w *workdirs, opts Options, d Dep
 		}
 	}
 	return res, nil
+}
+
+// checkSBOMBounds checks, before export, the SBOM files buildpacks wrote
+// (<layers>/<buildpack>/*.sbom.*, what the exporter gathers) against the
+// bounds the copy to --sbom-dir has, so an SBOM too large to copy stops
+// the build before anything is pushed. Links are not followed: they are
+// not copied either.
+func checkSBOMBounds(layers string) error {
+	files, err := filepath.Glob(filepath.Join(layers, "*", "*.sbom.*"))
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, f := range files {
+		fi, err := os.Lstat(f)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		rel, _ := filepath.Rel(layers, f)
+		if fi.Size() > maxSBOMFile {
+			return exit.New(exit.Build, "--sbom-dir", fmt.Errorf("the SBOM %s a buildpack wrote is %d MB, over the %d MB cipack copies", rel, fi.Size()>>20, maxSBOMFile>>20),
+				"nothing was pushed: fix the buildpack's SBOM, or build without --sbom-dir")
+		}
+		if total += fi.Size(); total > maxSBOMTotal {
+			return exit.New(exit.Build, "--sbom-dir", fmt.Errorf("the buildpacks' SBOMs add up to over %d MB", maxSBOMTotal>>20),
+				"nothing was pushed: fix the buildpacks' SBOMs, or build without --sbom-dir")
+		}
+	}
+	return nil
 }

@@ -38,6 +38,9 @@ type pulledHost struct {
 	// extra binds the user's buildpacks where the builder's lifecycle
 	// looks for them, read-only.
 	extra []sandbox.Bind
+	// sbomOut: the SBOM files will be copied out (--sbom-dir), so their
+	// bounds are checked before export.
+	sbomOut bool
 }
 
 // Sandbox paths: the fixed places pack and kpack give the build.
@@ -227,7 +230,7 @@ func newPulledHost(opts Options, d Deps) (*pulledHost, error) {
 		return nil, exit.New(exit.Sandbox, "--oci-runtime", err,
 			"install crun or runc (Debian and Ubuntu: apt-get install crun; GitHub's hosted runners have runc), or run the step in the builder image")
 	}
-	h := &pulledHost{self: d.Self, runtime: rt}
+	h := &pulledHost{self: d.Self, runtime: rt, sbomOut: opts.SBOMDir != ""}
 	if !opts.TrustBuilder {
 		if h.trusted, err = creator.FindTrusted(opts.LifecycleDir, d.Pinned); err != nil {
 			return nil, err
@@ -272,6 +275,16 @@ func (h *pulledHost) execute(ctx context.Context, r *creator.Runner, b *creator.
 		}
 	}
 	in.PlatformAPI = api
+	if h.sbomOut {
+		// The split lets cipack refuse over-large SBOMs before anything
+		// is pushed (the creator exports in the same process).
+		r.Before = func(inv creator.Invocation) error {
+			if inv.Phase != "exporting" {
+				return nil
+			}
+			return checkSBOMBounds(h.layers)
+		}
+	}
 	timings, err := r.RunPhases(ctx, creator.PlanPhases(b, in))
 	return api, timings, err
 }

@@ -127,3 +127,36 @@ func TestSBOMCopyTakesRegularFilesOnly(t *testing.T) {
 		}
 	}
 }
+
+// Before export (split phases), an SBOM a buildpack wrote that the copy to
+// --sbom-dir would refuse stops the build: nothing is pushed. A link is
+// not counted (it is not copied either).
+func TestSBOMBoundsAreCheckedBeforeExport(t *testing.T) {
+	layers := t.TempDir()
+	bp := filepath.Join(layers, "example_shell")
+	if err := os.MkdirAll(bp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bp, "launch.sbom.cdx.json"), []byte(`{}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(bp, "web.sbom.spdx.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkSBOMBounds(layers); err != nil {
+		t.Fatalf("small SBOMs: %v", err)
+	}
+	huge := filepath.Join(bp, "web.sbom.syft.json")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(70 << 20); err != nil { // sparse: 70 MB, nothing written
+		t.Fatal(err)
+	}
+	f.Close()
+	err = checkSBOMBounds(layers)
+	if exit.Code(err) != exit.Build || !strings.Contains(err.Error(), "example_shell/web.sbom.syft.json") || !strings.Contains(err.Error(), "nothing was pushed") {
+		t.Fatalf("a 70 MB SBOM: %v (exit %d)", err, exit.Code(err))
+	}
+}

@@ -3,6 +3,7 @@ package creator
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -213,5 +214,31 @@ func TestLoadBuilderRefusesSpecialDescriptors(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s: LoadBuilder hangs", name)
 		}
+	}
+}
+
+// Before is asked before each phase; its error stops the run there: the
+// phases after it (export, which pushes) do not start.
+func TestRunPhasesStopsWhereBeforeRefuses(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	phase := filepath.Join(dir, "phase")
+	if err := os.WriteFile(phase, []byte("#!/bin/sh\necho \"$0 $1\" >> "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	r := &Runner{Log: io.Discard, Before: func(inv Invocation) error {
+		asked = append(asked, inv.Phase)
+		if inv.Phase == "export" {
+			return exit.New(exit.Build, "--sbom-dir", fmt.Errorf("too large"), "nothing was pushed")
+		}
+		return nil
+	}}
+	_, err := r.RunPhases(context.Background(), []Invocation{{Path: phase, Args: []string{"build"}, Phase: "build"}, {Path: phase, Args: []string{"export"}, Phase: "export"}})
+	if exit.Code(err) != exit.Build || strings.Join(asked, ",") != "build,export" {
+		t.Fatalf("err %v (exit %d), asked %v", err, exit.Code(err), asked)
+	}
+	if b, _ := os.ReadFile(marker); strings.Contains(string(b), "export") || !strings.Contains(string(b), "build") {
+		t.Fatalf("phases run: %q, want build only", b)
 	}
 }

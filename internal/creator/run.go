@@ -45,6 +45,9 @@ type Runner struct {
 	// the command exited: an error from it means the sandbox failed, not
 	// the phase.
 	Wrap func(Invocation, []string) (cmd *exec.Cmd, done func(exitCode int) error, err error)
+	// Before, when set, is asked before each phase of RunPhases: an error
+	// stops the build there (e.g. before export, so nothing is pushed).
+	Before func(Invocation) error
 }
 
 // RunNegotiated runs plan(api) for each candidate API, newest first, until
@@ -93,6 +96,11 @@ func (r *Runner) run(ctx context.Context, inv Invocation) (timings []PhaseTiming
 func (r *Runner) RunPhases(ctx context.Context, phases []Invocation) ([]PhaseTiming, error) {
 	pw := &phaseWriter{out: r.Log, obs: r.Observer, now: time.Now}
 	for _, inv := range phases {
+		if r.Before != nil {
+			if err := r.Before(inv); err != nil {
+				return pw.finish(), err
+			}
+		}
 		_, _ = pw.Write([]byte("===> " + strings.ToUpper(inv.Phase) + "\n"))
 		code, err := r.start(ctx, inv, pw)
 		if err == nil && ctx.Err() != nil {

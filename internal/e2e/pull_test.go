@@ -252,3 +252,35 @@ func TestInBuilderBindsTheAppAtWorkspace(t *testing.T) {
 		t.Fatalf("WORKDIR %q, want /workspace", wd)
 	}
 }
+
+// A buildpack that writes an SBOM too large for --sbom-dir's copy stops a
+// pull-mode build before export: nothing is pushed (the split phases let
+// cipack look between build and export).
+func TestOversizedSBOMStopsBeforeThePush(t *testing.T) {
+	needFixture(t)
+	bp := filepath.Join(t.TempDir(), "big-sbom")
+	if err := os.MkdirAll(filepath.Join(bp, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"buildpack.toml": "api = \"0.10\"\n[buildpack]\nid = \"test/big-sbom\"\nversion = \"0.0.1\"\nsbom-formats = [\"application/vnd.cyclonedx+json\"]\n",
+		"bin/detect":     "#!/bin/sh\nexit 0\n",
+		"bin/build":      "#!/bin/sh\nhead -c 73400320 /dev/zero > \"$CNB_LAYERS_DIR/launch.sbom.cdx.json\"\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(bp, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	image := fx.Registry.Host + "/pull-big-sbom/app:latest"
+	r, _ := pullBuild(t, filepath.Join(fx.Dir, "builder-cache"), "--builder", fx.BuilderImage, "--image", image, "--buildpack", bp, "--sbom-dir", filepath.Join(t.TempDir(), "sbom"))
+	if r.code != exit.Build || !strings.Contains(r.stderr, "launch.sbom.cdx.json") || !strings.Contains(r.stderr, "nothing was pushed") {
+		t.Fatalf("exit %d, want %d naming the SBOM\n%s", r.code, exit.Build, r.stderr)
+	}
+	if strings.Contains(r.stderr, "===> EXPORTING") {
+		t.Fatal("the export ran")
+	}
+	if got := tags(t, fx.Registry.Host+"/pull-big-sbom/app"); len(got) != 0 {
+		t.Fatalf("tags %v were pushed", got)
+	}
+}
