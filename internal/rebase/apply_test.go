@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/buildpacks/lifecycle/platform"
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -44,13 +41,7 @@ func runImage(t *testing.T, n int) v1.Image {
 // digest and records the previous one; a tag moved since the sweep looked
 // stops the move with nothing moved.
 func TestApplyStageAndMove(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New())
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	reg, err := registry.New(registry.Options{Insecure: []string{host}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, reg := inProcessRegistry(t)
 	ctx := context.Background()
 	put := func(ref string, img v1.Image) string {
 		r, _ := name.ParseReference(ref, name.Insecure)

@@ -2,29 +2,19 @@ package rebase
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/cipack/cipack/internal/registry"
 )
 
 // A record written for a move is found from the new digest, names the
 // previous digest and the tags, and the newest record wins.
 func TestPreviousDigestIsRecordedAndFound(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New())
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	reg, err := registry.New(registry.Options{Insecure: []string{host}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, reg := inProcessRegistry(t)
 	ctx := context.Background()
 	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
 	var digests []string

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -20,6 +22,20 @@ import (
 
 	"github.com/cipack/cipack/internal/registry"
 )
+
+// inProcessRegistry is go-containerregistry's registry on 127.0.0.1 for
+// the test, and a client for it.
+func inProcessRegistry(t *testing.T) (string, *registry.Client) {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	reg, err := registry.New(registry.Options{Insecure: []string{host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, reg
+}
 
 // cnbImage is an app image as the lifecycle exports it: the run image's
 // layers, then the app layers, labelled with the run image's top layer.
@@ -55,13 +71,7 @@ func layers(t *testing.T, n int) []v1.Layer {
 // A promote candidate or a rollback target must be the same build on
 // another run image: anything else named by a plan or a record is refused.
 func TestVerifySameBuild(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New())
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	reg, err := registry.New(registry.Options{Insecure: []string{host}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, reg := inProcessRegistry(t)
 	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
 	push := func(img v1.Image) string {
 		d, _ := img.Digest()
@@ -114,13 +124,7 @@ func TestVerifySameBuild(t *testing.T) {
 // forged one naming an image that is not the same build is refused, and
 // the tags it lists in another repository are never moved.
 func TestRollbackRefusesAForgedRecord(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New())
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	reg, err := registry.New(registry.Options{Insecure: []string{host}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, reg := inProcessRegistry(t)
 	ctx := context.Background()
 	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
 	other, _ := name.NewRepository(host+"/team/other", name.Insecure)
