@@ -2,9 +2,11 @@ package rebase
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 
+	"github.com/buildpacks/lifecycle/platform/files"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -69,14 +71,16 @@ func sameChild(x, y *Child) error {
 		return err
 	}
 	if !slices.Equal(ax, ay) {
-		return fmt.Errorf("their app layers or build metadata differ")
+		return fmt.Errorf("their app layers or config differ")
 	}
 	return nil
 }
 
 // appPart is what a rebase keeps of a CNB image: the layers above the run
-// image's top layer, the build and project metadata labels, the
-// entrypoint.
+// image's top layer and the whole config — env, command, entrypoint,
+// user, working dir, every label — but for the run image's part of the
+// lifecycle metadata, the only thing the lifecycle's rebaser rewrites
+// (go-containerregistry's Rebase keeps the original config).
 func appPart(c *Child) ([]string, error) {
 	m, err := c.Image.Manifest()
 	if err != nil {
@@ -90,7 +94,21 @@ func appPart(c *Child) ([]string, error) {
 	if top < 0 || len(cf.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, fmt.Errorf("the run image's top layer %s is not among its layers", short(c.App.RunImageTop))
 	}
-	out := []string{cf.Config.Labels[cnb.BuildMetadataLabel], cf.Config.Labels[cnb.ProjectMetadataLabel], fmt.Sprint(cf.Config.Entrypoint)}
+	md, err := cnb.LifecycleMetadata(cf.Config.Labels)
+	if err != nil || md == nil {
+		return nil, fmt.Errorf("no lifecycle metadata: %v", err)
+	}
+	md.RunImage, md.Stack = files.RunImageForRebase{}, nil
+	config := *cf.Config.DeepCopy()
+	delete(config.Labels, cnb.LifecycleMetadataLabel)
+	kept, err := json.Marshal(struct {
+		Config   v1.Config
+		Metadata *files.LayersMetadataCompat
+	}{config, md})
+	if err != nil {
+		return nil, err
+	}
+	out := []string{string(kept)}
 	for _, l := range m.Layers[top+1:] {
 		out = append(out, l.Digest.String())
 	}

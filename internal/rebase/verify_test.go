@@ -87,6 +87,12 @@ func TestVerifySameBuild(t *testing.T) {
 	rebased := push(cnbImage(t, newBase, app, `{"source":{"type":"git"}}`))
 	otherApp := push(cnbImage(t, newBase, layers(t, 2), `{"source":{"type":"git"}}`))
 	otherSource := push(cnbImage(t, newBase, app, `{"source":{"type":"git","version":{"commit":"evil"}}}`))
+	withCmd := cnbImage(t, newBase, app, `{"source":{"type":"git"}}`)
+	wcf, _ := withCmd.ConfigFile()
+	wcf = wcf.DeepCopy()
+	wcf.Config.Cmd = []string{"--", "sh", "-c", "evil"} // the launcher would run it
+	withCmd, _ = mutate.ConfigFile(withCmd, wcf)
+	otherCmd := push(withCmd)
 	plain, _ := random.Image(64, 2)
 	notCNB := push(plain)
 	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: cnbImage(t, newBase, app, `{"source":{"type":"git"}}`),
@@ -105,6 +111,7 @@ func TestVerifySameBuild(t *testing.T) {
 		{"the same digest", built, built, true},
 		{"other app layers", built, otherApp, false},
 		{"other project metadata", built, otherSource, false},
+		{"the same layers with another command", built, otherCmd, false},
 		{"not a CNB image", built, notCNB, false},
 		{"an index for an image", built, id.String(), false},
 	} {
