@@ -119,6 +119,23 @@ func TestApplyStageAndMove(t *testing.T) {
 		t.Fatalf("no record of the previous digest: %+v %v", prev, err)
 	}
 
+	// A tampered plan: promote the original build (on the old run image)
+	// over the rebased one — a downgrade — or another repository's tag.
+	downgrade := Outcome{Image: latest, Staged: true, NewDigest: was, RunImage: host + "/team/run:v2", Tags: []string{stable},
+		Seen: map[string]string{latest: applied.Digest, stable: applied.Digest}}
+	elsewhere := downgrade
+	elsewhere.NewDigest, elsewhere.Tags = applied.Digest, []string{host + "/prod/app:stable"}
+	elsewhere.Seen = map[string]string{latest: applied.Digest, host + "/prod/app:stable": ""}
+	for _, o := range []Outcome{downgrade, elsewhere} {
+		out, err := Promote(ctx, reg, Report{Images: []Outcome{o}})
+		if err != nil || len(out) != 1 || out[0].Reason != ReasonNotARebase {
+			t.Fatalf("a tampered plan was promoted: %+v %v", out, err)
+		}
+	}
+	if head(latest) != applied.Digest || head(stable) != applied.Digest {
+		t.Fatal("a refused promote moved a tag")
+	}
+
 	// Someone pushes stable after the sweep looked: nothing moves.
 	p := plan()
 	p.Seen = map[string]string{latest: applied.Digest, stable: applied.Digest}

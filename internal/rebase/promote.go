@@ -62,10 +62,8 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome) Outcome {
 		}
 		targets = append(targets, r)
 	}
-	for _, r := range targets {
-		if _, ok := o.Seen[r.String()]; !ok {
-			return fail("", fmt.Errorf("the plan does not say where %s pointed at staging: stage again", r))
-		}
+	if err := checkPlanTags(ref, targets, o.Seen); err != nil {
+		return fail(ReasonNotARebase, err)
 	}
 	candidate := ref.Context().Digest(o.NewDigest)
 	desc, err := reg.Get(ctx, candidate)
@@ -75,6 +73,26 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome) Outcome {
 	// The plan travelled between jobs as a file: promote only what a
 	// rebase of the staged digest can be.
 	if err := VerifySameBuild(ctx, reg, ref.Context(), o.Seen[ref.String()], o.NewDigest); err != nil {
+		return fail(ReasonNotARebase, fmt.Errorf("candidate %s: %w; nothing was moved: stage again", o.NewDigest, err))
+	}
+	// And it sits exactly on the run image as it is now: not an older
+	// build of the same app (a downgrade), nor extra layers under a
+	// self-declared base.
+	runNames, err := recordedRunNames(ctx, reg, ref.Context().Digest(o.Seen[ref.String()]))
+	if err != nil {
+		return fail("", err)
+	}
+	runNames[o.RunImage] = true
+	if err := verifyBase(ctx, reg, ref.Context(), o.NewDigest, func(c *Child) (name.Reference, error) {
+		if o.RunImage == "" {
+			return nil, errors.New("the plan names no run image")
+		}
+		// Later sweeps follow the recorded name: it may not be steered.
+		if !runNames[c.App.RunImageName] {
+			return nil, fmt.Errorf("it records run image %q, neither the staged image's nor %s: %w", c.App.RunImageName, o.RunImage, ErrNotARebase)
+		}
+		return reg.Parse(o.RunImage)
+	}); err != nil {
 		return fail(ReasonNotARebase, fmt.Errorf("candidate %s: %w; nothing was moved: stage again", o.NewDigest, err))
 	}
 	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, o.Seen[ref.String()], names(targets), time.Now()); err != nil {
@@ -89,4 +107,39 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome) Outcome {
 	}
 	res.NewDigest, res.Tags, res.Applied, res.Duration = o.NewDigest, tags, true, time.Since(start)
 	return res
+}
+
+// checkPlanTags refuses what a genuine plan cannot hold: a tag in
+// another repository, or a tag the plan says held another digest than
+// the image's (staging refuses diverged tags; "" is a tag to create).
+func checkPlanTags(image name.Reference, targets []name.Reference, seen map[string]string) error {
+	was := seen[image.String()]
+	for _, r := range targets {
+		d, ok := seen[r.String()]
+		switch {
+		case !ok:
+			return fmt.Errorf("the plan does not say where %s pointed at staging: stage again", r)
+		case r.Context().String() != image.Context().String():
+			return fmt.Errorf("the plan moves %s, outside %s's repository: nothing was moved", r, image.Context())
+		case d != was && d != "":
+			return fmt.Errorf("the plan says %s held %s, not the image's %s: a plan from staging never does; nothing was moved", r, d, was)
+		}
+	}
+	return nil
+}
+
+// recordedRunNames are the run image names (and mirrors) an image records.
+func recordedRunNames(ctx context.Context, reg Reader, ref name.Reference) (map[string]bool, error) {
+	in, err := Inspect(ctx, reg, ref)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, c := range in.Children {
+		names[c.App.RunImageName] = true
+		for _, m := range c.App.RunImageMirrors {
+			names[m] = true
+		}
+	}
+	return names, nil
 }

@@ -18,6 +18,7 @@ type Reader interface {
 	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
 	Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error)
 	Config(ctx context.Context, ref name.Reference) (v1.Image, *v1.ConfigFile, error)
+	ConfigFor(ctx context.Context, ref name.Reference, p v1.Platform) (v1.Image, *v1.ConfigFile, error)
 	TagDigests(ctx context.Context, refs []name.Reference) (map[string]string, error)
 	Referrers(ctx context.Context, d name.Digest, artifactType string) (*v1.IndexManifest, error)
 }

@@ -154,7 +154,7 @@ func rollbackOne(ctx context.Context, reg Registry, t Target) Outcome {
 		targets = append(targets, r)
 		seen[r.String()] = o.OldDigest
 	}
-	if err := VerifySameBuild(ctx, reg, ref.Context(), prev.Digest, o.OldDigest); err != nil {
+	if err := verifyPrevious(ctx, reg, ref.Context(), prev.Digest, o.OldDigest); err != nil {
 		o.Reason = ReasonNotARebase
 		return fail(fmt.Errorf("the recorded previous digest %s: %w; nothing was moved", prev.Digest, err))
 	}
@@ -202,4 +202,32 @@ func descriptorOf(t remote.Taggable) (v1.Descriptor, error) {
 		return v1.Descriptor{}, err
 	}
 	return v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: h}, nil
+}
+
+// verifyPrevious checks a record's previous digest: the same build as the
+// current one, sitting exactly on the run image digest it records, in the
+// run image repository the current image records (a record, and the image
+// it names, are anyone's with push access to this repository; the run
+// image's repository is not).
+func verifyPrevious(ctx context.Context, reg Reader, repo name.Repository, previous, current string) error {
+	if err := VerifySameBuild(ctx, reg, repo, previous, current); err != nil {
+		return err
+	}
+	cur, err := Inspect(ctx, reg, repo.Digest(current))
+	if err != nil {
+		return err
+	}
+	runRepos := map[string]bool{}
+	for _, c := range cur.Children {
+		if r, err := name.NewDigest(c.RecordedRef, name.WeakValidation); err == nil {
+			runRepos[r.Context().String()] = true
+		}
+	}
+	return verifyBase(ctx, reg, repo, previous, func(c *Child) (name.Reference, error) {
+		r, err := name.NewDigest(c.RecordedRef, name.WeakValidation)
+		if err != nil || !runRepos[r.Context().String()] {
+			return nil, fmt.Errorf("it records run image %q, not one the current image's run image repository holds: %w", c.RecordedRef, ErrNotARebase)
+		}
+		return r, nil
+	})
 }

@@ -3,6 +3,8 @@ package rebase
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"reflect"
 	"fmt"
 	"slices"
 
@@ -38,8 +40,24 @@ func VerifySameBuild(ctx context.Context, reg Reader, repo name.Repository, a, b
 	if err != nil {
 		return err
 	}
-	if (x.Index == nil) != (y.Index == nil) || len(x.Children) != len(y.Children) {
-		return fmt.Errorf("%s and %s: one is an index, or their platforms differ: %w", short(a), short(b), ErrNotARebase)
+	// An index keeps its media type; a single image's may change (the
+	// lifecycle exports Docker's, a rebase may write OCI's).
+	if (x.Index == nil) != (y.Index == nil) || len(x.Children) != len(y.Children) || (x.Index != nil && x.Desc.MediaType != y.Desc.MediaType) {
+		return fmt.Errorf("%s and %s: one is an index, or their media types or platforms differ: %w", short(a), short(b), ErrNotARebase)
+	}
+	if x.Index != nil {
+		// A rebase keeps the index's annotations as they were.
+		xm, err := x.Index.IndexManifest()
+		if err != nil {
+			return err
+		}
+		ym, err := y.Index.IndexManifest()
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(xm.Annotations, ym.Annotations) {
+			return fmt.Errorf("%s and %s: their index annotations differ: %w", short(a), short(b), ErrNotARebase)
+		}
 	}
 	for i, cx := range x.Children {
 		cy := y.Children[i]
@@ -54,13 +72,16 @@ func VerifySameBuild(ctx context.Context, reg Reader, repo name.Repository, a, b
 // (a rebase keeps the order).
 func sameChild(x, y *Child) error {
 	if x.Other || y.Other {
-		if x.Descriptor.Digest != y.Descriptor.Digest {
+		// Kept byte for byte, entry included (platform, annotations).
+		if x.Other != y.Other || !reflect.DeepEqual(x.Descriptor, y.Descriptor) {
 			return fmt.Errorf("a kept child differs")
 		}
 		return nil
 	}
-	if registry.PlatformString(x.Platform) != registry.PlatformString(y.Platform) {
-		return fmt.Errorf("platforms differ")
+	// A rebased child's entry keeps everything but its digest and size;
+	// and its config says the platform its entry says.
+	if !sameEntry(x, y) || !sameConfigPlatform(x) || !sameConfigPlatform(y) || x.Platform.Variant != y.Platform.Variant {
+		return fmt.Errorf("their index entries or platforms differ")
 	}
 	ax, err := appPart(x)
 	if err != nil {
@@ -113,4 +134,62 @@ func appPart(c *Child) ([]string, error) {
 		out = append(out, l.Digest.String())
 	}
 	return out, nil
+}
+
+// verifyBase checks that every CNB child of digest sits exactly on the
+// run image runFor names for it (read now, for the child's platform): its
+// layers up to the recorded top layer are that image's layers, so nothing
+// hides below the app under a base the image declares itself.
+func verifyBase(ctx context.Context, reg Reader, repo name.Repository, digest string, runFor func(*Child) (name.Reference, error)) error {
+	in, err := Inspect(ctx, reg, repo.Digest(digest))
+	if err != nil {
+		return err
+	}
+	for _, c := range in.Children {
+		if c.Other {
+			continue
+		}
+		run, err := runFor(c)
+		if err != nil {
+			return err
+		}
+		_, rcf, err := reg.ConfigFor(ctx, run, c.Platform)
+		if err != nil {
+			return fmt.Errorf("read run image %s: %w", run, err)
+		}
+		cf, err := c.Image.ConfigFile()
+		if err != nil {
+			return err
+		}
+		base, ids := rcf.RootFS.DiffIDs, cf.RootFS.DiffIDs
+		if len(base) == 0 || len(ids) <= len(base) || !slices.Equal(ids[:len(base)], base) || base[len(base)-1].String() != c.App.RunImageTop {
+			return fmt.Errorf("%s (%s) is not on run image %s as it is now: %w", short(digest), registry.PlatformString(c.Platform), run, ErrNotARebase)
+		}
+	}
+	return nil
+}
+
+// sameEntry compares two index entries but for digest and size; a single
+// image's own descriptor (no platform) says nothing more, and its media
+// type may change across a rebase (Docker's from the lifecycle, OCI's).
+func sameEntry(x, y *Child) bool {
+	if x.Descriptor.Platform == nil && y.Descriptor.Platform == nil {
+		return true
+	}
+	dx, dy := x.Descriptor, y.Descriptor
+	dx.Digest, dx.Size, dy.Digest, dy.Size = v1.Hash{}, 0, v1.Hash{}, 0
+	return reflect.DeepEqual(dx, dy)
+}
+
+// sameConfigPlatform reports whether a child's config is for the platform
+// its index entry names (a single image's entry has none).
+func sameConfigPlatform(c *Child) bool {
+	p := c.Descriptor.Platform
+	if p == nil {
+		return true
+	}
+	cf, err := c.Image.ConfigFile()
+	// os and architecture only: variants and OS versions in entries and
+	// configs disagree in many real indexes (arm64 "v8" in one of them).
+	return err == nil && cf.OS == p.OS && cf.Architecture == p.Architecture
 }

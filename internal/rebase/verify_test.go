@@ -39,8 +39,14 @@ func inProcessRegistry(t *testing.T) (string, *registry.Client) {
 
 // cnbImage is an app image as the lifecycle exports it: the run image's
 // layers, then the app layers, labelled with the run image's top layer.
-func cnbImage(t *testing.T, base v1.Image, app []v1.Layer, project string) v1.Image {
+// The recorded run image is runRepo (default "run") at base's digest.
+func cnbImage(t *testing.T, base v1.Image, app []v1.Layer, project string, runRepo ...string) v1.Image {
 	t.Helper()
+	run := "run"
+	if len(runRepo) > 0 {
+		run = runRepo[0]
+	}
+	baseDigest, _ := base.Digest()
 	img, err := mutate.AppendLayers(base, app...)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +54,7 @@ func cnbImage(t *testing.T, base v1.Image, app []v1.Layer, project string) v1.Im
 	cf, _ := base.ConfigFile()
 	top := cf.RootFS.DiffIDs[len(cf.RootFS.DiffIDs)-1]
 	out, err := mutate.Config(img, v1.Config{Entrypoint: []string{"/cnb/process/web"}, Labels: map[string]string{
-		platform.LifecycleMetadataLabel: fmt.Sprintf(`{"runImage":{"topLayer":%q,"reference":"run@sha256:x"}}`, top),
+		platform.LifecycleMetadataLabel: fmt.Sprintf(`{"runImage":{"topLayer":%q,"reference":"%s@%s"}}`, top, run, baseDigest),
 		platform.BuildMetadataLabel:     `{"buildpacks":[{"id":"example/shell","version":"0.0.1"}]}`,
 		platform.ProjectMetadataLabel:   project,
 	}})
@@ -101,11 +107,40 @@ func TestVerifySameBuild(t *testing.T) {
 	if err := remote.WriteIndex(repo.Digest(id.String()), idx); err != nil {
 		t.Fatal(err)
 	}
+	pushIndex := func(children ...mutate.IndexAddendum) string {
+		idx := mutate.AppendManifests(empty.Index, children...)
+		d, _ := idx.Digest()
+		if err := remote.WriteIndex(repo.Digest(d.String()), idx); err != nil {
+			t.Fatal(err)
+		}
+		return d.String()
+	}
+	amd := &v1.Platform{OS: "linux", Architecture: "amd64"}
+	att, _ := random.Image(32, 1)
+	attestation := mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"}}}
+	onPlatform := func(img v1.Image, p *v1.Platform) mutate.IndexAddendum {
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture = p.OS, p.Architecture
+		img, _ = mutate.ConfigFile(img, cf)
+		return mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}}
+	}
+	idxBuilt := pushIndex(onPlatform(cnbImage(t, oldBase, app, `{}`), amd), attestation)
+	idxRebased := pushIndex(onPlatform(cnbImage(t, newBase, app, `{}`), amd), attestation)
+	relabeled := attestation
+	relabeled.Descriptor.Platform = &v1.Platform{OS: "linux", Architecture: "arm64"}
+	idxRelabeled := pushIndex(onPlatform(cnbImage(t, newBase, app, `{}`), amd), relabeled)
+	wrongConfig := onPlatform(cnbImage(t, newBase, app, `{}`), &v1.Platform{OS: "windows", Architecture: "s390x"})
+	wrongConfig.Descriptor.Platform = amd
+	idxWrongConfig := pushIndex(wrongConfig, attestation)
 	for _, c := range []struct {
 		name string
 		a, b string
 		ok   bool
 	}{
+		{"an index rebased", idxBuilt, idxRebased, true},
+		{"an index whose attestation is relabeled as a platform", idxBuilt, idxRelabeled, false},
+		{"an index whose child's config is for another platform", idxBuilt, idxWrongConfig, false},
 		{"a rebase", built, rebased, true},
 		{"the undo of a rebase", rebased, built, true},
 		{"the same digest", built, built, true},
@@ -148,11 +183,26 @@ func TestRollbackRefusesAForgedRecord(t *testing.T) {
 		}
 		return d
 	}
-	built := put(repo.Tag("built"), cnbImage(t, base1, app, `{}`))
-	rebased := put(repo.Tag("latest"), cnbImage(t, base2, app, `{}`))
+	runRepo := host + "/team/run"
+	for i, b := range []v1.Image{base1, base2} {
+		r, _ := name.ParseReference(fmt.Sprintf("%s:v%d", runRepo, i+1), name.Insecure)
+		put(r, b)
+	}
+	built := put(repo.Tag("built"), cnbImage(t, base1, app, `{}`, runRepo))
+	rebased := put(repo.Tag("latest"), cnbImage(t, base2, app, `{}`, runRepo))
 	evilImg, _ := random.Image(64, 1)
 	evil := put(repo.Tag("evil"), evilImg)
-	victim := put(other.Tag("prod"), cnbImage(t, base2, app, `{}`))
+	// The same build over a layer of the attacker's, declared as the top
+	// of the run image: the run image it records has no such layer.
+	evilBase, _ := mutate.AppendLayers(base1, layers(t, 1)...)
+	hidden := cnbImage(t, evilBase, app, `{}`, runRepo)
+	hcf, _ := hidden.ConfigFile()
+	hcf = hcf.DeepCopy()
+	b1, _ := base1.Digest()
+	hcf.Config.Labels[platform.LifecycleMetadataLabel] = strings.Replace(hcf.Config.Labels[platform.LifecycleMetadataLabel], mustDigest(t, evilBase), b1.String(), 1)
+	hidden, _ = mutate.ConfigFile(hidden, hcf)
+	evilUnder := put(repo.Tag("evil-under"), hidden)
+	victim := put(other.Tag("prod"), cnbImage(t, base2, app, `{}`, runRepo))
 	if victim.Digest != rebased.Digest {
 		t.Fatal("the other repository's tag should hold the same digest")
 	}
@@ -161,12 +211,14 @@ func TestRollbackRefusesAForgedRecord(t *testing.T) {
 	if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, built.Digest.String(), tags, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, evil.Digest.String(), tags, now.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	out := Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
-	if len(out) != 1 || out[0].Verdict != Failed || out[0].Reason != ReasonNotARebase {
-		t.Fatalf("rollback with a forged newest record: %+v, want refused", out)
+	for i, forged := range []*remote.Descriptor{evil, evilUnder} {
+		if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, forged.Digest.String(), tags, now.Add(time.Duration(i+1)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		out := Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
+		if len(out) != 1 || out[0].Verdict != Failed || out[0].Reason != ReasonNotARebase {
+			t.Fatalf("rollback with forged record %d as the newest: %+v, want refused", i, out)
+		}
 	}
 	for ref, want := range map[name.Reference]v1.Hash{repo.Tag("latest"): rebased.Digest, other.Tag("prod"): rebased.Digest} {
 		if d, _ := reg.Head(ctx, ref); d.Digest != want {
@@ -174,14 +226,23 @@ func TestRollbackRefusesAForgedRecord(t *testing.T) {
 		}
 	}
 	// The genuine record alone: rolled back, and only in this repository.
-	if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, built.Digest.String(), tags, now.Add(2*time.Second)); err != nil {
+	if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, built.Digest.String(), tags, now.Add(3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	out = Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
+	out := Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
 	if len(out) != 1 || !out[0].Applied || out[0].NewDigest != built.Digest.String() {
 		t.Fatalf("rollback with a genuine record: %+v", out)
 	}
 	if d, _ := reg.Head(ctx, other.Tag("prod")); d.Digest != rebased.Digest {
 		t.Fatal("a record's tag in another repository was moved")
 	}
+}
+
+func mustDigest(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
 }
