@@ -3,9 +3,9 @@ package rebase
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"reflect"
-	"fmt"
 	"slices"
 
 	"github.com/buildpacks/lifecycle/platform/files"
