@@ -63,7 +63,9 @@ func makeFingerprint(p *buildPlan, w *workdirs, opts Options, env []string) (fin
 	env = slices.Clone(env)
 	slices.Sort(env)
 	for _, part := range [][]string{env, {"process=" + opts.ProcessType, "run=" + run, "exec=" + opts.ExecEnv,
-		"api=" + opts.PlatformAPI, "uid=" + fmt.Sprint(p.uid), "gid=" + fmt.Sprint(p.gid)}, opts.Buildpacks, opts.PreBuildpacks, opts.PostBuildpacks} {
+		"api=" + opts.PlatformAPI, "uid=" + fmt.Sprint(p.uid), "gid=" + fmt.Sprint(p.gid),
+		// The same inputs on another architecture are another build.
+		"platform=" + registry.PlatformString(registry.HostPlatform())}, opts.Buildpacks, opts.PreBuildpacks, opts.PostBuildpacks} {
 		for _, s := range part {
 			fmt.Fprintf(h, "%d:%s\n", len(s), s)
 		}
@@ -181,6 +183,9 @@ func unchanged(ctx context.Context, reg *registry.Client, p *buildPlan, want fin
 	}
 	if err != nil {
 		return "", nil, fmt.Sprintf("the image could not be read (%v)", err)
+	}
+	if host := registry.HostPlatform(); cf.OS != host.OS || cf.Architecture != host.Architecture {
+		return "", nil, fmt.Sprintf("the tag holds a %s/%s image, this build is for %s", cf.OS, cf.Architecture, registry.PlatformString(host))
 	}
 	md, err := cnb.ProjectMetadata(cf.Config.Labels)
 	if err != nil || md == nil || md.Source == nil {

@@ -4,9 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/cipack/cipack/internal/testenv"
@@ -92,6 +94,19 @@ func TestSkipUnchangedSkipsExactlyWhenNothingChanged(t *testing.T) {
 			}
 			if r := build(); r.code != 0 || strings.Contains(r.stdout, `"skipped": true`) || !strings.Contains(r.stderr, "its layers are not on it") {
 				t.Fatalf("a copied record on another base was trusted: exit %d\n%s", r.code, r.stderr)
+			}
+			// The tag holds the same build for another architecture (an
+			// arm64 runner pushed it): this runner builds its own.
+			other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+			arm, err := testenv.ForPlatform(testenv.MustPull(t, image), v1.Platform{OS: "linux", Architecture: other})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := testenv.Push(t.Context(), image, arm); err != nil {
+				t.Fatal(err)
+			}
+			if r := build(); r.code != 0 || strings.Contains(r.stdout, `"skipped": true`) || !strings.Contains(r.stderr, "the tag holds a linux/"+other+" image") {
+				t.Fatalf("an image of another architecture was taken for this build: exit %d\n%s", r.code, r.stderr)
 			}
 		})
 	}

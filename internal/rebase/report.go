@@ -71,7 +71,7 @@ func (r Report) WriteTable(w io.Writer) error {
 		if o.Triggered {
 			detail = "rebuild triggered: " + detail
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Image, o.Verdict, dash(o.Reason), digests(o), o.Duration.Round(time.Millisecond), detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(o.Image), oneLine(string(o.Verdict)), oneLine(dash(o.Reason)), oneLine(digests(o)), o.Duration.Round(time.Millisecond), oneLine(detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -112,7 +112,7 @@ func (r Report) Markdown() string {
 		if o.Triggered {
 			detail = "rebuild triggered: " + detail
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n", o.Image, o.Verdict, dash(o.Reason), digests(o), dash(o.Source), strings.ReplaceAll(detail, "|", "\\|"))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n", oneLine(o.Image), oneLine(string(o.Verdict)), oneLine(dash(o.Reason)), oneLine(digests(o)), oneLine(dash(o.Source)), strings.ReplaceAll(oneLine(detail), "|", "\\|"))
 	}
 	return b.String()
 }
@@ -134,4 +134,16 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// oneLine keeps a cell on its line: details and errors carry text from
+// registries, labels and report files, and a line break in them could
+// start a line a CI reads as a command (GitHub reads "::" on stdout).
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\u2028' || r == '\u2029' || (r < 0x20 && r != '\t') {
+			return ' '
+		}
+		return r
+	}, s)
 }

@@ -211,3 +211,25 @@ func TestWebhookCarriesAnIdempotencyKey(t *testing.T) {
 		}
 	}
 }
+
+// A detail or error carrying a line break (a label's buildpack id, a
+// registry's message, a merged report) stays on its row: no line of the
+// table or the job summary can start with a workflow command.
+func TestReportCellsStayOnTheirLine(t *testing.T) {
+	r := Report{Images: []Outcome{{Image: "r/app:latest", Verdict: Rebuild, Detail: "bp 1 → 2\n::error title=forged::pwned\r\n::add-mask::x"},
+		{Image: "r/b:latest", Verdict: Failed, Error: "registry said\n::stop-commands::tok"}}}
+	var table strings.Builder
+	if err := r.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{table.String(), r.Markdown()} {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "::") {
+				t.Fatalf("a line starts a workflow command: %q\n%s", line, out)
+			}
+		}
+		if !strings.Contains(out, "pwned") {
+			t.Fatalf("the detail was dropped:\n%s", out)
+		}
+	}
+}
