@@ -97,15 +97,15 @@ func TestSkipUnchangedSkipsExactlyWhenNothingChanged(t *testing.T) {
 			}
 			// The tag holds the same build for another architecture (an
 			// arm64 runner pushed it): this runner builds its own.
-			other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
-			arm, err := testenv.ForPlatform(testenv.MustPull(t, image), v1.Platform{OS: "linux", Architecture: other})
+			otherArch := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+			arm, err := testenv.ForPlatform(testenv.MustPull(t, image), v1.Platform{OS: "linux", Architecture: otherArch})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := testenv.Push(t.Context(), image, arm); err != nil {
 				t.Fatal(err)
 			}
-			if r := build(); r.code != 0 || strings.Contains(r.stdout, `"skipped": true`) || !strings.Contains(r.stderr, "the tag holds a linux/"+other+" image") {
+			if r := build(); r.code != 0 || strings.Contains(r.stdout, `"skipped": true`) || !strings.Contains(r.stderr, "the tag holds a linux/"+otherArch+" image") {
 				t.Fatalf("an image of another architecture was taken for this build: exit %d\n%s", r.code, r.stderr)
 			}
 		})
