@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -70,38 +69,59 @@ type Previous struct {
 	Tags   []string
 }
 
-// FindPrevious reads the newest record of a move to digest.
+// maxRecords bounds the records read for one digest: anyone with push
+// access can add referrers, and each costs a request.
+const maxRecords = 64
+
+// FindPrevious reads the newest record of a move to digest. Each record is
+// read and checked itself (the referrers list, or its fallback tag, is
+// anyone's with push access): a record that cannot be read or is not a
+// record is passed over, and "newest" is its own creation time, parsed.
 func FindPrevious(ctx context.Context, reg Reader, repo name.Repository, digest string) (*Previous, error) {
 	idx, err := reg.Referrers(ctx, repo.Digest(digest), PreviousArtifactType)
 	if err != nil {
 		return nil, err
 	}
-	recs := idx.Manifests
-	sort.SliceStable(recs, func(i, j int) bool {
-		return recs[i].Annotations[annotationCreated] > recs[j].Annotations[annotationCreated]
-	})
-	for _, r := range recs {
-		// The index lists the records' annotations; the record itself is
-		// read to be sure of them (the fallback index is a tag anyone
-		// with push access can write).
-		desc, err := reg.Get(ctx, repo.Digest(r.Digest.String()))
-		if err != nil {
-			return nil, err
+	var best *Previous
+	var bestAt time.Time
+	for i, r := range idx.Manifests {
+		if i == maxRecords {
+			break
 		}
-		m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
-		if err != nil || m.Subject == nil || m.Subject.Digest.String() != digest || m.Config.MediaType != types.MediaType(PreviousArtifactType) {
-			continue
+		p, at, ok := readRecord(ctx, reg, repo.Digest(r.Digest.String()), digest)
+		if ok && (best == nil || at.After(bestAt)) {
+			best, bestAt = p, at
 		}
-		p := &Previous{Digest: m.Annotations[annotationPrevious]}
-		if _, err := v1.NewHash(p.Digest); err != nil {
-			continue
-		}
-		if err := json.Unmarshal([]byte(m.Annotations[annotationTags]), &p.Tags); err != nil {
-			continue
-		}
-		return p, nil
 	}
-	return nil, errors.New("no record of a previous digest: cipack did not move this tag here, or moved it before records were kept")
+	if best == nil {
+		return nil, errors.New("no record of a previous digest: cipack did not move this tag here, or moved it before records were kept")
+	}
+	return best, nil
+}
+
+// readRecord reads one record of a move to digest: what it says and when
+// it was written; false when it is not a readable, well-formed record.
+func readRecord(ctx context.Context, reg Reader, ref name.Digest, digest string) (*Previous, time.Time, bool) {
+	desc, err := reg.Get(ctx, ref)
+	if err != nil {
+		return nil, time.Time{}, false
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+	if err != nil || m.Subject == nil || m.Subject.Digest.String() != digest || m.Config.MediaType != types.MediaType(PreviousArtifactType) {
+		return nil, time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, m.Annotations[annotationCreated])
+	if err != nil {
+		return nil, time.Time{}, false
+	}
+	p := &Previous{Digest: m.Annotations[annotationPrevious]}
+	if _, err := v1.NewHash(p.Digest); err != nil {
+		return nil, time.Time{}, false
+	}
+	if err := json.Unmarshal([]byte(m.Annotations[annotationTags]), &p.Tags); err != nil {
+		return nil, time.Time{}, false
+	}
+	return p, at, true
 }
 
 // ReasonRolledBack is a tag set moved back to its previous digest.

@@ -49,3 +49,34 @@ func TestPreviousDigestIsRecordedAndFound(t *testing.T) {
 		t.Fatal("a digest with no record gave one")
 	}
 }
+
+// "Newest" is the records' own times, parsed: RFC 3339 drops trailing
+// zeros, so "…:00Z" sorts after "…:00.5Z" as text while it is older.
+func TestNewestRecordByTimeNotByText(t *testing.T) {
+	host, reg := inProcessRegistry(t)
+	ctx := context.Background()
+	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
+	var digests []string
+	for i := 0; i < 3; i++ {
+		img, _ := random.Image(64, 1)
+		d, _ := img.Digest()
+		if err := remote.Write(repo.Digest(d.String()), img); err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d.String())
+	}
+	desc, err := reg.Get(ctx, repo.Digest(digests[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[0], nil, whole); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[1], nil, whole.Add(500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := FindPrevious(ctx, reg, repo, digests[2]); err != nil || p.Digest != digests[1] {
+		t.Fatalf("found %+v (%v), want the record written 500 ms later", p, err)
+	}
+}
