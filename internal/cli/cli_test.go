@@ -98,6 +98,9 @@ func TestTypedUsageErrors(t *testing.T) {
 		{[]string{"rebase", "--jobs", "many", "r.example/a:latest"}, "flags:"},
 		{[]string{"rebase", "r.example/a:latest", "--builder", "NOT VALID"}, "--builder:"},
 		{[]string{"rebase", "NOT VALID"}, "IMAGE:"},
+		{[]string{"rebase", "--merge-reports", "a.json", "--stage"}, "--merge-reports:"},
+		{[]string{"rebase", "--merge-reports", "a.json", "--dry-run"}, "--merge-reports:"},
+		{[]string{"rebase", "--merge-reports", "a.json", "--run-image-changed", "r.example/run:1"}, "--merge-reports:"},
 		{[]string{"rebase", "r.example/a@sha256:" + strings.Repeat("a", 64)}, "IMAGE:"},
 	} {
 		code, _, stderr := execute(c.args, nil)

@@ -103,8 +103,8 @@ func (o *rebaseOptions) Validate(args []string) error {
 		return nil
 	}
 	if len(o.Merge) > 0 {
-		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" {
-			return exit.Usagef("--merge-reports", "merge in a job of its own: --merge-reports FILE... with no fleet, images or --shard", "--merge-reports sweeps nothing")
+		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" || len(o.Changed) > 0 || o.Stage || o.DryRun || o.LastReport != "" {
+			return exit.Usagef("--merge-reports", "merge in a job of its own: --merge-reports FILE... with no fleet, images, --shard, --run-image-changed, --stage or --dry-run (the reports say whether they were dry runs)", "--merge-reports sweeps nothing")
 		}
 		return nil
 	}

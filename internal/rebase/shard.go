@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Shard is one of N parts of a fleet, K counted from 1 as Playwright's
@@ -82,7 +85,11 @@ func Merge(reports []Report) (Report, error) {
 		if r.DryRun != reports[0].DryRun {
 			return Report{}, fmt.Errorf("report %d is a dry run and report 1 is not, or the other way round", i+1)
 		}
-		if s := r.ShardOf(); s.N != n {
+		s := r.ShardOf()
+		if r.Shard != "" && s.N == 0 {
+			return Report{}, fmt.Errorf("report %d names shard %q, which is not K/N", i+1, r.Shard)
+		}
+		if s.N != n {
 			return Report{}, fmt.Errorf("report %d is shard %q, report 1 is of %d shards", i+1, r.Shard, n)
 		} else if n > 0 {
 			if shards[s.K] {
@@ -91,10 +98,14 @@ func Merge(reports []Report) (Report, error) {
 			shards[s.K] = true
 		}
 		for _, o := range r.Images {
-			if j, dup := seen[o.Image]; dup {
+			if err := checkMerged(o, s); err != nil {
+				return Report{}, fmt.Errorf("report %d: %w", i+1, err)
+			}
+			key := canonicalImage(o.Image)
+			if j, dup := seen[key]; dup {
 				return Report{}, fmt.Errorf("%s is in report %d and report %d", o.Image, j, i+1)
 			}
-			seen[o.Image] = i + 1
+			seen[key] = i + 1
 			all = append(all, o)
 		}
 		longest = max(longest, r.Duration)
@@ -121,4 +132,37 @@ func (r Report) ShardOf() Shard {
 		return Shard{}
 	}
 	return s
+}
+
+// checkMerged refuses an outcome no sweep writes: a report file is input.
+// Its verdict is one of the five (an error is failed), its image a tag in
+// its shard, its digests digests.
+func checkMerged(o Outcome, s Shard) error {
+	if !slices.Contains([]Verdict{UpToDate, Rebase, Rebuild, Skipped, Failed}, o.Verdict) {
+		return fmt.Errorf("%s: verdict %q is not one a sweep gives", o.Image, o.Verdict)
+	}
+	if o.Verdict == Failed && o.Error == "" {
+		return fmt.Errorf("%s: an error verdict without its error", o.Image)
+	}
+	if _, err := name.NewTag(o.Image); err != nil {
+		return fmt.Errorf("%q is not an image tag", o.Image)
+	}
+	if s.N > 0 && !s.Has(o.Image) {
+		return fmt.Errorf("%s is not in shard %s", o.Image, s)
+	}
+	for _, d := range []string{o.OldDigest, o.NewDigest} {
+		if _, err := v1.NewHash(d); d != "" && err != nil {
+			return fmt.Errorf("%s: %q is not a digest", o.Image, d)
+		}
+	}
+	return nil
+}
+
+// canonicalImage is a tag's full name, so that one image spelled two
+// ways is one image.
+func canonicalImage(ref string) string {
+	if t, err := name.NewTag(ref); err == nil {
+		return t.Name()
+	}
+	return ref
 }

@@ -66,8 +66,25 @@ func report(shard string, dryRun bool, d time.Duration, outcomes ...Outcome) Rep
 }
 
 func TestMergeSumsTheShards(t *testing.T) {
-	a := report("1/2", false, 3*time.Second, Outcome{Image: "r/b:1", Verdict: Rebase, NewDigest: "sha256:b"}, Outcome{Image: "r/d:1", Verdict: UpToDate})
-	b := report("2/2", false, 5*time.Second, Outcome{Image: "r/a:1", Verdict: Failed, Error: "boom"}, Outcome{Image: "r/c:1", Verdict: Rebuild})
+	digest := "sha256:" + strings.Repeat("b", 64)
+	var first, second []Outcome
+	for _, o := range []Outcome{{Image: "r/b:1", Verdict: Rebase, NewDigest: digest}, {Image: "r/d:1", Verdict: UpToDate},
+		{Image: "r/a:1", Verdict: Failed, Error: "boom"}, {Image: "r/c:1", Verdict: Rebuild}} {
+		if (Shard{K: 1, N: 2}).Has(o.Image) {
+			first = append(first, o)
+		} else {
+			second = append(second, o)
+		}
+	}
+	a := report("1/2", false, 3*time.Second, first...)
+	b := report("2/2", false, 5*time.Second, second...)
+	other := func(k int) string { // an image of shard k of 2
+		for i := 0; ; i++ {
+			if img := fmt.Sprintf("r/x%d:1", i); (Shard{K: k, N: 2}).Has(img) {
+				return img
+			}
+		}
+	}
 	m, err := Merge([]Report{a, b})
 	if err != nil {
 		t.Fatal(err)
@@ -81,13 +98,18 @@ func TestMergeSumsTheShards(t *testing.T) {
 		t.Fatalf("merged %+v", m)
 	}
 	for name, reports := range map[string][]Report{
-		"a shard missing":       {a},
-		"a shard twice":         {a, a},
-		"an image twice":        {a, report("2/2", false, 0, Outcome{Image: "r/b:1", Verdict: UpToDate})},
-		"dry run and not":       {a, report("2/2", true, 0)},
-		"splits of another N":   {a, report("2/3", false, 0)},
-		"no report":             nil,
-		"sharded and unsharded": {a, report("", false, 0)},
+		"a shard missing":           {a},
+		"a shard twice":             {a, a},
+		"an image twice":            {a, report("2/2", false, 0, Outcome{Image: first[0].Image, Verdict: UpToDate})},
+		"an image of another shard": {a, report("2/2", false, 0, Outcome{Image: other(1), Verdict: UpToDate})},
+		"a verdict no sweep gives":  {a, report("2/2", false, 0, Outcome{Image: other(2), Verdict: "moved-json"})},
+		"an error without its text": {a, report("2/2", false, 0, Outcome{Image: other(2), Verdict: Failed})},
+		"a digest that is not one":  {a, report("2/2", false, 0, Outcome{Image: other(2), Verdict: Rebase, NewDigest: "sha256:b"})},
+		"a shard that is not K/N":   {a, report("x", false, 0)},
+		"dry run and not":           {a, report("2/2", true, 0)},
+		"splits of another N":       {a, report("2/3", false, 0)},
+		"no report":                 nil,
+		"sharded and unsharded":     {a, report("", false, 0)},
 	} {
 		if _, err := Merge(reports); err == nil {
 			t.Errorf("%s: merged", name)
