@@ -204,7 +204,8 @@ func inspect(ctx context.Context, reg Registry, s string) (source, error) {
 	// image's config is untrusted, so it is checked before anything is
 	// pushed, not when the outputs are written.
 	for _, f := range []string{cf.OS, cf.Architecture, cf.Variant} {
-		if f != "" && !platformField.MatchString(f) {
+		// "unknown" marks attestations in an index: not a platform.
+		if f != "" && (!platformField.MatchString(f) || f == "unknown") {
 			return source{}, exit.Usagef("--source", "list images built for a real platform", "%s records the platform %q, which is not an os/architecture/variant name", s, registry.PlatformString(v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}))
 		}
 	}

@@ -25,7 +25,7 @@ func ParseShard(s string) (Shard, error) {
 	ki, err1 := strconv.Atoi(k)
 	ni, err2 := strconv.Atoi(n)
 	switch {
-	case !ok || err1 != nil || err2 != nil:
+	case !ok || err1 != nil || err2 != nil || !digits(k) || !digits(n):
 		return Shard{}, fmt.Errorf("%q is not K/N", s)
 	case ni < 1 || ni > maxShards:
 		return Shard{}, fmt.Errorf("the shard count %d is out of range 1..%d", ni, maxShards)
@@ -33,6 +33,11 @@ func ParseShard(s string) (Shard, error) {
 		return Shard{}, fmt.Errorf("the shard %d is out of range 1..%d", ki, ni)
 	}
 	return Shard{K: ki, N: ni}, nil
+}
+
+// digits: Atoi also takes a sign ("+1/+2"), which no matrix writes.
+func digits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 func (s Shard) String() string {

@@ -52,7 +52,7 @@ func TestParseShard(t *testing.T) {
 			t.Errorf("%q: %v %v", in, s, err)
 		}
 	}
-	for _, in := range []string{"", "0/4", "5/4", "1/0", "1/257", "a/b", "1", "1/2/3", "-1/2"} {
+	for _, in := range []string{"", "0/4", "5/4", "1/0", "1/257", "a/b", "1", "1/2/3", "-1/2", "+1/+2", "1 /2"} {
 		if _, err := ParseShard(in); err == nil {
 			t.Errorf("%q accepted", in)
 		}
