@@ -14,22 +14,8 @@ import (
 // A record written for a move is found from the new digest, names the
 // previous digest and the tags, and the newest record wins.
 func TestPreviousDigestIsRecordedAndFound(t *testing.T) {
-	host, reg := inProcessRegistry(t)
+	reg, repo, digests, desc := threeImages(t)
 	ctx := context.Background()
-	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
-	var digests []string
-	for i := 0; i < 3; i++ {
-		img, _ := random.Image(64, 1)
-		d, _ := img.Digest()
-		if err := remote.Write(repo.Digest(d.String()), img); err != nil {
-			t.Fatal(err)
-		}
-		digests = append(digests, d.String())
-	}
-	desc, err := reg.Get(ctx, repo.Digest(digests[2]))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tags := []string{repo.Tag("latest").String(), repo.Tag("stable").String()}
 	now := time.Now()
 	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[0], tags, now); err != nil {
@@ -53,22 +39,8 @@ func TestPreviousDigestIsRecordedAndFound(t *testing.T) {
 // "Newest" is the records' own times, parsed: RFC 3339 drops trailing
 // zeros, so "…:00Z" sorts after "…:00.5Z" as text while it is older.
 func TestNewestRecordByTimeNotByText(t *testing.T) {
-	host, reg := inProcessRegistry(t)
+	reg, repo, digests, desc := threeImages(t)
 	ctx := context.Background()
-	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
-	var digests []string
-	for i := 0; i < 3; i++ {
-		img, _ := random.Image(64, 1)
-		d, _ := img.Digest()
-		if err := remote.Write(repo.Digest(d.String()), img); err != nil {
-			t.Fatal(err)
-		}
-		digests = append(digests, d.String())
-	}
-	desc, err := reg.Get(ctx, repo.Digest(digests[2]))
-	if err != nil {
-		t.Fatal(err)
-	}
 	whole := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
 	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[0], nil, whole); err != nil {
 		t.Fatal(err)
@@ -79,4 +51,27 @@ func TestNewestRecordByTimeNotByText(t *testing.T) {
 	if p, err := FindPrevious(ctx, reg, repo, digests[2]); err != nil || p.Digest != digests[1] {
 		t.Fatalf("found %+v (%v), want the record written 500 ms later", p, err)
 	}
+}
+
+// threeImages pushes three images by digest into team/app on an
+// in-process registry, and reads the third's descriptor: the subject of
+// the records the tests write.
+func threeImages(t *testing.T) (Registry, name.Repository, []string, *remote.Descriptor) {
+	t.Helper()
+	host, reg := inProcessRegistry(t)
+	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
+	var digests []string
+	for i := 0; i < 3; i++ {
+		img, _ := random.Image(64, 1)
+		d, _ := img.Digest()
+		if err := remote.Write(repo.Digest(d.String()), img); err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d.String())
+	}
+	desc, err := reg.Get(context.Background(), repo.Digest(digests[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, repo, digests, desc
 }
