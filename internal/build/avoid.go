@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
@@ -159,22 +161,26 @@ func hashBuilder(p *buildPlan) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// unchanged reads the image the tag holds now and reports its digest
-// when its recorded fingerprint is want's (nothing to build), else "".
-// An index, an image without a record, or one that cannot be read is
-// built.
-func unchanged(ctx context.Context, reg *registry.Client, p *buildPlan, want fingerprint) (string, []Buildpack, string) {
-	digest := p.refs.before[p.refs.image.String()]
-	if digest == "" {
-		return "", nil, "the image does not exist yet"
-	}
+// recordedImage is the image the --image tag held at the preflight, with
+// its config; why says why it cannot be compared (then cipack builds).
+type recordedImage struct {
+	desc *remote.Descriptor
+	cf   *v1.ConfigFile
+	why  string
+}
+
+// readRecorded reads the image ref holds. An index, an image that cannot
+// be read or one that does not exist is built, not an error.
+func readRecorded(ctx context.Context, reg *registry.Client, ref name.Reference) recordedImage {
 	// Get, not an image read: an index is never resolved to a platform.
-	desc, err := reg.Get(ctx, p.refs.image.Context().Digest(digest))
-	if err != nil {
-		return "", nil, fmt.Sprintf("the image could not be read (%v)", err)
-	}
-	if desc.MediaType.IsIndex() {
-		return "", nil, "the tag holds a multi-arch index"
+	desc, err := reg.Get(ctx, ref)
+	switch {
+	case exit.Code(err) == exit.ImageNotFound:
+		return recordedImage{why: "the image does not exist yet"}
+	case err != nil:
+		return recordedImage{why: fmt.Sprintf("the image could not be read (%v)", err)}
+	case desc.MediaType.IsIndex():
+		return recordedImage{why: "the tag holds a multi-arch index"}
 	}
 	img, err := desc.Image()
 	var cf *v1.ConfigFile
@@ -182,35 +188,64 @@ func unchanged(ctx context.Context, reg *registry.Client, p *buildPlan, want fin
 		cf, err = img.ConfigFile()
 	}
 	if err != nil {
-		return "", nil, fmt.Sprintf("the image could not be read (%v)", err)
+		return recordedImage{why: fmt.Sprintf("the image could not be read (%v)", err)}
 	}
+	return recordedImage{desc: desc, cf: cf}
+}
+
+// runConfig is the run image's config on this platform, read from the
+// manifest whose digest the preflight recorded; why: it could not be.
+type runConfig struct {
+	cf  *v1.ConfigFile
+	why string
+}
+
+func readRunConfig(desc *remote.Descriptor, ref name.Reference) runConfig {
+	img, err := registry.ImageOf(desc, ref, registry.HostPlatform())
+	var cf *v1.ConfigFile
+	if err == nil {
+		cf, err = img.ConfigFile()
+	}
+	if err != nil {
+		return runConfig{why: fmt.Sprintf("the run image could not be read (%v)", err)}
+	}
+	return runConfig{cf: cf}
+}
+
+// unchanged reports the recorded image when its recorded fingerprint is
+// want's (nothing to build), else why it builds.
+func unchanged(p *buildPlan, want fingerprint) (*recordedImage, string) {
+	rec := p.refs.recorded
+	switch digest := p.refs.before[p.refs.image.String()]; {
+	case digest == "":
+		return nil, "the image does not exist yet"
+	case rec.why != "":
+		return nil, rec.why
+	case rec.desc.Digest.String() != digest:
+		return nil, "the tag moved while cipack read it"
+	}
+	cf := rec.cf
 	if host := registry.HostPlatform(); cf.OS != host.OS || cf.Architecture != host.Architecture {
-		return "", nil, fmt.Sprintf("the tag holds a %s/%s image, this build is for %s", cf.OS, cf.Architecture, registry.PlatformString(host))
+		return nil, fmt.Sprintf("the tag holds a %s/%s image, this build is for %s", cf.OS, cf.Architecture, registry.PlatformString(host))
 	}
 	md, err := cnb.ProjectMetadata(cf.Config.Labels)
 	if err != nil || md == nil || md.Source == nil {
-		return "", nil, "the image records no inputs"
+		return nil, "the image records no inputs"
 	}
 	raw, _ := json.Marshal(md.Source.Metadata[fingerprintKey])
 	var got fingerprint
 	if err := json.Unmarshal(raw, &got); err != nil || got == (fingerprint{}) {
-		return "", nil, "the image records no inputs"
+		return nil, "the image records no inputs"
 	}
 	if got != want {
-		return "", nil, "changed: " + strings.Join(diffFingerprint(got, want), ", ")
+		return nil, "changed: " + strings.Join(diffFingerprint(got, want), ", ")
 	}
 	// The record is a label anyone who can push could write: at least the
 	// base it claims must be the image's own layers.
-	if why := onRunImage(ctx, reg, p, cf); why != "" {
-		return "", nil, why
+	if why := onRunImage(p.refs.runConfig, cf); why != "" {
+		return nil, why
 	}
-	var bps []Buildpack
-	if bm, err := cnb.BuildMetadata(cf.Config.Labels); err == nil && bm != nil {
-		for _, bp := range bm.Buildpacks {
-			bps = append(bps, Buildpack{ID: bp.ID, Version: bp.Version})
-		}
-	}
-	return digest, bps, ""
+	return &rec, ""
 }
 
 func diffFingerprint(a, b fingerprint) []string {
@@ -226,29 +261,35 @@ func diffFingerprint(a, b fingerprint) []string {
 
 // skipIfUnchanged returns the result of a build that need not run: the
 // image the tag holds was made of the same inputs. Its other tags are
-// made to converge on it (compare before move), and its digest is the
-// result, as a build's would be. nil: build.
+// made to converge on it (compare before move: only those that held
+// another digest at the preflight), and its digest is the result, as a
+// build's would be. nil: build.
 func skipIfUnchanged(ctx context.Context, p *buildPlan, w *workdirs, d Deps, start time.Time) (*Result, error) {
-	digest, bps, why := unchanged(ctx, d.Registry, p, w.fp)
-	if digest == "" {
+	rec, why := unchanged(p, w.fp)
+	if rec == nil {
 		fmt.Fprintf(d.Log, "cipack: --skip-unchanged: building: %s\n", why)
 		return nil, nil
 	}
+	digest := rec.desc.Digest.String()
 	fmt.Fprintf(d.Log, "cipack: --skip-unchanged: %s@%s was built from the same app, builder, run image and inputs: the lifecycle does not run\n", p.refs.image, digest)
-	desc, err := d.Registry.Get(ctx, p.refs.image.Context().Digest(digest))
-	if err != nil {
-		return nil, err
-	}
-	if _, err := d.Registry.MoveTags(ctx, p.refs.written(), desc, p.refs.before); err != nil {
-		if errors.Is(err, registry.ErrMovedSinceInspection) {
-			return nil, exit.New(exit.Export, "--tag", err, "a tag moved while the build looked: rerun")
+	var move []name.Reference
+	for _, r := range p.refs.written() {
+		if p.refs.before[r.String()] != digest {
+			move = append(move, r)
 		}
-		return nil, fmt.Errorf("--skip-unchanged: make the tags converge: %w", err)
+	}
+	if len(move) > 0 {
+		if _, err := d.Registry.MoveTags(ctx, move, rec.desc, p.refs.before); err != nil {
+			if errors.Is(err, registry.ErrMovedSinceInspection) {
+				return nil, exit.New(exit.Export, "--tag", err, "a tag moved while the build looked: rerun")
+			}
+			return nil, fmt.Errorf("--skip-unchanged: make the tags converge: %w", err)
+		}
 	}
 	res := &Result{
 		Image: p.refs.image.String(), Name: p.refs.image.Context().Name(), Digest: digest,
 		ImageRef: p.refs.image.Context().Digest(digest).String(), RunImage: p.refs.runImage.String(),
-		Platform: registry.PlatformString(registry.HostPlatform()), Buildpacks: bps, Skipped: true, Duration: time.Since(start),
+		Platform: registry.PlatformString(registry.HostPlatform()), Buildpacks: recordedBuildpacks(rec.cf), Skipped: true, Duration: time.Since(start),
 	}
 	for _, r := range p.refs.written() {
 		res.Tags = append(res.Tags, r.String())
@@ -256,17 +297,25 @@ func skipIfUnchanged(ctx context.Context, p *buildPlan, w *workdirs, d Deps, sta
 	return res, nil
 }
 
-// onRunImage checks that the image's first layers are the run image's
-// (at the digest the fingerprint names, for the image's platform): a
-// record that claims the current run image on an image built on another
-// is not trusted. "" when they match.
-func onRunImage(ctx context.Context, reg *registry.Client, p *buildPlan, cf *v1.ConfigFile) string {
-	run := p.refs.runImage.Context().Digest(p.refs.runDigest)
-	_, rcf, err := reg.ConfigFor(ctx, run, v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})
-	if err != nil {
-		return fmt.Sprintf("the run image could not be read (%v)", err)
+func recordedBuildpacks(cf *v1.ConfigFile) []Buildpack {
+	var bps []Buildpack
+	if bm, err := cnb.BuildMetadata(cf.Config.Labels); err == nil && bm != nil {
+		for _, bp := range bm.Buildpacks {
+			bps = append(bps, Buildpack{ID: bp.ID, Version: bp.Version})
+		}
 	}
-	base := rcf.RootFS.DiffIDs
+	return bps
+}
+
+// onRunImage checks that the image's first layers are the run image's
+// (at the digest the fingerprint names, on this platform): a record that
+// claims the current run image on an image built on another is not
+// trusted. "" when they match.
+func onRunImage(run runConfig, cf *v1.ConfigFile) string {
+	if run.why != "" {
+		return run.why
+	}
+	base := run.cf.RootFS.DiffIDs
 	if len(base) == 0 || len(cf.RootFS.DiffIDs) < len(base) || !slices.Equal(cf.RootFS.DiffIDs[:len(base)], base) {
 		return "the image's record names the run image, but its layers are not on it"
 	}

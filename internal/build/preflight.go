@@ -27,6 +27,11 @@ type preflightRefs struct {
 	builderAPIs []string
 	// before is what the image and its tags pointed at before the build.
 	before tagState
+	// recorded and runConfig are read by the preflight for
+	// --skip-unchanged, beside its other checks, so that deciding to skip
+	// reads nothing more.
+	recorded  recordedImage
+	runConfig runConfig
 }
 
 // written lists the references the build writes: the image, then its tags.
@@ -104,14 +109,10 @@ func preflight(ctx context.Context, reg, builderReg *registry.Client, opts Optio
 	for i, k := range keys {
 		wg.Go(func() { errs[i] = relabel(inputOf[k], reg.CheckPush(ctx, pushRepos[k])) })
 	}
-	wg.Go(func() {
-		d, err := reg.Head(ctx, p.runImage)
-		if err != nil {
-			errs[len(keys)] = relabel("--run-image", err)
-			return
-		}
-		p.runDigest = d.Digest.String()
-	})
+	wg.Go(func() { errs[len(keys)] = p.readRunImage(ctx, reg, opts.SkipUnchanged) })
+	if opts.SkipUnchanged {
+		wg.Go(func() { p.recorded = readRecorded(ctx, reg, p.image) })
+	}
 	if opts.Builder != "" {
 		wg.Go(func() { p.builderAPIs, errs[len(keys)+1] = builderAPIs(ctx, builderReg, opts.Builder) })
 	}
@@ -125,6 +126,27 @@ func preflight(ctx context.Context, reg, builderReg *registry.Client, opts Optio
 		}
 	}
 	return p, nil
+}
+
+// readRunImage learns the run image's digest (its index's, for a
+// multi-arch one) and, for --skip-unchanged, its config on this platform
+// from the same manifest.
+func (p *preflightRefs) readRunImage(ctx context.Context, reg *registry.Client, skip bool) error {
+	if !skip {
+		d, err := reg.Head(ctx, p.runImage)
+		if err != nil {
+			return relabel("--run-image", err)
+		}
+		p.runDigest = d.Digest.String()
+		return nil
+	}
+	d, err := reg.Get(ctx, p.runImage)
+	if err != nil {
+		return relabel("--run-image", err)
+	}
+	p.runDigest = d.Digest.String()
+	p.runConfig = readRunConfig(d, p.runImage)
+	return nil
 }
 
 // builderAPIs reads the platform APIs from the builder image's

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // HostPlatform is the platform cipack runs on: the one it picks, by name,
@@ -52,6 +53,12 @@ func (c *Client) ImageFor(ctx context.Context, ref name.Reference, p v1.Platform
 	if err != nil {
 		return nil, err
 	}
+	return ImageOf(desc, ref, p)
+}
+
+// ImageOf is ImageFor on a manifest already read (desc, read from ref):
+// for callers that need the manifest's own digest too.
+func ImageOf(desc *remote.Descriptor, ref name.Reference, p v1.Platform) (v1.Image, error) {
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()
 		if err != nil {
