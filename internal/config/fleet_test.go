@@ -61,7 +61,7 @@ images:
 		t.Fatal(err)
 	}
 	a, b := f.For(0), f.For(1)
-	if a.Builder != "r.example/builder:latest" || a.Trigger.Webhook.TokenEnv != "HOOK_TOKEN" || a.RunImageMirrors[0] != "mirror.example/run" || a.Line != 7 {
+	if a.Builder != "r.example/builder:latest" || a.Trigger.Webhook.TokenEnv != "HOOK_TOKEN" || a.RunImageMirrors[0] != "mirror.example/run" {
 		t.Fatalf("a = %+v", a)
 	}
 	if b.Builder != "r.example/other:1" || b.Trigger.Webhook.EventType != "rebuild" || !b.AllowRunImageRename {
