@@ -260,10 +260,10 @@ func diffFingerprint(a, b fingerprint) []string {
 }
 
 // skipIfUnchanged returns the result of a build that need not run: the
-// image the tag holds was made of the same inputs. Its other tags are
-// made to converge on it (compare before move: only those that held
-// another digest at the preflight), and its digest is the result, as a
-// build's would be. nil: build.
+// image the tag holds was made of the same inputs. Every tag is read again
+// (a push since the preflight stops it: rerun) and those not on the image
+// are made to converge on it (compare before move); its digest is the
+// result, as a build's would be. nil: build.
 func skipIfUnchanged(ctx context.Context, p *buildPlan, w *workdirs, d Deps, start time.Time) (*Result, error) {
 	rec, why := unchanged(p, w.fp)
 	if rec == nil {
@@ -272,19 +272,11 @@ func skipIfUnchanged(ctx context.Context, p *buildPlan, w *workdirs, d Deps, sta
 	}
 	digest := rec.desc.Digest.String()
 	fmt.Fprintf(d.Log, "cipack: --skip-unchanged: %s@%s was built from the same app, builder, run image and inputs: the lifecycle does not run\n", p.refs.image, digest)
-	var move []name.Reference
-	for _, r := range p.refs.written() {
-		if p.refs.before[r.String()] != digest {
-			move = append(move, r)
+	if _, err := d.Registry.MoveTags(ctx, p.refs.written(), rec.desc, p.refs.before); err != nil {
+		if errors.Is(err, registry.ErrMovedSinceInspection) {
+			return nil, exit.New(exit.Export, "--tag", err, "a tag moved while the build looked: rerun")
 		}
-	}
-	if len(move) > 0 {
-		if _, err := d.Registry.MoveTags(ctx, move, rec.desc, p.refs.before); err != nil {
-			if errors.Is(err, registry.ErrMovedSinceInspection) {
-				return nil, exit.New(exit.Export, "--tag", err, "a tag moved while the build looked: rerun")
-			}
-			return nil, fmt.Errorf("--skip-unchanged: make the tags converge: %w", err)
-		}
+		return nil, fmt.Errorf("--skip-unchanged: make the tags converge: %w", err)
 	}
 	res := &Result{
 		Image: p.refs.image.String(), Name: p.refs.image.Context().Name(), Digest: digest,

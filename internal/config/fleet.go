@@ -163,8 +163,8 @@ func (f *Fleet) validate(path string, lines []int) error {
 			}
 			seen[c] = at
 		}
-		for k, v := range map[string]string{key + ".builder": img.Builder, key + ".runImage": img.RunImage} {
-			if err := checkRef(path, line, k, v); err != nil {
+		for _, kv := range [][2]string{{key + ".builder", img.Builder}, {key + ".runImage", img.RunImage}} {
+			if err := checkRef(path, line, kv[0], kv[1]); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -35,7 +37,8 @@ var ErrTagsLeftMoved = errors.New("tags left on the new manifest")
 // (reference → digest the caller saw, "" for absent), no target may have
 // moved since; if one did, nothing moves. On a failed move, the targets
 // already moved are put back on their old manifests and those that did
-// not exist are deleted. Registries have no compare-and-swap on tags: the
+// not exist are deleted. A target already on t is not written again.
+// Registries have no compare-and-swap on tags: the
 // check narrows the race to the moves themselves. t must already be in
 // each target's repository (pushed by digest).
 func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remote.Taggable, seen map[string]string) ([]string, error) {
@@ -52,7 +55,20 @@ func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remot
 			return nil, err
 		}
 	}
+	raw, err := t.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	want, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
 	for i, tag := range tags {
+		// A tag already on t (its old manifest read, and hashed, just
+		// now) stays: writing the same manifest again changes nothing.
+		if olds[i] != nil && olds[i].Digest == want {
+			continue
+		}
 		if err := c.Tag(ctx, tag, t); err != nil {
 			err = Classify(tag.String(), "move tag", err)
 			// The caller may have been canceled: the undo must still run.

@@ -93,7 +93,13 @@ func TestMoveTagsAllOrNone(t *testing.T) {
 		is      error
 		code    int
 		noPut   bool // nothing may have been written
+		onePut  bool // exactly one manifest write
 	}{
+		{name: "a tag already on the target is not written again", before: map[string]string{"a": fresh, "b": old}, targets: []string{"a", "b"},
+			seen: map[string]string{"a": fresh, "b": old}, after: map[string]string{"a": fresh, "b": fresh}, onePut: true},
+		{name: "a tag moved onto the target since inspection still stops the move", before: map[string]string{"a": fresh, "b": old}, targets: []string{"a", "b"},
+			seen: map[string]string{"a": old, "b": old}, after: map[string]string{"a": fresh, "b": old},
+			wantErr: []string{"app:a", "nothing was moved"}, is: ErrMovedSinceInspection, noPut: true},
 		{name: "all new tags move", targets: []string{"a", "b"},
 			after: map[string]string{"a": fresh, "b": fresh}},
 		{name: "existing tags move", before: map[string]string{"a": old, "b": old}, targets: []string{"a", "b"},
@@ -144,8 +150,8 @@ func TestMoveTagsAllOrNone(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for tag := range tt.before {
-				if err := c.Tag(ctx, repo.Tag(tag), imgs[old]); err != nil {
+			for tag, v := range tt.before {
+				if err := c.Tag(ctx, repo.Tag(tag), imgs[v]); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -181,6 +187,9 @@ func TestMoveTagsAllOrNone(t *testing.T) {
 			}
 			if tt.noPut && puts != 0 {
 				t.Errorf("%d manifest writes, want none", puts)
+			}
+			if tt.onePut && puts != 1 {
+				t.Errorf("%d manifest writes, want 1", puts)
 			}
 			for tag, v := range tt.after {
 				if now := headOrAbsent(t, c, repo.Tag(tag)); now != digests[v] {
