@@ -62,6 +62,7 @@ var actionInputs = map[string]string{
 	"--run-image-changed": "run-image-changed",
 	"--stage":             "stage",
 	"--promote":           "promote",
+	"--promote-digest":    "promote-digest",
 	"--source":            "sources",
 	"--sbom-dir":          "sbom-dir",
 	"--any-source":        "any-source",

@@ -190,3 +190,48 @@ func TestCopySelfOntoADirectoryLeavesNothing(t *testing.T) {
 		t.Fatalf("copy-self left %v next to the directory", entries)
 	}
 }
+
+// A staged plan travels between jobs: --promote-digest (the stage step's
+// report-digest output) refuses a plan that changed on its way, before
+// anything is read from a registry; the output is the report file's own
+// digest.
+func TestPromoteDigestRefusesAChangedPlan(t *testing.T) {
+	dir := t.TempDir()
+	plan, report, outputs := filepath.Join(dir, "plan.json"), filepath.Join(dir, "report.json"), filepath.Join(dir, "out")
+	if err := os.WriteFile(outputs, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gh := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": outputs}
+	// An empty plan promotes nothing; its report file and output are real.
+	if err := os.WriteFile(plan, []byte(`{"images":[],"counts":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := execute([]string{"rebase", "--promote", plan, "--report-file", report}, gh); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	written, _ := os.ReadFile(report)
+	out, _ := os.ReadFile(outputs)
+	staged := digestOf(written)
+	if !strings.Contains(string(out), "report-digest<<") || !strings.Contains(string(out), "\n"+staged+"\n") {
+		t.Fatalf("report-digest output is not %s:\n%s", staged, out)
+	}
+	if code, _, stderr := execute([]string{"rebase", "--promote", report, "--promote-digest", staged}, nil); code != 0 {
+		t.Fatalf("the staged plan itself was refused: exit %d\n%s", code, stderr)
+	}
+	if err := os.WriteFile(report, append(written, ' '), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := execute([]string{"rebase", "--promote", report, "--promote-digest", staged}, nil)
+	if code != exit.Usage || !strings.Contains(stderr, "not the staged plan "+staged) || !strings.Contains(stderr, "nothing moved") {
+		t.Fatalf("a changed plan: exit %d\n%s", code, stderr)
+	}
+	for _, args := range [][]string{
+		{"rebase", "--promote-digest", staged, "r.example/a:latest"},
+		{"rebase", "--promote", report, "--promote-digest", "sha256:abc"},
+		{"rebase", "--promote", report, "--promote-digest", strings.ToUpper(staged)},
+	} {
+		if code, _, stderr := execute(args, nil); code != exit.Usage || !strings.Contains(stderr, "error: --promote-digest:") {
+			t.Errorf("%v: exit %d\n%s", args, code, stderr)
+		}
+	}
+}

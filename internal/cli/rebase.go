@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -40,6 +42,9 @@ type rebaseOptions struct {
 	LastReport string
 	Stage      bool
 	Promote    string
+	// PromoteDigest is the plan's sha256 as the stage step reported it
+	// (output report-digest): a plan changed on its way is refused.
+	PromoteDigest string
 }
 
 func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
@@ -59,6 +64,7 @@ func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.LastReport, "last-report", "", "with --run-image-changed: a previous sweep's JSON report, which tells each image's run image, so images on other run images are not read at all")
 	f.BoolVar(&o.Stage, "stage", false, "push each rebased image by digest only: move no tag, call no trigger; the JSON report is the plan (candidates) for --promote")
 	f.StringVar(&o.Promote, "promote", "", "move each image's tags to the candidate a --stage report (PLAN) names, only where every tag still holds the digest it had at staging; no sweep")
+	f.StringVar(&o.PromoteDigest, "promote-digest", "", "with --promote: the plan's digest (sha256:HEX) that the stage step output as report-digest; a plan that changed on its way between the jobs is refused")
 	addTimeoutFlag(f, &o.Timeout)
 }
 
@@ -95,6 +101,14 @@ func (o *rebaseOptions) Validate(args []string) error {
 	}
 	if o.Stage && o.DryRun {
 		return exit.Usagef("--stage", "drop --dry-run: a staged sweep pushes candidates by digest and moves nothing", "--stage and --dry-run together")
+	}
+	if o.PromoteDigest != "" {
+		if o.Promote == "" {
+			return exit.Usagef("--promote-digest", "add --promote PLAN, or drop --promote-digest", "--promote-digest only applies to --promote")
+		}
+		if !isSHA256(o.PromoteDigest) {
+			return exit.Usagef("--promote-digest", "pass the stage step's report-digest output as it is: sha256: and 64 hex digits", "%q is not a sha256 digest", o.PromoteDigest)
+		}
 	}
 	if o.Promote != "" {
 		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" || len(o.Changed) > 0 || o.Stage || o.DryRun || len(o.Merge) > 0 {
@@ -265,9 +279,14 @@ func (o *rebaseOptions) checkReportFile() error {
 
 // runPromote moves the tags of a staged sweep's plan to its candidates.
 func runPromote(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter) error {
-	plan, err := readReport("--promote", o.Promote, "name the --report-file of a --stage sweep")
+	plan, raw, err := readReportBytes("--promote", o.Promote, "name the --report-file of a --stage sweep")
 	if err != nil {
 		return err
+	}
+	// The bytes read are the bytes checked and the bytes parsed.
+	if got := digestOf(raw); o.PromoteDigest != "" && got != o.PromoteDigest {
+		return exit.Usagef("--promote", "promote the plan file the stage step wrote, with its report-digest output",
+			"%s is %s, not the staged plan %s: it changed on its way between the jobs; nothing moved", o.Promote, got, o.PromoteDigest)
 	}
 	var images []string
 	for _, im := range plan.Images {
@@ -287,15 +306,37 @@ func runPromote(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter) 
 
 // readReport reads a rebase JSON report (bounded, a regular file).
 func readReport(flag, file, hint string) (rebase.Report, error) {
+	r, _, err := readReportBytes(flag, file, hint)
+	return r, err
+}
+
+// readReportBytes is readReport that also returns the bytes it parsed.
+func readReportBytes(flag, file, hint string) (rebase.Report, []byte, error) {
 	b, err := safefs.ReadUserFile(file, 256<<20)
 	var r rebase.Report
 	if err == nil {
 		err = json.Unmarshal(b, &r)
 	}
 	if err != nil || r.Counts == nil {
-		return r, exit.Usagef(flag, hint, "%s is not a cipack rebase report (%v)", file, err)
+		return r, nil, exit.Usagef(flag, hint, "%s is not a cipack rebase report (%v)", file, err)
 	}
-	return r, nil
+	return r, b, nil
+}
+
+// isSHA256 accepts sha256: and 64 lowercase hex digits, as digestOf gives.
+func isSHA256(d string) bool {
+	h, ok := strings.CutPrefix(d, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
+}
+
+// digestOf is a report file's digest, as the report-digest output gives it.
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // mergeReports reads the shards' JSON reports (bounded, as regular
@@ -329,14 +370,15 @@ func finishRebase(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter
 	} else if err := report.WriteTable(env.Stdout); err != nil {
 		return err
 	}
+	file := append(doc, '\n')
 	if o.ReportFile != "" {
-		if err := safefs.WriteFileAtomic(o.ReportFile, append(doc, '\n'), 0o644); err != nil {
+		if err := safefs.WriteFileAtomic(o.ReportFile, file, 0o644); err != nil {
 			return exit.Usagef("--report-file", "point it at a writable path; the report is on stdout above", "%v", err)
 		}
 	}
 	subjects, chainsImages := attestationSubjects(report)
 	outputs := map[string]string{"report-file": o.ReportFile, "moved": movedLines(report.Moved()), "moved-json": subjects, "images": chainsImages,
-		"candidates": candidates(report)}
+		"candidates": candidates(report), "report-digest": digestOf(file)}
 	for k, v := range report.Counts {
 		outputs[k] = strconv.Itoa(v)
 	}
