@@ -22,6 +22,7 @@ var taskParams = map[string]string{
 	"--source-commit":      "SOURCE_REVISION",
 	"--source-root":        "source workspace",
 	"--any-source":         "ANY_SOURCE",
+	"--promote-digest":     "PROMOTE_DIGEST",
 	"registry credentials": "dockerconfig workspace",
 }
 
@@ -37,6 +38,8 @@ var taskResults = map[string]string{
 	"error":      "FAILED",
 	"moved":      "MOVED_DIGESTS",
 	"images":     "IMAGES",
+	// The report's own digest: a staged plan's, checked by the promote.
+	"report-digest": "REPORT_DIGEST",
 }
 
 // actionInputs names cipack's inputs as the GitHub Actions (action.yml,

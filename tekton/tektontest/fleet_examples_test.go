@@ -2,7 +2,9 @@ package tektontest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,6 +209,12 @@ func TestStagedRolloutPipelineOrder(t *testing.T) {
 	plan := param(ts[0], "REPORT_FILE")
 	if param(ts[0], "STAGE") != "true" || plan == "" || param(ts[1], "PLAN") != plan || param(ts[2], "PROMOTE_PLAN") != plan {
 		t.Fatalf("stage writes %q (STAGE %q), verify reads %q, promote reads %q", plan, param(ts[0], "STAGE"), param(ts[1], "PLAN"), param(ts[2], "PROMOTE_PLAN"))
+	}
+	if got := param(ts[2], "PROMOTE_DIGEST"); got != "$(tasks.stage.results.REPORT_DIGEST)" {
+		t.Fatalf("promote checks the plan against %q, not the stage's REPORT_DIGEST", got)
+	}
+	if !slices.ContainsFunc(loadTask(t, "cipack-rebase.yaml").Spec.Results, func(r v1.TaskResult) bool { return r.Name == "REPORT_DIGEST" }) {
+		t.Fatal("cipack-rebase declares no REPORT_DIGEST result")
 	}
 	// The placeholder verify Task meets the restricted standard too.
 	var verify v1.Task
@@ -483,8 +491,21 @@ func TestRebaseTaskStagePromoteShardMerge(t *testing.T) {
 		t.Fatalf("plan %v", plan)
 	}
 
+	// The plan's digest is a result; a promote given another digest (the
+	// plan changed in the workspace since) moves nothing.
+	digest := stage.result(t, "REPORT_DIGEST")
+	if raw, _ := os.ReadFile(filepath.Join(reports, "plan.json")); digest != fmt.Sprintf("sha256:%x", sha256.Sum256(raw)) {
+		t.Fatalf("REPORT_DIGEST %q is not plan.json's", digest)
+	}
+	other := "sha256:" + strings.Repeat("0", 64)
+	refused := render(t, loadTask(t, "cipack-rebase.yaml"), v1.Params{str("PROMOTE_PLAN", "/workspace/reports/plan.json"), str("PROMOTE_DIGEST", other)}, ws)
+	i := slices.IndexFunc(refused.spec.Steps, func(s v1.Step) bool { return s.Name == "promote" })
+	if err := refused.run(t, i, "cipack"); err == nil || !strings.Contains(refused.output.String(), "not the staged plan") || head(app) != built {
+		t.Fatalf("a promote with another plan digest: %v, %s at %s\n%s", err, app, head(app), refused.output.String())
+	}
+
 	// Promote: the tag moves to the candidate.
-	promote := step(v1.Params{str("PROMOTE_PLAN", "/workspace/reports/plan.json")}, "promote")
+	promote := step(v1.Params{str("PROMOTE_PLAN", "/workspace/reports/plan.json"), str("PROMOTE_DIGEST", digest)}, "promote")
 	if got := head(app); got != cand["newDigest"] {
 		t.Fatalf("after the promotion %s is at %s, want the candidate %s\n%s", app, got, cand["newDigest"], promote.output.String())
 	}
