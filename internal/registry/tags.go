@@ -63,6 +63,7 @@ func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remot
 	if err != nil {
 		return nil, err
 	}
+	var moved []int
 	for i, tag := range tags {
 		// A tag already on t (its old manifest read, and hashed, just
 		// now) stays: writing the same manifest again changes nothing.
@@ -72,14 +73,11 @@ func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remot
 		if err := c.Tag(ctx, tag, t); err != nil {
 			err = Classify(tag.String(), "move tag", err)
 			// The caller may have been canceled: the undo must still run.
-			return nil, c.undo(context.WithoutCancel(ctx), tags[:i], olds[:i], err)
+			return nil, c.undo(context.WithoutCancel(ctx), tags, olds, moved, err)
 		}
+		moved = append(moved, i)
 	}
-	out := make([]string, len(tags))
-	for i, tag := range tags {
-		out[i] = tag.String()
-	}
-	return out, nil
+	return tagStrings(tags), nil
 }
 
 // asTags refuses digest references, all before anything moves.
@@ -95,23 +93,33 @@ func asTags(refs []name.Reference) ([]name.Tag, error) {
 	return tags, nil
 }
 
-// readOld reads each tag's current manifest (at once: callers pass a
-// handful); nil for a tag the registry does not know. Any other failure
-// (auth, 5xx, timeout) is returned: without the old manifest a failed move
-// could not be undone, and a tag that may exist must not be taken for
-// absent.
+// readOld reads each tag's current manifest; nil for a tag the registry
+// does not know. Any other failure (auth, 5xx, timeout) is returned:
+// without the old manifest a failed move could not be undone, and a tag
+// that may exist must not be taken for absent.
 func (c *Client) readOld(ctx context.Context, tags []name.Tag) ([]*remote.Descriptor, error) {
-	olds := make([]*remote.Descriptor, len(tags))
-	errs := make([]error, len(tags))
+	olds, err := readEach(len(tags), func(i int) (*remote.Descriptor, error) { return c.Get(ctx, tags[i]) })
+	if err != nil {
+		return nil, fmt.Errorf("%w; nothing was moved", err)
+	}
+	return olds, nil
+}
+
+// readEach runs read for 0..n-1 at once (callers pass a handful of
+// references) and returns the results in order: the zero T where the
+// registry does not know the reference (404), the first other failure.
+func readEach[T any](n int, read func(i int) (T, error)) ([]T, error) {
+	out := make([]T, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i, tag := range tags {
+	for i := range n {
 		wg.Go(func() {
-			d, err := c.Get(ctx, tag)
+			v, err := read(i)
 			switch {
 			case err == nil:
-				olds[i] = d
+				out[i] = v
 			case exit.Code(err) != exit.ImageNotFound:
-				errs[i] = fmt.Errorf("%w; nothing was moved", err)
+				errs[i] = err
 			}
 		})
 	}
@@ -121,7 +129,7 @@ func (c *Client) readOld(ctx context.Context, tags []name.Tag) ([]*remote.Descri
 			return nil, err
 		}
 	}
-	return olds, nil
+	return out, nil
 }
 
 // checkSeen fails when a tag no longer points where the caller saw it.
@@ -138,14 +146,18 @@ func checkSeen(tags []name.Tag, olds []*remote.Descriptor, seen map[string]strin
 	return nil
 }
 
-// undo puts moved tags back (old manifest, or deleted when there was
-// none) after moveErr, and says truthfully which ones it could not.
-func (c *Client) undo(ctx context.Context, moved []name.Tag, olds []*remote.Descriptor, moveErr error) error {
+// undo puts the moved tags (indexes into tags) back, on their old
+// manifest or deleted when there was none, after moveErr, and says
+// truthfully which ones it could not.
+func (c *Client) undo(ctx context.Context, tags []name.Tag, olds []*remote.Descriptor, moved []int, moveErr error) error {
 	if len(moved) == 0 {
 		return fmt.Errorf("%w; nothing was moved", moveErr)
 	}
 	var left []string
-	for i, tag := range moved {
+	var back []name.Tag
+	for _, i := range moved {
+		tag := tags[i]
+		back = append(back, tag)
 		if olds[i] != nil {
 			if err := c.Put(ctx, tag, olds[i]); err != nil {
 				left = append(left, fmt.Sprintf("%s could not be put back on %s: %v", tag, olds[i].Digest, Classify(tag.String(), "restore tag", err)))
@@ -159,7 +171,7 @@ func (c *Client) undo(ctx context.Context, moved []name.Tag, olds []*remote.Desc
 	if left != nil {
 		return fmt.Errorf("%w; and %w: %s", moveErr, ErrTagsLeftMoved, strings.Join(left, "; "))
 	}
-	return fmt.Errorf("%w (tags already moved were put back: %s)", moveErr, joinTags(moved))
+	return fmt.Errorf("%w (tags already moved were put back: %s)", moveErr, strings.Join(tagStrings(back), ", "))
 }
 
 // DeleteTag removes tag (not the manifest it names). A tag already gone
@@ -186,12 +198,12 @@ func hasCode(te *transport.Error, code transport.ErrorCode) bool {
 	return false
 }
 
-func joinTags(tags []name.Tag) string {
+func tagStrings(tags []name.Tag) []string {
 	s := make([]string, len(tags))
 	for i, t := range tags {
 		s[i] = t.String()
 	}
-	return strings.Join(s, ", ")
+	return s
 }
 
 func orAbsent(d string) string {
@@ -201,31 +213,20 @@ func orAbsent(d string) string {
 	return d
 }
 
-// TagDigests reads where each reference points (one HEAD each, at once:
-// callers pass a handful), keyed by reference; "" for one that does not
-// exist. Any other failure is returned.
+// TagDigests reads where each reference points (one HEAD each, at once),
+// keyed by reference; "" for one that does not exist. Any other failure
+// is returned.
 func (c *Client) TagDigests(ctx context.Context, refs []name.Reference) (map[string]string, error) {
-	digests := make([]string, len(refs))
-	errs := make([]error, len(refs))
-	var wg sync.WaitGroup
-	for i, r := range refs {
-		wg.Go(func() {
-			d, err := c.Head(ctx, r)
-			switch {
-			case err == nil:
-				digests[i] = d.Digest.String()
-			case exit.Code(err) != exit.ImageNotFound:
-				errs[i] = err
-			}
-		})
+	heads, err := readEach(len(refs), func(i int) (*v1.Descriptor, error) { return c.Head(ctx, refs[i]) })
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
 	out := make(map[string]string, len(refs))
 	for i, r := range refs {
-		if errs[i] != nil {
-			return nil, errs[i]
+		out[r.String()] = ""
+		if heads[i] != nil {
+			out[r.String()] = heads[i].Digest.String()
 		}
-		out[r.String()] = digests[i]
 	}
 	return out, nil
 }
