@@ -30,45 +30,103 @@ import (
 type Blobs string
 
 // path is where the blob of digest d lives.
-func (b Blobs) path(d v1.Hash) string { return filepath.Join(string(b), "blobs", d.Algorithm, d.Hex) }
+func (b Blobs) path(d v1.Hash) string { return filepath.Join(b.dir(), d.Hex) }
+
+// dir is the layout's blobs/sha256 directory.
+func (b Blobs) dir() string { return filepath.Join(string(b), "blobs", "sha256") }
 
 // init makes the layout: world-readable directories, the oci-layout file.
+// The directory given is the user's (it may be a link they made); the
+// layout's own directories under it came with a restored cache, so one
+// that is not a real directory (a link, a file, a FIFO) is replaced
+// rather than followed or left to fail every later build.
 func (b Blobs) init() error {
-	if err := os.MkdirAll(filepath.Join(string(b), "blobs", "sha256"), 0o755); err != nil {
+	if err := os.MkdirAll(string(b), 0o755); err != nil {
 		return err
 	}
-	for _, d := range []string{string(b), filepath.Join(string(b), "blobs"), filepath.Join(string(b), "blobs", "sha256")} {
-		fi, err := os.Lstat(d)
-		if err != nil {
-			return err
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("%s is not a directory", d)
+	if fi, err := os.Stat(string(b)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", b)
+	}
+	r, err := os.OpenRoot(string(b))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for _, d := range []string{"blobs", "blobs/sha256"} {
+		if err := realDirIn(r, d); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(string(b), d), err)
 		}
 	}
-	p := filepath.Join(string(b), "oci-layout")
-	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-		return os.WriteFile(p, []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+	if _, err := r.Lstat("oci-layout"); errors.Is(err, fs.ErrNotExist) {
+		return r.WriteFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 	}
 	return nil
 }
 
-// verified reports whether the blob of d is there, a regular file whose
-// content hashes to d. A blob that does not is removed.
-func (b Blobs) verified(d v1.Hash) bool {
-	p := b.path(d)
-	f, err := os.OpenFile(p, os.O_RDONLY|noFollow, 0)
+// realDirIn makes name a real directory of mode 0755 in r, replacing
+// whatever else is there.
+func realDirIn(r *os.Root, name string) error {
+	fi, err := r.Lstat(name)
+	if err == nil && fi.IsDir() {
+		return nil
+	}
+	if err == nil {
+		if err := r.RemoveAll(name); err != nil {
+			return err
+		}
+	}
+	if err := r.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if fi, err := r.Lstat(name); err != nil || !fi.IsDir() {
+		return errors.New("not a directory")
+	}
+	return nil
+}
+
+// openBlob opens the blob file name in r for reading, if it is a regular
+// file. O_NONBLOCK keeps the open of a FIFO planted in a restored cache
+// from waiting forever for a writer (and a blocked open cannot be
+// canceled); it changes nothing for a regular file's reads. O_NOFOLLOW
+// and the root keep a planted link from being followed.
+func openBlob(r *os.Root, name string) (*os.File, error) {
+	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|noFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%s)", name, fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// verified reports whether the blob of d is there, a regular file of at
+// most size bytes whose content hashes to d. Anything else at its name
+// (a wrong blob, a directory, a FIFO, a link) is removed, so that it is
+// fetched again. The hash reads at most size+1 bytes and stops with ctx.
+func (b Blobs) verified(ctx context.Context, d v1.Hash, size int64) bool {
+	r, err := os.OpenRoot(b.dir())
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		_ = os.Remove(p)
+	defer r.Close()
+	f, err := openBlob(r, d.Hex)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			_ = r.RemoveAll(d.Hex)
+		}
 		return false
 	}
+	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil || hex.EncodeToString(h.Sum(nil)) != d.Hex {
-		_ = os.Remove(p)
+	n, err := io.Copy(h, io.LimitReader(ctxReader{ctx, f}, size+1))
+	if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != d.Hex {
+		_ = r.RemoveAll(d.Hex)
 		return false
 	}
 	return true
@@ -82,7 +140,7 @@ func (b Blobs) fetch(ctx context.Context, l v1.Layer, d v1.Hash) error {
 		return err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(b.path(d)), ".fetch-"+d.Hex[:12]+"-")
+	tmp, err := os.CreateTemp(b.dir(), ".fetch-"+d.Hex[:12]+"-")
 	if err != nil {
 		return err
 	}
@@ -101,7 +159,19 @@ func (b Blobs) fetch(ctx context.Context, l v1.Layer, d v1.Hash) error {
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), b.path(d))
+	r, err := os.OpenRoot(b.dir())
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// A directory at the blob's name (planted, or made since verified
+	// looked) would refuse the rename: it goes first.
+	if fi, err := r.Lstat(d.Hex); err == nil && !fi.Mode().IsRegular() {
+		if err := r.RemoveAll(d.Hex); err != nil {
+			return err
+		}
+	}
+	return r.Rename(filepath.Base(tmp.Name()), d.Hex)
 }
 
 // layer is l served from the layout: its blob fetched (verified) when
@@ -115,24 +185,41 @@ func (b Blobs) layer(ctx context.Context, l v1.Layer) (v1.Layer, error) {
 	if d.Algorithm != "sha256" || !isHex64(d.Hex) {
 		return nil, exit.New(exit.Sandbox, "builder blob", fmt.Errorf("unsupported layer digest %q", d), "")
 	}
-	if !b.verified(d) {
+	size, err := l.Size()
+	if err != nil {
+		return nil, err
+	}
+	if !b.verified(ctx, d, size) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if err := b.fetch(ctx, l, d); err != nil {
-			return nil, fmt.Errorf("keep blob %s: %w", d, err)
+			return nil, fmt.Errorf("keep blob %s in %s: %w", d, b, err)
 		}
 	}
-	return partial.CompressedToLayer(blobLayer{src: l, path: b.path(d)})
+	return partial.CompressedToLayer(blobLayer{src: l, dir: b.dir(), name: d.Hex})
 }
 
-// prune removes the blobs no layer of keep names (an old builder's).
+// prune removes the blobs no layer of keep names (an old builder's),
+// through a root: a planted link is removed, never followed.
 func (b Blobs) prune(keep map[string]bool) error {
-	dir := filepath.Join(string(b), "blobs", "sha256")
-	entries, err := os.ReadDir(dir)
+	r, err := os.OpenRoot(b.dir())
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if !keep[e.Name()] || strings.HasPrefix(e.Name(), ".") {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+	defer r.Close()
+	d, err := r.Open(".")
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !keep[n] || strings.HasPrefix(n, ".") {
+			if err := r.RemoveAll(n); err != nil {
 				return err
 			}
 		}
@@ -145,16 +232,25 @@ func (b Blobs) prune(keep map[string]bool) error {
 // value that were a whole v1.Layer would be used as is, its Uncompressed
 // going to the registry.
 type blobLayer struct {
-	src  v1.Layer
-	path string
+	src       v1.Layer
+	dir, name string
 }
 
 func (l blobLayer) Digest() (v1.Hash, error)            { return l.src.Digest() }
 func (l blobLayer) DiffID() (v1.Hash, error)            { return l.src.DiffID() }
 func (l blobLayer) Size() (int64, error)                { return l.src.Size() }
 func (l blobLayer) MediaType() (types.MediaType, error) { return l.src.MediaType() }
+
+// Compressed opens the blob as verified did: it may have been swapped
+// since (the cache is writable by the runner's user): what it holds then
+// is caught by the store's diffID check of what it unpacks.
 func (l blobLayer) Compressed() (io.ReadCloser, error) {
-	return os.OpenFile(l.path, os.O_RDONLY|noFollow, 0)
+	r, err := os.OpenRoot(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return openBlob(r, l.name)
 }
 
 // noFollow keeps a blob read from following a link planted in the cache.

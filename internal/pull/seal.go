@@ -1,6 +1,7 @@
 package pull
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -62,7 +63,10 @@ const absent = "absent"
 
 // verify checks the stored layer against its marker and seal: "" when it
 // can be used as it is, otherwise why not (absent when nothing is there).
-func (s *store) verify(diffID v1.Hash) string {
+// The tree was restored with the store, so walking it is bounded (no more
+// entries than the marker counts: a bigger tree cannot match its seal)
+// and stops with ctx.
+func (s *store) verify(ctx context.Context, diffID v1.Hash) string {
 	m, err := s.readMarker(diffID.Hex)
 	_, treeErr := s.root.Lstat(treeName(diffID.Hex))
 	switch {
@@ -77,7 +81,7 @@ func (s *store) verify(diffID v1.Hash) string {
 	case treeErr != nil:
 		return "its completion marker has no tree"
 	}
-	seal, _, err := sealTree(s.root, treeName(diffID.Hex))
+	seal, _, err := sealTree(ctx, s.root, treeName(diffID.Hex), m.Entries)
 	if err != nil {
 		return fmt.Sprintf("its stored tree cannot be checked (%v)", err)
 	}
@@ -121,7 +125,8 @@ func (s *store) readMarker(hexID string) (*marker, error) {
 // complete seals the tree now in place and writes its marker, last, by a
 // rename: a marker is there whole or not at all.
 func (s *store) complete(diffID v1.Hash) error {
-	seal, n, err := sealTree(s.root, treeName(diffID.Hex))
+	// The tree was just extracted within the extraction's limits.
+	seal, n, err := sealTree(context.Background(), s.root, treeName(diffID.Hex), 0)
 	if err != nil {
 		return err
 	}
@@ -153,7 +158,9 @@ func (s *store) complete(diffID v1.Hash) error {
 // sealTree computes the seal of the directory name in root, and counts
 // its entries. It walks with file descriptors (openat with O_NOFOLLOW,
 // fstatat with AT_SYMLINK_NOFOLLOW): no link in the tree is followed.
-func sealTree(root *os.Root, name string) (string, int, error) {
+// It fails once it has seen more than maxEntries entries (0: no bound)
+// and when ctx is done.
+func sealTree(ctx context.Context, root *os.Root, name string, maxEntries int) (string, int, error) {
 	fi, err := root.Lstat(name)
 	if err != nil {
 		return "", 0, err
@@ -173,7 +180,7 @@ func sealTree(root *os.Root, name string) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	sl := &sealer{h: sha256.New(), dirent: make([]byte, 32<<10)}
+	sl := &sealer{ctx: ctx, max: maxEntries, h: sha256.New(), dirent: make([]byte, 32<<10)}
 	var werr error
 	if err := sc.Control(func(fd uintptr) { werr = sl.root(int(fd)) }); err != nil {
 		return "", 0, err
@@ -186,6 +193,8 @@ func sealTree(root *os.Root, name string) (string, int, error) {
 
 // sealer hashes one tree's entries in a fixed (sorted) order.
 type sealer struct {
+	ctx     context.Context
+	max     int // entries at most (0: no bound)
 	h       hash.Hash
 	rec     []byte
 	dirent  []byte
@@ -220,6 +229,14 @@ func (s *sealer) dir(fd int, rel string, depth int) error {
 }
 
 func (s *sealer) entry(dirfd int, rel, name string, depth int) error {
+	if s.max > 0 && s.entries >= s.max {
+		return fmt.Errorf("more than the %d entries its marker counts", s.max)
+	}
+	if s.entries%1024 == 0 {
+		if err := s.ctx.Err(); err != nil {
+			return err
+		}
+	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("stat %s: %w", rel, err)

@@ -1,6 +1,7 @@
 package pull
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,7 +48,7 @@ func sealedTree(tb testing.TB, files int) (*store, v1.Hash) {
 // The seal sees every entry, and a tree checks against its own marker.
 func TestSealCoversTheTree(t *testing.T) {
 	st, id := sealedTree(t, 250)
-	if why := st.verify(id); why != "" {
+	if why := st.verify(context.Background(), id); why != "" {
 		t.Fatalf("a fresh tree fails: %s", why)
 	}
 	m, err := st.readMarker(id.Hex)
@@ -57,7 +58,7 @@ func TestSealCoversTheTree(t *testing.T) {
 	if err := os.Chmod(filepath.Join(st.dir, treeName(id.Hex), "usr/d001/f050"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if why := st.verify(id); !strings.Contains(why, "changed since it was verified") {
+	if why := st.verify(context.Background(), id); !strings.Contains(why, "changed since it was verified") {
 		t.Fatalf("a changed tree: %q", why)
 	}
 }
@@ -67,7 +68,7 @@ func TestSealCoversTheTree(t *testing.T) {
 func BenchmarkSealCheck(b *testing.B) {
 	st, id := sealedTree(b, 5000)
 	for b.Loop() {
-		if why := st.verify(id); why != "" {
+		if why := st.verify(context.Background(), id); why != "" {
 			b.Fatal(why)
 		}
 	}

@@ -196,9 +196,12 @@ func (s *store) ensure(ctx context.Context, j layerJob) (layerResult, error) {
 	}
 	defer unlock()
 	res := layerResult{path: filepath.Join(s.dir, layersDir, diffID.Hex)}
-	why := s.verify(diffID)
+	why := s.verify(ctx, diffID)
 	if why == "" {
 		return res, nil
+	}
+	if err := ctx.Err(); err != nil { // a check cut short proves nothing: keep the tree
+		return layerResult{}, fmt.Errorf("builder %s: %s (%s): %w", j.ref, j, diffID, err)
 	}
 	if why != absent {
 		res.repaired = fmt.Sprintf("%s (%s): %s: unpacked again", j, diffID, why)
