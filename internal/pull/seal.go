@@ -58,6 +58,9 @@ const maxMarker = 64 << 10
 // file descriptor while its children are walked).
 const maxSealDepth = 512
 
+// errMoreEntries stops a seal walk past the entries the marker counts.
+var errMoreEntries = errors.New("more entries than the marker counts")
+
 // absent is verify's answer when the store has nothing of a layer.
 const absent = "absent"
 
@@ -82,6 +85,9 @@ func (s *store) verify(ctx context.Context, diffID v1.Hash) string {
 		return "its completion marker has no tree"
 	}
 	seal, _, err := sealTree(ctx, s.root, treeName(diffID.Hex), m.Entries)
+	if errors.Is(err, errMoreEntries) {
+		return "its stored tree changed since it was verified (it holds more entries than its marker counts)"
+	}
 	if err != nil {
 		return fmt.Sprintf("its stored tree cannot be checked (%v)", err)
 	}
@@ -230,7 +236,7 @@ func (s *sealer) dir(fd int, rel string, depth int) error {
 
 func (s *sealer) entry(dirfd int, rel, name string, depth int) error {
 	if s.max > 0 && s.entries >= s.max {
-		return fmt.Errorf("more than the %d entries its marker counts", s.max)
+		return errMoreEntries
 	}
 	if s.entries%1024 == 0 {
 		if err := s.ctx.Err(); err != nil {
