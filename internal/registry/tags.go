@@ -35,9 +35,14 @@ var ErrTagsLeftMoved = errors.New("tags left on the new manifest")
 // know (404) is absent, any other failed read stops it before anything
 // moves: restoring a tag needs its old manifest. When seen is given
 // (reference → digest the caller saw, "" for absent), no target may have
-// moved since; if one did, nothing moves. On a failed move, the targets
-// already moved are put back on their old manifests and those that did
-// not exist are deleted. A target already on t is not written again.
+// moved since; if one did, nothing moves. Targets that exist move first,
+// and targets that did not exist are created last, once every existing
+// one has moved: a moved tag is put back with a PUT, while a created one
+// could only be undone with a DELETE, which many registries refuse
+// (distribution 2.8, Debian's docker-registry, answers DIGEST_INVALID).
+// On a failed move, the targets already moved are put back on their old
+// manifests and those created are deleted; the error names each one that
+// could not be undone. A target already on t is not written again.
 // Registries have no compare-and-swap on tags: the
 // check narrows the race to the moves themselves. t must already be in
 // each target's repository (pushed by digest).
@@ -64,7 +69,8 @@ func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remot
 		return nil, err
 	}
 	var moved []int
-	for i, tag := range tags {
+	for _, i := range existingFirst(olds) {
+		tag := tags[i]
 		// A tag already on t (its old manifest read, and hashed, just
 		// now) stays: writing the same manifest again changes nothing.
 		if olds[i] != nil && olds[i].Digest == want {
@@ -78,6 +84,20 @@ func (c *Client) MoveTags(ctx context.Context, targets []name.Reference, t remot
 		moved = append(moved, i)
 	}
 	return tagStrings(tags), nil
+}
+
+// existingFirst orders the indexes of olds: tags that exist (in their
+// order), then tags to create.
+func existingFirst(olds []*remote.Descriptor) []int {
+	var existing, created []int
+	for i, o := range olds {
+		if o != nil {
+			existing = append(existing, i)
+		} else {
+			created = append(created, i)
+		}
+	}
+	return append(existing, created...)
 }
 
 // asTags refuses digest references, all before anything moves.
@@ -165,7 +185,7 @@ func (c *Client) undo(ctx context.Context, tags []name.Tag, olds []*remote.Descr
 			continue
 		}
 		if err := c.DeleteTag(ctx, tag); err != nil {
-			left = append(left, fmt.Sprintf("%s did not exist before and could not be deleted: %v", tag, err))
+			left = append(left, fmt.Sprintf("%s did not exist before and could not be deleted (not undone: it still points at the new manifest): %v", tag, err))
 		}
 	}
 	if left != nil {
@@ -179,7 +199,9 @@ func (c *Client) undo(ctx context.Context, tags []name.Tag, olds []*remote.Descr
 func (c *Client) DeleteTag(ctx context.Context, tag name.Tag) error {
 	err := remote.Delete(tag, c.RemoteOptions(ctx)...)
 	var te *transport.Error
-	if errors.As(err, &te) && (te.StatusCode == http.StatusMethodNotAllowed || hasCode(te, transport.UnsupportedErrorCode)) {
+	// distribution 2.8 (Debian's docker-registry) parses the reference of
+	// a DELETE as a digest and answers DIGEST_INVALID for a tag.
+	if errors.As(err, &te) && (te.StatusCode == http.StatusMethodNotAllowed || hasCode(te, transport.UnsupportedErrorCode) || hasCode(te, transport.DigestInvalidErrorCode)) {
 		return fmt.Errorf("the registry refuses to delete tags (delete %s by hand): %w", tag, err)
 	}
 	err = Classify(tag.String(), "delete", err)

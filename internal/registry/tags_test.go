@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -39,6 +40,11 @@ type faulty struct {
 	faults []fault
 	hits   map[string]int
 	puts   int
+	// order is the tags written, in order.
+	order []string
+	// noTagDelete refuses every DELETE of a manifest by tag as
+	// distribution 2.8 (Debian's docker-registry) does: 400 DIGEST_INVALID.
+	noTagDelete bool
 }
 
 func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +52,14 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	if isManifest && r.Method == http.MethodPut {
 		f.puts++
+		f.order = append(f.order, tag)
+	}
+	if isManifest && r.Method == http.MethodDelete && f.noTagDelete && !strings.HasPrefix(tag, "sha256:") {
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}`)
+		return
 	}
 	var hit *fault
 	for i, ft := range f.faults {
@@ -119,9 +133,12 @@ func TestMoveTagsAllOrNone(t *testing.T) {
 		{name: "404 counts as absent", before: map[string]string{"a": old}, targets: []string{"a", "b"},
 			faults: []fault{{method: "read", tag: "b", status: http.StatusNotFound}},
 			seen:   map[string]string{"a": old, "b": absent}, after: map[string]string{"a": fresh, "b": fresh}},
-		{name: "failed move puts back the moved tag and deletes the created one", before: map[string]string{"a": old, "c": old},
+		{name: "failed move of an existing tag puts back the moved one before any tag is created", before: map[string]string{"a": old, "c": old},
 			targets: []string{"a", "b", "c"}, faults: []fault{{method: http.MethodPut, tag: "c", status: http.StatusInternalServerError}},
-			after: map[string]string{"a": old, "b": absent, "c": old}, wantErr: []string{"app:c", "tags already moved were put back", "app:a", "app:b"}},
+			after: map[string]string{"a": old, "b": absent, "c": old}, wantErr: []string{"app:c", "tags already moved were put back: ", "/team/app:a)"}},
+		{name: "failed creation puts back the moved tag and deletes the created one", before: map[string]string{"a": old},
+			targets: []string{"b", "a", "c"}, faults: []fault{{method: http.MethodPut, tag: "c", status: http.StatusInternalServerError}},
+			after: map[string]string{"a": old, "b": absent, "c": absent}, wantErr: []string{"app:c", "tags already moved were put back", "app:a", "app:b"}},
 		{name: "failed move where DELETE is refused names the tag left behind", before: map[string]string{"a": old},
 			targets: []string{"a", "b", "c"}, faults: []fault{{method: http.MethodPut, tag: "c", status: http.StatusInternalServerError},
 				{method: http.MethodDelete, tag: "b", status: http.StatusMethodNotAllowed, code: "UNSUPPORTED"}},
@@ -234,4 +251,80 @@ func headOrAbsent(t *testing.T, c *Client, tag name.Tag) string {
 		t.Fatal(err)
 	}
 	return d.Digest.String()
+}
+
+// On a registry that cannot delete tags (distribution 2.8 answers
+// DIGEST_INVALID), every existing tag moves before any tag is created,
+// so a failed move among existing tags is fully undone with PUTs; a
+// failure while creating says which created tag could not be undone.
+func TestMoveTagsCreatesNewTagsLastWhereTagsCannotBeDeleted(t *testing.T) {
+	saved := retryBackoff
+	retryBackoff = remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 3}
+	t.Cleanup(func() { retryBackoff = saved })
+	for _, tt := range []struct {
+		name      string
+		failOn    string
+		wantOrder string
+		wantErr   []string
+		after     map[string]bool // tag → on the new manifest
+	}{
+		{name: "all move", wantOrder: "old1 old2 new1 new2", after: map[string]bool{"old1": true, "old2": true, "new1": true, "new2": true}},
+		{name: "an existing tag fails: nothing was created, all put back", failOn: "old2", wantOrder: "old1 old2 old1",
+			wantErr: []string{"app:old2", "put back: ", "/team/app:old1)"}, after: map[string]bool{}},
+		{name: "a new tag fails: the created one is named as not undone", failOn: "new2", wantOrder: "old1 old2 new1 new2 old1 old2",
+			wantErr: []string{"app:new2", "app:new1 did not exist before and could not be deleted (not undone", "refuses to delete", "DIGEST_INVALID"},
+			after:   map[string]bool{"new1": true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &faulty{next: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), hits: map[string]int{}, noTagDelete: true}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			c, err := New(Options{Timeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			repo, _ := name.NewRepository(strings.TrimPrefix(srv.URL, "http://") + "/team/app")
+			oldImg, _ := random.Image(64, 1)
+			newImg, _ := random.Image(64, 1)
+			for _, img := range []remote.Taggable{oldImg, newImg} {
+				d, _ := img.(interface{ Digest() (v1.Hash, error) }).Digest()
+				if err := c.Put(ctx, repo.Digest(d.String()), img); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, tag := range []string{"old1", "old2"} {
+				if err := c.Tag(ctx, repo.Tag(tag), oldImg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.mu.Lock()
+			f.order = nil
+			if tt.failOn != "" {
+				f.faults = []fault{{method: http.MethodPut, tag: tt.failOn, status: http.StatusForbidden, code: "DENIED"}}
+			}
+			f.mu.Unlock()
+			// New tags first in the list: the order is MoveTags' own.
+			var targets []name.Reference
+			for _, tag := range []string{"new1", "old1", "new2", "old2"} {
+				targets = append(targets, repo.Tag(tag))
+			}
+			_, err = c.MoveTags(ctx, targets, newImg, nil)
+			f.mu.Lock()
+			f.faults = nil
+			order := strings.Join(f.order, " ")
+			f.mu.Unlock()
+			t.Logf("err: %v", err)
+			checkMoveErr(t, err, tt.wantErr, nil, 0)
+			if order != tt.wantOrder {
+				t.Errorf("tags written in the order %q, want %q", order, tt.wantOrder)
+			}
+			nd, _ := newImg.Digest()
+			for _, tag := range []string{"new1", "old1", "new2", "old2"} {
+				if on := headOrAbsent(t, c, repo.Tag(tag)) == nd.String(); on != tt.after[tag] {
+					t.Errorf("%s on the new manifest: %v, want %v", tag, on, tt.after[tag])
+				}
+			}
+		})
+	}
 }
