@@ -9,6 +9,8 @@ package exit
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"syscall"
 )
 
 // Exit codes. They are part of cipack's public contract (see README):
@@ -27,7 +29,7 @@ const (
 	Lifecycle           = 10 // another lifecycle phase failed (analyze, restore, API mismatch)
 	SomeFailed          = 11 // cipack rebase: at least one image failed; the others were handled
 	ChangesPending      = 12 // cipack rebase --dry-run --exit-code: some image needs a rebase or rebuild
-	Sandbox             = 13 // pull mode's container boundary or layer store failed: no runtime, overlay refused, a layer failed verification, a hostile entry
+	Sandbox             = 13 // pull mode's container boundary or layer store failed: no runtime, overlay refused, a layer failed verification, a hostile entry; a full disk
 	Canceled            = 130
 )
 
@@ -99,6 +101,28 @@ var Table = []struct {
 	{Lifecycle, "another lifecycle phase failed (analyze, restore, API mismatch)"},
 	{SomeFailed, "rebase: some images failed (the others were handled)"},
 	{ChangesPending, "rebase --dry-run --exit-code: some images need a rebase or rebuild"},
-	{Sandbox, "pull mode's sandbox or layer store failed (no OCI runtime, overlay refused, a layer failed verification, a hostile builder entry)"},
+	{Sandbox, "pull mode's sandbox or layer store failed (no OCI runtime, overlay refused, a layer failed verification, a hostile builder entry), or a disk is full"},
 	{Canceled, "interrupted (SIGINT/SIGTERM)"},
+}
+
+// NoSpace names a write that failed because the filesystem holding path
+// is full (ENOSPC) or the user's quota there is spent (EDQUOT): exit
+// Sandbox, naming the path, rather than blaming the registry or input
+// whose bytes were being written. It returns nil for any other err. An
+// empty path is taken from the error's own *fs.PathError.
+func NoSpace(path string, err error) error {
+	if !IsNoSpace(err) {
+		return nil
+	}
+	var pe *fs.PathError
+	if path == "" && errors.As(err, &pe) {
+		path = pe.Path
+	}
+	return New(Sandbox, path, fmt.Errorf("disk full: %w", err),
+		"free space on the filesystem holding "+path+", or point cipack at a larger one: TMPDIR, --builder-cache, --builder-blobs")
+}
+
+// IsNoSpace reports whether err is a full disk or a spent quota.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

@@ -194,6 +194,9 @@ func (b Blobs) layer(ctx context.Context, l v1.Layer) (v1.Layer, error) {
 			return nil, err
 		}
 		if err := b.fetch(ctx, l, d); err != nil {
+			if ns := exit.NoSpace(string(b), err); ns != nil && exit.Code(err) == exit.Internal {
+				err = ns
+			}
 			return nil, fmt.Errorf("keep blob %s in %s: %w", d, b, err)
 		}
 	}

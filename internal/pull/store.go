@@ -210,10 +210,22 @@ func (s *store) ensure(ctx context.Context, j layerJob) (layerResult, error) {
 		return layerResult{}, fmt.Errorf("builder %s: %s (%s): remove the stored tree: %w", j.ref, j, diffID, err)
 	}
 	if err := s.unpack(ctx, j, diffID); err != nil {
-		return layerResult{}, err
+		return layerResult{}, s.noSpace(j, err)
 	}
 	res.unpacked = true
 	return res, nil
+}
+
+// noSpace names the store's directory when err is a full disk there
+// (extracting, renaming or marking a layer), for exit.NoSpace's code.
+func (s *store) noSpace(j layerJob, err error) error {
+	if exit.Code(err) != exit.Internal {
+		return err
+	}
+	if ns := exit.NoSpace(s.dir, err); ns != nil {
+		return fmt.Errorf("builder %s: %w", j.ref, ns)
+	}
+	return err
 }
 
 // discard removes a layer's marker, then its tree: a tree left without a
@@ -284,6 +296,8 @@ func (s *store) extract(ctx context.Context, j layerJob, diffID v1.Hash, tmp str
 			"the builder image holds what cipack does not unpack onto the host; rebuild the builder, or report it to its publisher")
 	case err != nil && ctx.Err() != nil:
 		return fmt.Errorf("builder %s: %s (%s): %w", j.ref, j, diffID, ctx.Err())
+	case exit.IsNoSpace(err): // the store's disk, named by ensure: not the registry's fault
+		return fmt.Errorf("unpack %s (%s): %w", j, diffID, err)
 	case err != nil:
 		return registry.Classify(j.ref, fmt.Sprintf("unpack %s (%s) of", j, diffID), err)
 	}

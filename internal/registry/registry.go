@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -240,6 +241,11 @@ func Classify(image, action string, err error) error {
 	if err == nil {
 		return nil
 	}
+	// A local write that failed (a full disk while a layer is unpacked or
+	// a blob kept) is not the registry's fault: name the disk.
+	if ns := exit.NoSpace("", err); ns != nil {
+		return ns
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {
@@ -275,6 +281,12 @@ func isNetwork(err error) bool {
 	var ne net.Error
 	var oe *net.OpError
 	var de *net.DNSError
+	// A bare errno is a net.Error too (it has Timeout and Temporary): one
+	// from a local file operation says nothing about the network.
+	var pe *fs.PathError
+	if errors.As(err, &pe) && !errors.As(err, &oe) && !errors.As(err, &de) {
+		return false
+	}
 	return errors.As(err, &oe) || errors.As(err, &de) || errors.As(err, &ne) ||
 		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") ||
 		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
