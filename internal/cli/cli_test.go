@@ -206,7 +206,8 @@ func TestPromoteDigestRefusesAChangedPlan(t *testing.T) {
 	if err := os.WriteFile(plan, []byte(`{"images":[],"counts":{}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := execute([]string{"rebase", "--promote", plan, "--report-file", report}, gh); code != 0 {
+	planBytes, _ := os.ReadFile(plan)
+	if code, _, stderr := execute([]string{"rebase", "--promote", plan, "--promote-digest", digestOf(planBytes), "--report-file", report}, gh); code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	written, _ := os.ReadFile(report)
@@ -226,6 +227,9 @@ func TestPromoteDigestRefusesAChangedPlan(t *testing.T) {
 		t.Fatalf("a changed plan: exit %d\n%s", code, stderr)
 	}
 	for _, args := range [][]string{
+		// Required: without it a plan changed on its way would promote.
+		{"rebase", "--promote", report},
+		{"rebase", "--promote", report, "--promote-digest", ""},
 		{"rebase", "--promote-digest", staged, "r.example/a:latest"},
 		{"rebase", "--promote", report, "--promote-digest", "sha256:abc"},
 		{"rebase", "--promote", report, "--promote-digest", strings.ToUpper(staged)},

@@ -111,10 +111,7 @@ func (o *rebaseOptions) Validate(args []string) error {
 		}
 	}
 	if o.Promote != "" {
-		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" || len(o.Changed) > 0 || o.Stage || o.DryRun || len(o.Merge) > 0 {
-			return exit.Usagef("--promote", "promote in a step of its own: --promote PLAN with no fleet, images or other mode", "--promote sweeps nothing")
-		}
-		return nil
+		return o.validatePromote(args)
 	}
 	if len(o.Merge) > 0 {
 		if o.Config != "" || len(args)+len(o.Images) > 0 || o.Shard != "" || len(o.Changed) > 0 || o.Stage || o.DryRun || o.LastReport != "" {
@@ -124,6 +121,21 @@ func (o *rebaseOptions) Validate(args []string) error {
 	}
 	if o.Config == "" && len(args)+len(o.Images) == 0 {
 		return exit.Usagef("--config", "pass --config FLEET.yaml or image references as arguments", "nothing to check")
+	}
+	return nil
+}
+
+// validatePromote: a promote runs in a step of its own, with the fleet
+// it was staged with (optional: its runImage entries are the run images
+// the candidates must sit on) and the plan's digest (required: a plan is
+// a file anyone who can write the artifact or workspace can change).
+func (o *rebaseOptions) validatePromote(args []string) error {
+	if len(args)+len(o.Images) > 0 || o.Shard != "" || len(o.Changed) > 0 || o.Stage || o.DryRun || len(o.Merge) > 0 {
+		return exit.Usagef("--promote", "promote in a step of its own: --promote PLAN --promote-digest DIGEST [--config FLEET], with no images or other mode", "--promote sweeps nothing")
+	}
+	if o.PromoteDigest == "" {
+		return exit.Usagef("--promote-digest", "pass the stage step's report-digest output (Action: promote-digest; Tekton: PROMOTE_DIGEST from the stage run's REPORT_DIGEST)",
+			"--promote %s without --promote-digest: the plan could have changed on its way between the jobs; nothing moved", o.Promote)
 	}
 	return nil
 }
@@ -284,20 +296,31 @@ func runPromote(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter) 
 		return err
 	}
 	// The bytes read are the bytes checked and the bytes parsed.
-	if got := digestOf(raw); o.PromoteDigest != "" && got != o.PromoteDigest {
+	if got := digestOf(raw); got != o.PromoteDigest {
 		return exit.Usagef("--promote", "promote the plan file the stage step wrote, with its report-digest output",
 			"%s is %s, not the staged plan %s: it changed on its way between the jobs; nothing moved", o.Promote, got, o.PromoteDigest)
+	}
+	var fleet []rebase.Target
+	if o.Config != "" {
+		f, err := config.Load(o.Config)
+		if err != nil {
+			return err
+		}
+		fleet = f.Targets()
 	}
 	var images []string
 	for _, im := range plan.Images {
 		images = append(append(images, im.Image), im.Tags...)
+	}
+	for _, t := range fleet {
+		images = append(images, t.RunImage)
 	}
 	reg, err := newRegistry(env, o.Insecure, o.Timeout, images...)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	outcomes, err := rebase.Promote(cmd.Context(), reg, plan)
+	outcomes, err := rebase.Promote(cmd.Context(), reg, plan, fleet)
 	if err != nil {
 		return exit.Usagef("--promote", "name the --report-file of a --stage sweep", "%v", err)
 	}
@@ -394,7 +417,11 @@ func finishRebase(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter
 		return exit.New(exit.Canceled, "rebase", fmt.Errorf("%w: %d of %d images were handled before the signal", err, report.Handled(), len(report.Images)), "rerun the sweep to finish")
 	}
 	if n := report.Failed(); n > 0 {
-		return exit.New(exit.SomeFailed, "rebase", fmt.Errorf("%d of %d images failed", n, len(report.Images)), "see the table above; the other images were handled")
+		what := "rebase"
+		if o.Promote != "" {
+			what = "--promote " + o.Promote
+		}
+		return exit.New(exit.SomeFailed, what, fmt.Errorf("%d of %d images failed", n, len(report.Images)), "see the table above; the other images were handled")
 	}
 	if report.DryRun && o.ExitCode && report.Pending() > 0 {
 		return exit.New(exit.ChangesPending, "rebase", fmt.Errorf("%d images need a rebase or rebuild", report.Pending()), "run without --dry-run to apply")

@@ -127,7 +127,7 @@ func TestApplyStageAndMove(t *testing.T) {
 	elsewhere.NewDigest, elsewhere.Tags = applied.Digest, []string{host + "/prod/app:stable"}
 	elsewhere.Seen = map[string]string{latest: applied.Digest, host + "/prod/app:stable": ""}
 	for _, o := range []Outcome{downgrade, elsewhere} {
-		out, err := Promote(ctx, reg, Report{Images: []Outcome{o}})
+		out, err := Promote(ctx, reg, Report{Images: []Outcome{o}}, nil)
 		if err != nil || len(out) != 1 || out[0].Reason != ReasonNotARebase {
 			t.Fatalf("a tampered plan was promoted: %+v %v", out, err)
 		}

@@ -24,9 +24,17 @@ const ReasonNotARebase = "NOT_A_REBASE"
 // Promote moves the tags of each image a staged sweep pushed a candidate
 // for (the plan is that sweep's report) to the candidate, all of an
 // image's tags or none, and only where every one still holds the digest
-// it had at staging (compare before move). Images the plan has no
-// candidate for are left out.
-func Promote(ctx context.Context, reg Registry, plan Report) ([]Outcome, error) {
+// it had at staging (compare before move), or already holds the
+// candidate (a promote that was stopped half-way is finished). Images the
+// plan has no candidate for are left out. fleet (optional) is the fleet
+// the plan was staged with: its runImage for an image is the run image
+// the candidate must sit on, as in the sweep.
+//
+// The plan is a file that travelled between jobs: of each image it is
+// trusted for the tag names and the candidate's digest only, and both are
+// checked against the registry. The digest the tags hold, the run image
+// and its current digest are read now, never taken from the plan.
+func Promote(ctx context.Context, reg Registry, plan Report, fleet []Target) ([]Outcome, error) {
 	if plan.DryRun {
 		return nil, errors.New("the plan is a dry run's report: stage with --stage (no --dry-run)")
 	}
@@ -35,70 +43,62 @@ func Promote(ctx context.Context, reg Registry, plan Report) ([]Outcome, error) 
 		if !o.Staged || o.NewDigest == "" {
 			continue
 		}
-		out = append(out, promoteOne(ctx, reg, o))
+		out = append(out, promoteOne(ctx, reg, o, fleetEntry(reg, fleet, o.Image)))
 	}
 	return out, nil
 }
 
-func promoteOne(ctx context.Context, reg Registry, o Outcome) Outcome {
+// fleetEntry is the fleet's target for image (the same tag), or none.
+func fleetEntry(reg Reader, fleet []Target, image string) Target {
+	ref, err := reg.Parse(image)
+	for _, t := range fleet {
+		if r, perr := reg.Parse(t.Image); err == nil && perr == nil && r.Name() == ref.Name() {
+			return t
+		}
+	}
+	return Target{Image: image}
+}
+
+func promoteOne(ctx context.Context, reg Registry, o Outcome, t Target) Outcome {
 	start := time.Now()
-	res := Outcome{Image: o.Image, Verdict: Rebase, Reason: o.Reason, OldDigest: o.OldDigest, RunImage: o.RunImage, Builder: o.Builder, Source: o.Source}
+	res := Outcome{Image: o.Image, Verdict: Rebase, Reason: o.Reason, Builder: o.Builder, Source: o.Source}
 	fail := func(reason string, err error) Outcome {
 		res.Verdict, res.Reason, res.Error, res.Duration = Failed, reason, err.Error(), time.Since(start)
 		return res
 	}
-	ref, err := reg.Parse(o.Image)
+	ref, targets, err := planTargets(reg, o)
 	if err != nil {
-		return fail("", fmt.Errorf("invalid image reference: %w", err))
-	}
-	if _, isTag := ref.(name.Tag); !isTag {
-		return fail("", fmt.Errorf("%s is not a tag", o.Image))
-	}
-	targets := []name.Reference{ref}
-	for _, t := range o.Tags {
-		r, err := reg.Parse(t)
-		if err != nil {
-			return fail("", fmt.Errorf("tag %q: %w", t, err))
-		}
-		targets = append(targets, r)
-	}
-	if err := checkPlanTags(ref, targets, o.Seen); err != nil {
 		return fail(ReasonNotARebase, err)
 	}
+	now, err := reg.TagDigests(ctx, targets)
+	if err != nil {
+		return fail("", err)
+	}
+	staged, err := heldNow(ref, targets, now, o.Seen, o.NewDigest)
+	if err != nil {
+		return fail(ReasonMovedSinceStaged, fmt.Errorf("%w; not overwritten: verify and stage again", err))
+	}
+	res.OldDigest = staged
 	candidate := ref.Context().Digest(o.NewDigest)
 	desc, err := reg.Get(ctx, candidate)
 	if err != nil {
 		return fail("", registry.Classify(candidate.String(), "read the candidate", err))
 	}
-	// The plan travelled between jobs as a file: promote only what a
-	// rebase of the staged digest can be.
-	if err := VerifySameBuild(ctx, reg, ref.Context(), o.Seen[ref.String()], o.NewDigest); err != nil {
-		return fail(ReasonNotARebase, fmt.Errorf("candidate %s: %w; nothing was moved: stage again", o.NewDigest, err))
-	}
-	// And it sits exactly on the run image as it is now: not an older
-	// build of the same app (a downgrade), nor extra layers under a
-	// self-declared base.
-	runNames, err := recordedRunNames(ctx, reg, ref.Context().Digest(o.Seen[ref.String()]))
+	run, err := verifyCandidate(ctx, reg, ref.Context(), staged, o.NewDigest, t)
+	res.RunImage = run
 	if err != nil {
+		reason := ""
+		if errors.Is(err, ErrNotARebase) {
+			reason = ReasonNotARebase
+		}
+		return fail(reason, fmt.Errorf("candidate %s: %w; nothing was moved: stage again", o.NewDigest, err))
+	}
+	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, staged, names(targets), time.Now()); err != nil {
 		return fail("", err)
 	}
-	runNames[o.RunImage] = true
-	if err := verifyBase(ctx, reg, ref.Context(), o.NewDigest, func(c *Child) (name.Reference, error) {
-		if o.RunImage == "" {
-			return nil, errors.New("the plan names no run image")
-		}
-		// Later sweeps follow the recorded name: it may not be steered.
-		if !runNames[c.App.RunImageName] {
-			return nil, fmt.Errorf("it records run image %q, neither the staged image's nor %s: %w", c.App.RunImageName, o.RunImage, ErrNotARebase)
-		}
-		return reg.Parse(o.RunImage)
-	}); err != nil {
-		return fail(ReasonNotARebase, fmt.Errorf("candidate %s: %w; nothing was moved: stage again", o.NewDigest, err))
-	}
-	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, o.Seen[ref.String()], names(targets), time.Now()); err != nil {
-		return fail("", err)
-	}
-	tags, err := reg.MoveTags(ctx, targets, desc, o.Seen)
+	// Compared against what was read and verified just now: a tag that
+	// moved since is not overwritten; one on the candidate is not written.
+	tags, err := reg.MoveTags(ctx, targets, desc, now)
 	if errors.Is(err, registry.ErrMovedSinceInspection) {
 		return fail(ReasonMovedSinceStaged, fmt.Errorf("%w; not overwritten: verify and stage again", err))
 	}
@@ -107,6 +107,67 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome) Outcome {
 	}
 	res.NewDigest, res.Tags, res.Applied, res.Duration = o.NewDigest, tags, true, time.Since(start)
 	return res
+}
+
+// planTargets parses the plan's image (a tag) and its tags, the image's
+// first, refusing what a genuine plan cannot hold.
+func planTargets(reg Reader, o Outcome) (name.Reference, []name.Reference, error) {
+	ref, err := reg.Parse(o.Image)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid image reference: %w", err)
+	}
+	if _, isTag := ref.(name.Tag); !isTag {
+		return nil, nil, fmt.Errorf("%s is not a tag", o.Image)
+	}
+	targets := []name.Reference{ref}
+	for _, t := range o.Tags {
+		r, err := reg.Parse(t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tag %q: %w", t, err)
+		}
+		targets = append(targets, r)
+	}
+	if err := checkPlanTags(ref, targets, o.Seen); err != nil {
+		return nil, nil, err
+	}
+	return ref, targets, nil
+}
+
+// heldNow checks where the targets point now (now: reference → digest,
+// "" for absent) against the plan's staging view: each must still be
+// where it was at staging, or already on the candidate (an earlier
+// promote of the same plan moved it). It returns the digest the tags
+// hold that the candidate must be a rebase of: the staged digest where
+// any tag still holds it, else the candidate itself (nothing to verify
+// but the run image).
+func heldNow(image name.Reference, targets []name.Reference, now, seen map[string]string, candidate string) (string, error) {
+	held := ""
+	for _, r := range targets {
+		d := now[r.String()]
+		if d == candidate {
+			continue
+		}
+		if was := seen[r.String()]; d != was {
+			return "", fmt.Errorf("%s %w (was %s at staging, now %s): nothing was moved", r, registry.ErrMovedSinceInspection, orAbsent(was), orAbsent(d))
+		}
+		if d != "" {
+			held = d
+		}
+	}
+	if held == "" {
+		if now[image.String()] == "" {
+			return "", fmt.Errorf("%s %w (was %s at staging, now absent): nothing was moved", image, registry.ErrMovedSinceInspection, orAbsent(seen[image.String()]))
+		}
+		return candidate, nil
+	}
+	return held, nil
+}
+
+func orAbsent(d string) string {
+	if d == "" {
+		return "absent"
+	}
+	return short(d)
 }
 
 // checkPlanTags refuses what a genuine plan cannot hold: a tag in
@@ -128,18 +189,48 @@ func checkPlanTags(image name.Reference, targets []name.Reference, seen map[stri
 	return nil
 }
 
-// recordedRunNames are the run image names (and mirrors) an image records.
-func recordedRunNames(ctx context.Context, reg Reader, ref name.Reference) (map[string]bool, error) {
-	in, err := Inspect(ctx, reg, ref)
-	if err != nil {
-		return nil, err
+// verifyCandidate checks that candidate is a rebase of staged (the digest
+// the tags hold now) that sits exactly on the run image as it is now: the
+// run image the sweep would pick for the staged image (the fleet's
+// runImage, else its own record, pickRunImage), read now. Not an older
+// build of the same app (a downgrade), nor extra layers under a
+// self-declared base. It returns the run image name checked.
+func verifyCandidate(ctx context.Context, reg Reader, repo name.Repository, staged, candidate string, t Target) (string, error) {
+	if err := VerifySameBuild(ctx, reg, repo, staged, candidate); err != nil {
+		return "", err
 	}
-	names := map[string]bool{}
+	in, err := Inspect(ctx, reg, repo.Digest(staged))
+	if err != nil {
+		return "", err
+	}
+	// Per platform: the run image to sit on, and the names the candidate
+	// may record (later sweeps follow the recorded name: it may not be
+	// steered elsewhere).
+	runFor, allowed := map[string]string{}, map[string]map[string]bool{}
+	checked := ""
 	for _, c := range in.Children {
-		names[c.App.RunImageName] = true
+		if c.Other {
+			continue
+		}
+		p := registry.PlatformString(c.Platform)
+		run := pickRunImage(in, c, t)
+		if run == "" {
+			return "", fmt.Errorf("%s records no run image and the fleet sets no runImage for it: pass the fleet it was staged with (--config)", c.App.Ref)
+		}
+		runFor[p], checked = run, run
+		allowed[p] = map[string]bool{run: true, c.App.RunImageName: true}
 		for _, m := range c.App.RunImageMirrors {
-			names[m] = true
+			allowed[p][m] = true
 		}
 	}
-	return names, nil
+	return checked, verifyBase(ctx, reg, repo, candidate, func(c *Child) (name.Reference, error) {
+		p := registry.PlatformString(c.Platform)
+		if runFor[p] == "" {
+			return nil, fmt.Errorf("%s has no image for %s: %w", short(staged), p, ErrNotARebase)
+		}
+		if !allowed[p][c.App.RunImageName] {
+			return nil, fmt.Errorf("it records run image %q, neither the staged image's nor %s: %w", c.App.RunImageName, runFor[p], ErrNotARebase)
+		}
+		return reg.Parse(runFor[p])
+	})
 }
