@@ -159,7 +159,7 @@ func builderAPIs(ctx context.Context, reg *registry.Client, ref string) ([]strin
 	}
 	_, cf, err := reg.Config(ctx, r)
 	if err != nil {
-		return nil, relabel("--builder", err)
+		return nil, relabel("--builder", registry.BuilderPlatform(err))
 	}
 	md, err := cnb.Builder(cf.Config.Labels)
 	if err != nil {

@@ -75,7 +75,7 @@ func PrepareWith(ctx context.Context, reg *registry.Client, ref, cacheDir string
 	defer st.Close()
 	img, cf, err := reg.ConfigFor(ctx, r, registry.HostPlatform())
 	if err != nil {
-		return nil, err
+		return nil, registry.BuilderPlatform(err)
 	}
 	digest, err := img.Digest()
 	if err != nil {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cipack/cipack/internal/exit"
 )
 
 // HostPlatform is the platform cipack runs on: the one it picks, by name,
@@ -88,5 +91,29 @@ func ImageOf(desc *remote.Descriptor, ref name.Reference, p v1.Platform) (v1.Ima
 		}
 		have = append(have, PlatformString(*m.Platform))
 	}
-	return nil, fmt.Errorf("%s is an index without a %s image (it has %s)", ref, PlatformString(p), strings.Join(have, ", "))
+	return nil, &NoPlatformError{Ref: ref.String(), Want: p, Have: have}
+}
+
+// NoPlatformError is an index without an image for the platform wanted.
+type NoPlatformError struct {
+	Ref  string
+	Want v1.Platform
+	Have []string // the platforms it has, as os/arch[/variant]
+}
+
+func (e *NoPlatformError) Error() string {
+	return fmt.Sprintf("%s is an index without a %s image (it has %s)", e.Ref, PlatformString(e.Want), strings.Join(e.Have, ", "))
+}
+
+// BuilderPlatform names a builder without the host's platform as a
+// builder that cannot serve, blaming --builder (exit 6): the reference
+// is fine, it is the builder that lacks this platform. Other errors are
+// returned as they are.
+func BuilderPlatform(err error) error {
+	var np *NoPlatformError
+	if !errors.As(err, &np) {
+		return err
+	}
+	return exit.New(exit.Builder, "--builder", err,
+		"use a builder published for "+PlatformString(np.Want)+", or run the build on a host of a platform it has")
 }
