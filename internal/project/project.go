@@ -252,9 +252,19 @@ func validate(p types.Descriptor, t tables) *invalid {
 		if e.Name == "" {
 			return &invalid{fmt.Sprintf("%s entry %d has no name", t.env, i+1), "give each build env entry a name"}
 		}
+		// Checked here, not with --env's entries later: the name is this
+		// file's, and so is the fix. Each name becomes a file in the
+		// platform's env/ dir, so '/', '=' and the like are never names.
+		if !envName.MatchString(e.Name) {
+			return &invalid{fmt.Sprintf("%s entry %d: name %q is not an environment variable name", t.env, i+1, e.Name),
+				"names are letters, digits and '_', not starting with a digit"}
+		}
 	}
 	return nil
 }
+
+// envName is the rule cipack applies to every build env name (--env too).
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func validateBuildpack(entry string, bp types.Buildpack) *invalid {
 	inline := bp.Script.Inline != "" && bp.URI == "" // pack ignores the script when there is a uri

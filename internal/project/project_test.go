@@ -1,6 +1,7 @@
 package project
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -282,6 +283,9 @@ func TestLoadRefusesInvalidDescriptors(t *testing.T) {
 		{"env without name", v2 + "[[io.buildpacks.build.env]]\nvalue = \"1\"\n", "[[io.buildpacks.build.env]] entry 1 has no name"},
 		{"deprecated env without name", v2 + "[[io.buildpacks.env.build]]\nvalue = \"1\"\n", "[[io.buildpacks.env.build]] entry 1 has no name"},
 		{"0.1 env without name", "[[build.env]]\nvalue = \"1\"\n", "[[build.env]] entry 1 has no name"},
+		{"env name with a digit first", v2 + "[[io.buildpacks.build.env]]\nname = \"OK\"\n[[io.buildpacks.build.env]]\nname = \"1BAD\"\n", `[[io.buildpacks.build.env]] entry 2: name "1BAD" is not an environment variable name`},
+		{"env name with '='", "[[build.env]]\nname = \"A=B\"\nvalue = \"1\"\n", `[[build.env]] entry 1: name "A=B"`},
+		{"env name a path", "[_]\nschema-version = \"0.3\"\n[[io.buildpacks.build.env]]\nname = \"../x\"\n", `entry 1: name "../x"`},
 		// The parser notices the unclosed table of line 4 where it ends.
 		{"bad toml", v2 + "\n[io.buildpacks\nexclude = []\n", "project.toml:5: expected '.' or ']'"},
 		{"wrong type", v2 + "\n[io.buildpacks]\nexclude = \"*.log\"\n", "project.toml:5: io.buildpacks.exclude: incompatible types"},
@@ -348,5 +352,17 @@ func TestExecEnv(t *testing.T) {
 	}
 	if (*Descriptor)(nil).BuildEnv("production") != nil {
 		t.Error("no descriptor, no env")
+	}
+}
+
+// A bad env name in project.toml is the file's fault: the error names
+// the file, the table entry and its name key, never --env (the build's
+// platform dir once refused it as an --env entry).
+func TestEnvNameBlamesProjectToml(t *testing.T) {
+	p := write(t, "[_]\nschema-version = \"0.2\"\n[[io.buildpacks.build.env]]\nname = \"MY-VAR\"\nvalue = \"1\"\n")
+	_, err := Load(p, false)
+	var e *exit.Error
+	if !errors.As(err, &e) || e.Code != exit.Usage || e.Subject != p || !strings.Contains(err.Error(), `[[io.buildpacks.build.env]] entry 1: name "MY-VAR"`) || strings.Contains(err.Error(), "--env") {
+		t.Fatalf("err = %v, want a usage error whose subject is %s", err, p)
 	}
 }
