@@ -103,7 +103,7 @@ func prepareApp(tmp, app string, desc *project.Descriptor, uid, gid int, root bo
 		subject = desc.Path
 	}
 	stats, err := safefs.CopyTree(app, dst, safefs.CopyOptions{Filter: desc.Filter(), SkipHardLinks: root, PruneEmptyDirs: desc.Filters(),
-		Chown: root, UID: uid, GID: gid})
+		KeepDir: desc.KeepEmptyDir(), Chown: root, UID: uid, GID: gid})
 	if ns := exit.NoSpace(tmp, err); ns != nil { // the temp dir's disk, not the app, is at fault
 		cleanup()
 		return "", nil, fmt.Errorf("copy the app for the build: %w", ns)

@@ -18,13 +18,14 @@ func (d *Descriptor) Filters() bool { return d != nil && (len(d.Include) > 0 || 
 // never followed; FIFOs, devices and other mounts are left out; files with
 // more than one hard link are left out (SkippedLinks), since the copy is
 // made as root and another link may be outside the app (/etc/shadow).
-// Directories are made only when something inside them is copied, so an
-// excluded tree leaves no trace.
+// An empty directory is kept when the patterns keep it (KeepEmptyDir),
+// so an excluded tree, or one include does not name, leaves no trace.
 func (d *Descriptor) Copy(src, dst string) error {
 	stats, err := safefs.CopyTree(src, dst, safefs.CopyOptions{
 		Filter:         d.Filter(),
 		SkipHardLinks:  true,
 		PruneEmptyDirs: true,
+		KeepDir:        d.KeepEmptyDir(),
 	})
 	d.SkippedLinks = stats.SkippedLinks
 	return err
@@ -46,8 +47,8 @@ func (d *Descriptor) Copy(src, dst string) error {
 //
 // With exclude, a matching path is left out (a directory with its whole
 // subtree). With include, directories are entered (Copy drops those left
-// empty) and a file is kept when it matches, so include = ["src/"] keeps
-// src/a/b.go.
+// empty unless include names them, see KeepEmptyDir) and a file is kept
+// when it matches, so include = ["src/"] keeps src/a/b.go.
 //
 // pack matches with sabhiram/go-gitignore instead, which turns each
 // pattern into a regular expression tried on the whole path, last match
@@ -67,6 +68,33 @@ func (d *Descriptor) Filter() func(rel string, isDir bool) bool {
 	}
 	rs := compile(d.Include)
 	return func(rel string, isDir bool) bool { return isDir || matches(rs, rel, isDir) }
+}
+
+// KeepEmptyDir says which directories the copy keeps when nothing in
+// them is copied (nil when the descriptor narrows nothing: all are).
+//
+// Why: git tracks no directory, only files, so "as git would" decides
+// which paths the patterns keep, and nothing about a directory left
+// empty. The build's app is pack's, not a checkout: pack's
+// archive.WriteDirToTar (pack v0.40.0) writes a tar entry for every path
+// its filter accepts, directories included, so an empty directory that is
+// not excluded reaches /workspace, and an app that ships one (a log/ or
+// uploads/ the app writes to at run time) relies on it. Hence: with
+// exclude, every directory the filter lets in is kept, empty or not
+// (exclude = ["*.log"] keeps log/ when it held only logs, as pack does);
+// with include, a directory is kept only when the patterns match it or a
+// parent (include = ["src/"] keeps src/empty/; include = ["*.go"] makes
+// src/ only for the files it holds), so include still reveals no name it
+// does not cover.
+func (d *Descriptor) KeepEmptyDir() func(rel string) bool {
+	if !d.Filters() {
+		return nil
+	}
+	if len(d.Exclude) > 0 {
+		return func(string) bool { return true }
+	}
+	rs := compile(d.Include)
+	return func(rel string) bool { return matches(rs, rel, true) }
 }
 
 // rule is one gitignore line. A line with no "/" before its end matches

@@ -131,6 +131,38 @@ func TestCopyAppliesIncludeAndExclude(t *testing.T) {
 	}
 }
 
+// An empty directory the patterns keep is kept, as pack keeps it (its
+// archive writes every path its filter accepts, directories too): with
+// exclude, every directory not excluded, even one left empty by it; with
+// include, those include names. One include does not name is not made,
+// so its name does not reach the build.
+func TestCopyKeepsEmptyDirsAsPack(t *testing.T) {
+	src := tree(t, "app.sh", "logs/a.log", "src/main.go")
+	for _, d := range []string{"empty", "src/empty", "other/empty"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		d    Descriptor
+		want string
+	}{
+		{Descriptor{Exclude: []string{"*.log"}}, "app.sh empty/ logs/ other/ other/empty/ src/ src/empty/ src/main.go"},
+		{Descriptor{Exclude: []string{"other/", "/empty"}}, "app.sh logs/ logs/a.log src/ src/empty/ src/main.go"},
+		{Descriptor{Include: []string{"src/"}}, "src/ src/empty/ src/main.go"},
+		{Descriptor{Include: []string{"*.go", "other/empty/"}}, "other/ other/empty/ src/ src/main.go"},
+		{Descriptor{Include: []string{"*.go"}}, "src/ src/main.go"},
+	} {
+		dst := filepath.Join(t.TempDir(), "copy")
+		if err := tc.d.Copy(src, dst); err != nil {
+			t.Fatal(err)
+		}
+		if got := list(dst); got != tc.want {
+			t.Errorf("include %v exclude %v:\n got %s\nwant %s", tc.d.Include, tc.d.Exclude, got, tc.want)
+		}
+	}
+}
+
 // The filtered copy is made as root: a hard link to a file outside the
 // app must not become a fresh, readable file in it.
 func TestCopyLeavesHardLinksOut(t *testing.T) {

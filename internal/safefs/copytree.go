@@ -23,6 +23,10 @@ type CopyOptions struct {
 	// so a filter that keeps no file under a directory does not reveal the
 	// directory's name either.
 	PruneEmptyDirs bool
+	// KeepDir, with PruneEmptyDirs, names the directories kept even when
+	// nothing in them was copied: those the filter itself keeps, as pack
+	// keeps an empty directory its include/exclude patterns accept.
+	KeepDir func(rel string) bool
 	// Chown lchowns every created entry to UID:GID, so the build user
 	// owns the copy.
 	Chown    bool
@@ -102,7 +106,7 @@ func (c *treeCopy) dir(rel string, fi fs.FileInfo) (bool, error) {
 			kept++
 		}
 	}
-	if rel != "." && kept == 0 && c.opt.PruneEmptyDirs {
+	if rel != "." && kept == 0 && c.opt.PruneEmptyDirs && (c.opt.KeepDir == nil || !c.opt.KeepDir(rel)) {
 		return false, c.dst.Remove(rel)
 	}
 	return true, c.finish(rel, fi)
