@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -55,7 +57,7 @@ func TestStageThenPromoteMovesOnlyUntouchedTags(t *testing.T) {
 	}
 	pushedB := testenv.MustHead(t, w.appB).String()
 
-	cmd := exec.Command(fx.Cipack, "rebase", "--promote", plan, "--output", "json")
+	cmd := exec.Command(fx.Cipack, "rebase", "--promote", plan, "--promote-digest", fileDigest(t, plan), "--output", "json")
 	out, _ := cmd.Output()
 	if cmd.ProcessState.ExitCode() != exit.SomeFailed {
 		t.Fatalf("promote: exit %d, want %d (one image refused)\n%s", cmd.ProcessState.ExitCode(), exit.SomeFailed, out)
@@ -107,7 +109,7 @@ func TestPromoteRefusesACandidateThatIsNotARebase(t *testing.T) {
 	if err := os.WriteFile(plan, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(fx.Cipack, "rebase", "--promote", plan, "--output", "json")
+	cmd := exec.Command(fx.Cipack, "rebase", "--promote", plan, "--promote-digest", fileDigest(t, plan), "--output", "json")
 	out, _ := cmd.Output()
 	var promoted sweepReport
 	if err := json.Unmarshal(out, &promoted); err != nil || cmd.ProcessState.ExitCode() != exit.SomeFailed {
@@ -121,4 +123,16 @@ func TestPromoteRefusesACandidateThatIsNotARebase(t *testing.T) {
 			t.Fatalf("%s moved to a candidate that is not a rebase", ref)
 		}
 	}
+}
+
+// fileDigest is a plan's digest as the stage step outputs it
+// (report-digest), for --promote-digest.
+func fileDigest(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
