@@ -4,10 +4,14 @@
 # built from the lifecycle module cipack pins (cipack runs the credential
 # phases, analyze/restore/export, with them and checks they are that
 # version; it looks for them in the directory of its own executable):
-#   1. a cipack already on PATH (e.g. baked into the builder image) unless
-#      a release is pinned and it reports another version; a
-#      notice when no lifecycle and launcher are next to it (a build in the
-#      builder image does not need them, pull mode does);
+#   1. a cipack already on PATH (e.g. baked into the builder image): when a
+#      release is pinned, only if it is that release's binary, its sha256
+#      checked against the release's checksums.txt (printing the version
+#      proves nothing: any script can); else it is replaced by the verified
+#      download. With no release pinned there is nothing to check it
+#      against, and it is used as it is. A notice when no lifecycle and
+#      launcher are next to it (a build in the builder image does not need
+#      them, pull mode does);
 #   2. a release: the version asked for when it is vX.Y.Z, else the one the
 #      action's own commit records in action/release-version (`make
 #      release-prep` writes it into the release commit, which vX.Y.Z and
@@ -45,14 +49,16 @@ if ! is_release "$version" && [ -f "$action_root/action/release-version" ]; then
   echo "cipack: ref '$version' is release $recorded"
   version=$recorded
 fi
-# A cipack on PATH is used, unless a release is pinned (the version input or
-# action/release-version) and that cipack is another version: the pinned
-# release wins.
+# A cipack on PATH is used when no release is pinned (the version input or
+# action/release-version). With one pinned, it is used only when its bytes
+# are that release's (checked below, once checksums.txt is fetched): the
+# pinned, verified release wins.
 bin=$(command -v cipack 2>/dev/null) || bin=
 onpath=
 [ -z "$bin" ] || onpath=$("$bin" --version 2>/dev/null | head -n 1) || onpath=
-if [ -n "$bin" ] && { ! is_release "$version" || [ "${onpath##* }" = "$version" ]; }; then
-  echo "cipack: using $bin from PATH"
+# use_path HOW: the step uses the cipack on PATH, HOW said in the log.
+use_path() {
+  echo "cipack: using $bin from PATH ($1)"
   # cipack looks next to its executable with symlinks resolved.
   real=$(readlink -f "$bin" 2>/dev/null) || real=$bin
   lcdir=${CIPACK_LIFECYCLE_DIR:-$(dirname "$real")}
@@ -63,9 +69,12 @@ if [ -n "$bin" ] && { ! is_release "$version" || [ "${onpath##* }" = "$version" 
   fi
   echo "path=$bin" >> "$out"
   exit 0
+}
+if [ -n "$bin" ] && ! is_release "$version"; then
+  use_path "no release is pinned to check it against"
 fi
 
-if [ -n "$bin" ]; then
+if [ -n "$bin" ] && [ "${onpath##* }" != "$version" ]; then
   echo "cipack: $bin on PATH is '${onpath:-of unknown version}', not the pinned release $version: installing $version"
 fi
 case "$(uname -m)" in
@@ -90,7 +99,7 @@ if is_release "$version"; then
   elif command -v wget >/dev/null 2>&1; then
     get() { wget -q --https-only -O "$1" "$2"; }
   else
-    fail "cipack $version must be downloaded, but this image has neither curl nor wget: install one in the job (or the builder image), or put cipack $version on PATH${bin:+ (the $bin there is '${onpath:-of unknown version}')}"
+    fail "cipack $version must be downloaded (or, for the $bin on PATH, its checksums.txt to verify it), but this image has neither curl nor wget: install one in the job (or the builder image)"
   fi
   base="${CIPACK_RELEASE_BASE:-https://github.com/cipack/cipack/releases/download}/$version"
   case "$base" in
@@ -119,6 +128,16 @@ if is_release "$version"; then
     checked="checksums.txt signed by the cipack release workflow (cosign verify-blob), each binary against it"
   else
     checked="checksums only: each binary against checksums.txt, downloaded over https from the release (no cosign on PATH to verify its signature)"
+  fi
+  # The cipack on PATH that says it is the pinned release is used only if
+  # it is: its sha256 is the release's for this architecture.
+  if [ -n "$bin" ] && [ "${onpath##* }" = "$version" ]; then
+    if verified "$dl/checksums.txt" "cipack_linux_$arch" "$bin"; then
+      rm -rf "$dl"
+      echo "cipack: checked: $checked"
+      use_path "release $version: its sha256 is the release's cipack_linux_$arch"
+    fi
+    echo "::warning title=cipack setup::$bin on PATH says it is $version, but its sha256 is not the release's cipack_linux_$arch: not using it; installing the verified release"
   fi
   hit=yes
   for b in $bins; do

@@ -253,7 +253,8 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	}
 
 	// A pinned release wins over a cipack of another version on PATH; a
-	// cipack on PATH that is the pinned release is used as it is.
+	// cipack on PATH that is the pinned release (its sha256 the release's)
+	// is used as it is, and one that only prints the pinned version is not.
 	fakeDir := t.TempDir()
 	fake := func(v string) {
 		if err := os.WriteFile(filepath.Join(fakeDir, "cipack"), []byte("#!/bin/sh\necho 'cipack version "+v+"'\n"), 0o755); err != nil {
@@ -266,7 +267,22 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 		t.Fatalf("a pinned release must win over another cipack on PATH: %v\n%s", err, log)
 	}
 	fake("v9.9.9")
-	if log, outputs, err := run(actionTree(""), "v9.9.9", fakeDir+":"+noGo); err != nil || !strings.Contains(log, "using "+filepath.Join(fakeDir, "cipack")+" from PATH") || pathOutput(t, outputs) != filepath.Join(fakeDir, "cipack") {
+	toolCache = t.TempDir()
+	if log, outputs, err := run(actionTree(""), "v9.9.9", fakeDir+":"+noGo); err != nil || strings.Contains(log, "from PATH") ||
+		!strings.Contains(log, "::warning title=cipack setup::"+filepath.Join(fakeDir, "cipack")+" on PATH says it is v9.9.9, but its sha256 is not the release's cipack_linux_"+arch) ||
+		!strings.Contains(log, "installed release v9.9.9 (verified)") || pathOutput(t, outputs) != filepath.Join(cacheDir(), "cipack") {
+		t.Fatalf("a cipack on PATH that only prints the pinned version must not be used: %v\n%s", err, log)
+	}
+	genuineDir := t.TempDir()
+	genuine, err := os.ReadFile(filepath.Join(dist, "cipack_linux_"+arch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(genuineDir, "cipack"), genuine, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if log, outputs, err := run(actionTree(""), "v9.9.9", genuineDir+":"+noGo); err != nil || !strings.Contains(log, "using "+filepath.Join(genuineDir, "cipack")+" from PATH (release v9.9.9: its sha256 is the release's") ||
+		pathOutput(t, outputs) != filepath.Join(genuineDir, "cipack") {
 		t.Fatalf("the pinned release on PATH: %v\n%s", err, log)
 	}
 
