@@ -109,46 +109,48 @@ func Wrap(self string, spec Spec) (*exec.Cmd, func(), error) {
 // make mount and PID namespaces: a container without CAP_SYS_ADMIN is not).
 // It asks the kernel directly rather than starting the helper (two
 // process starts were a third of cipack's fixed cost on a warm build):
-// one thread of this process unshares both namespaces, then joins its
-// own again. The thread must live on: a child cipack started from it
-// (Pdeathsig) would be killed if it ended. The answer is kept.
+// one thread of this process unshares both namespaces and is then let
+// die, locked, so the Go runtime never runs anything on it again. It
+// must not join its namespaces back instead: setns resets the thread's
+// root and working directory to the namespace's root, so in a chroot or
+// a container every goroutine scheduled on it afterwards saw the host's
+// files, or "/" as its working directory. The probe thread starts
+// nothing: a child started from it (Pdeathsig) would be killed when it
+// ends. The answer is kept.
 func Probe(string) error { return probeOnce() }
 
 var probeOnce = sync.OnceValue(func() error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		restored, err := unshareAndReturn()
-		if restored {
-			runtime.UnlockOSThread()
-		} // else: the thread stays locked and ends with this goroutine
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+	if err := onDoomedThread(unshareBoth); err != nil {
 		return fmt.Errorf("unshare mount and PID namespaces: %w", err)
 	}
 	return nil
 })
 
-// unshareAndReturn tries the helper's unshare on the calling (locked)
-// thread and puts the thread back in its namespaces; restored is false
-// when it could not (the thread must then not be reused).
-func unshareAndReturn() (restored bool, err error) {
-	mnt, err := os.Open("/proc/thread-self/ns/mnt")
-	if err != nil {
-		return true, err
-	}
-	defer mnt.Close()
-	pid, err := os.Open("/proc/thread-self/ns/pid_for_children")
-	if err != nil {
-		return true, err
-	}
-	defer pid.Close()
-	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWPID); err != nil {
-		return true, err // nothing changed
-	}
-	restored = unix.Setns(int(mnt.Fd()), unix.CLONE_NEWNS) == nil && unix.Setns(int(pid.Fd()), unix.CLONE_NEWPID) == nil
-	return restored, nil
+// onDoomedThread runs f on a thread of its own that ends with it: the
+// goroutine locks its thread and returns without unlocking it, so the
+// runtime ends the thread. The main thread is never the one: Go cannot
+// end it and parks it instead, in f's namespaces, and /proc/self (the
+// process's root, cwd and mounts as others see them) shows the main
+// thread's. So a goroutine that lands on it keeps it and hands f to
+// another goroutine, which then cannot land there.
+func onDoomedThread(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			defer runtime.UnlockOSThread()
+			errc <- onDoomedThread(f)
+			return
+		}
+		errc <- f() // and the thread ends, still locked
+	}()
+	return <-errc
+}
+
+// unshareBoth is the helper's unshare (Wrap's Cloneflags) on the calling
+// thread, which must be one that ends right after.
+func unshareBoth() error {
+	return unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWPID)
 }
 
 // Run is the helper's side, PID 1 of its namespaces: it reads the spec
