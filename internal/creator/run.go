@@ -141,7 +141,7 @@ func (r *Runner) start(ctx context.Context, inv Invocation, pw *phaseWriter) (in
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		_ = done(-1)
-		return 0, exit.New(exit.Builder, inv.Path, err, "the builder's lifecycle does not run here")
+		return 0, startError(r.Wrap != nil, inv, cmd, err)
 	}
 	stop := make(chan struct{})
 	if r.Wrap != nil {
@@ -170,6 +170,17 @@ func (r *Runner) start(ctx context.Context, inv Invocation, pw *phaseWriter) (in
 			"pull mode needs root, an OCI runtime (crun or runc), mount namespaces and overlayfs")
 	}
 	return code, nil
+}
+
+// startError names what could not start. Wrapped, that is cipack's own
+// binary as the sandbox helper, not the builder's lifecycle: blaming the
+// builder (exit 6) sent users after a builder that was never run.
+func startError(wrapped bool, inv Invocation, cmd *exec.Cmd, err error) error {
+	if wrapped {
+		return exit.New(exit.Sandbox, "sandbox helper "+cmd.Path, fmt.Errorf("%s phase: cipack could not start itself: %w", phaseName(inv), err),
+			"cipack runs its own binary as the sandbox helper: keep it where it was started from, executable, on a filesystem that allows exec")
+	}
+	return exit.New(exit.Builder, inv.Path, err, "the builder's lifecycle does not run here")
 }
 
 // interruptThenKill forwards a cancellation to the sandbox helper (it
