@@ -82,6 +82,10 @@ type Options struct {
 	// Runtime is the OCI runtime pull mode uses: empty, crun or runc,
 	// whichever is on PATH first.
 	Runtime string
+	// Network is build code's network in pull mode: NetworkIsolated,
+	// NetworkHost or NetworkNone; empty: isolated when a network stack
+	// is installed, else host (network.go).
+	Network string
 
 	// fileEnv holds the EnvFiles' entries, read once by Validate.
 	fileEnv []string
@@ -181,6 +185,9 @@ func (o *Options) Validate() error {
 	}
 	if !execEnvPattern.MatchString(o.ExecEnv) {
 		return exit.Usagef("--exec-env", "use letters, digits, '.' and '-', e.g. production or test", "invalid execution environment %q", o.ExecEnv)
+	}
+	if err := checkNetwork(o.Network); err != nil {
+		return err
 	}
 	switch o.LogLevel {
 	case "", "debug", "info", "warn", "error":

@@ -41,6 +41,8 @@ type pulledHost struct {
 	// sbomOut: the SBOM files will be copied out (--sbom-dir), so their
 	// bounds are checked before export.
 	sbomOut bool
+	// network is build code's own network namespace; nil: the host's.
+	network *sandbox.Network
 }
 
 // Sandbox paths: the fixed places pack and kpack give the build.
@@ -98,6 +100,8 @@ func (h *pulledHost) buildSpec(inv creator.Invocation, env []string) sandbox.Spe
 		UID: h.uid, GID: h.gid}
 	if inv.Trusted {
 		spec.UID, spec.GID, spec.Caps = 0, 0, sandbox.TrustedCaps
+	} else {
+		spec.Network = h.network // a trusted creator pushes: host network
 	}
 	return spec
 }
@@ -116,7 +120,7 @@ func (h *pulledHost) buildBinds(withCache bool) []sandbox.Bind {
 	// Build code keeps the builder's own hosts file and CA store: only
 	// the resolver and the CA the user named come from the host.
 	shared := slices.Clone(h.userCA)
-	if slices.Contains(h.dnsFiles, resolvConf) {
+	if slices.Contains(h.dnsFiles, resolvConf) && h.network == nil { // else the helper writes one
 		shared = append(shared, resolvConf)
 	}
 	for _, f := range shared {
@@ -231,6 +235,9 @@ func newPulledHost(opts Options, d Deps) (*pulledHost, error) {
 			"install crun or runc (Debian and Ubuntu: apt-get install crun; GitHub's hosted runners have runc), or run the step in the builder image")
 	}
 	h := &pulledHost{self: d.Self, runtime: rt, sbomOut: opts.SBOMDir != ""}
+	if h.network, err = chooseNetwork(opts, d.LookPath, d.Environ, d.Log); err != nil {
+		return nil, err
+	}
 	if !opts.TrustBuilder {
 		if h.trusted, err = creator.FindTrusted(opts.LifecycleDir, d.Pinned); err != nil {
 			return nil, err

@@ -15,7 +15,6 @@ var packOnly = map[string]string{
 	"clear-cache":               "start from an empty --cache-dir, or a new --cache-image",
 	"creation-time":             "the lifecycle's default applies (a fixed date, so the same build gives the same image)",
 	"disable-system-buildpacks": "cipack adds no system buildpacks",
-	"network":                   "build containers share the host's network (pull mode), or the step's (in the builder)",
 	"docker-host":               "cipack needs no Docker daemon",
 	"lifecycle-image":           "pull mode runs the lifecycle cipack pins (--lifecycle-dir) for the registry phases",
 	"platform":                  "cipack builds for the machine it runs on: one job per platform, then `cipack manifest`",

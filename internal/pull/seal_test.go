@@ -2,13 +2,16 @@ package pull
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // sealedTree stores a tree of files files (100 a directory, a symlink
@@ -73,3 +76,32 @@ func BenchmarkSealCheck(b *testing.B) {
 		}
 	}
 }
+
+// The seal walk over a restored tree stops with the build's context
+// (SIGTERM), and a check cut short throws no good tree away.
+func TestSealCheckStopsWithContext(t *testing.T) {
+	st, id := sealedTree(t, 3000)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if why := st.verify(ctx, id); !strings.Contains(why, "context canceled") {
+		t.Fatalf("a canceled check: %q", why)
+	}
+	_, err := st.ensure(ctx, layerJob{ref: "builder", index: 1, count: 1, layer: diffIDOnly{id}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("ensure on a canceled context: %v", err)
+	}
+	if why := st.verify(context.Background(), id); why != "" {
+		t.Fatalf("the tree was harmed by a canceled check: %s", why)
+	}
+}
+
+// diffIDOnly is a layer of which ensure needs only the diffID (its tree
+// is already in the store).
+type diffIDOnly struct{ id v1.Hash }
+
+func (l diffIDOnly) DiffID() (v1.Hash, error)           { return l.id, nil }
+func (diffIDOnly) Digest() (v1.Hash, error)             { return v1.Hash{}, errors.New("not read") }
+func (diffIDOnly) Compressed() (io.ReadCloser, error)   { return nil, errors.New("not read") }
+func (diffIDOnly) Uncompressed() (io.ReadCloser, error) { return nil, errors.New("not read") }
+func (diffIDOnly) Size() (int64, error)                 { return 0, errors.New("not read") }
+func (diffIDOnly) MediaType() (types.MediaType, error)  { return "", errors.New("not read") }

@@ -51,6 +51,14 @@ func runContainer(spec Spec) (int, error) {
 	}
 	bundle := filepath.Join(spec.Work, "bundle")
 	config := Config(spec, root, "cipack")
+	if spec.Network != nil {
+		netns, resolv, stop, err := startNetwork(spec.Network, spec.Work)
+		defer stop()
+		if err != nil {
+			return 1, err
+		}
+		joinNetwork(config, netns, resolv)
+	}
 	if err := makeTargets(root, config.Mounts); err != nil {
 		return 1, err
 	}

@@ -75,6 +75,9 @@ type Spec struct {
 	// Work is an empty host directory the helper mounts a tmpfs on: the
 	// bundle, the runtime's state, the overlay's upper layer.
 	Work string `json:"work"`
+	// Network, when set, gives the container a network namespace of its
+	// own (network.go); nil keeps the host's.
+	Network *Network `json:"network,omitempty"`
 }
 
 // scratchPrefix names the helpers' mount points in the temp dir; a run

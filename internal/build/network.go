@@ -1,0 +1,100 @@
+package build
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/sandbox"
+)
+
+// Network modes of --network: build code's network in pull mode.
+const (
+	NetworkIsolated = sandbox.NetIsolated
+	NetworkHost     = sandbox.NetHost
+	NetworkNone     = sandbox.NetNone
+)
+
+// checkNetwork validates --network; empty is the default (isolated when
+// a network stack is installed, else host).
+func checkNetwork(mode string) error {
+	switch mode {
+	case "", NetworkIsolated, NetworkHost, NetworkNone:
+		return nil
+	}
+	return exit.Usagef("--network", "use isolated (a network of its own, the default), host (the runner's network) or none (loopback only)",
+		"unknown network mode %q", mode)
+}
+
+// chooseNetwork decides build code's network in pull mode (nil: the
+// host's) and says so in the log when it is not the isolated default.
+// The credential phases and a --trust-builder creator always keep the
+// host's network: they push to the registries, loopback ones included.
+func chooseNetwork(opts Options, lookPath func(string) (string, error), environ []string, log io.Writer) (*sandbox.Network, error) {
+	if log == nil {
+		log = io.Discard // Deps without a log (tests of other checks)
+	}
+	switch opts.Network {
+	case NetworkHost:
+		fmt.Fprintf(log, "cipack: --network host: build code shares the runner's network (its loopback services, abstract unix sockets and cloud metadata endpoint)\n")
+		return nil, nil
+	case NetworkNone:
+		fmt.Fprintf(log, "cipack: --network none: build code has a loopback and nothing else\n")
+		return &sandbox.Network{Mode: NetworkNone}, nil
+	}
+	stack, err := lookPath(sandbox.StackName)
+	if err != nil {
+		if opts.Network == NetworkIsolated {
+			return nil, exit.New(exit.Sandbox, "--network", fmt.Errorf("--network isolated needs %s on PATH: %w", sandbox.StackName, err),
+				fmt.Sprintf("install it (Debian and Ubuntu: apt-get install %s), or pass --network host", sandbox.StackPackage))
+		}
+		fmt.Fprintf(log, "cipack: warning: build code shares the runner's network (its loopback services and cloud metadata endpoint): "+
+			"no %s on PATH for a network of its own; install it with apt-get install %s, or pass --network host to say you mean it\n",
+			sandbox.StackName, sandbox.StackPackage)
+		return nil, nil
+	}
+	if opts.TrustBuilder {
+		fmt.Fprintf(log, "cipack: --trust-builder: the builder's creator holds the credentials and pushes, so it runs on the runner's network\n")
+	}
+	warnLoopbackProxy(environ, log)
+	return &sandbox.Network{Mode: NetworkIsolated, Stack: stack}, nil
+}
+
+// warnLoopbackProxy warns about a proxy on the runner's loopback: build
+// code in its own network cannot reach it (the credential phases still
+// do). Not refused: many builds download nothing, and the credential
+// phases reach their registries through it.
+func warnLoopbackProxy(environ []string, log io.Writer) {
+	for _, e := range environ {
+		k, v, _ := strings.Cut(e, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY":
+		default:
+			continue
+		}
+		if host, ok := loopbackHost(v); ok {
+			fmt.Fprintf(log, "cipack: warning: %s names %s, on the runner's loopback, which build code in its own network cannot reach: "+
+				"serve the proxy on another address, or pass --network host if buildpacks need it\n", k, host)
+		}
+	}
+}
+
+// loopbackHost reports the host of a proxy URL when it is a loopback
+// address or localhost.
+func loopbackHost(proxy string) (string, bool) {
+	if !strings.Contains(proxy, "://") {
+		proxy = "http://" + proxy
+	}
+	u, err := url.Parse(proxy)
+	if err != nil || u.Hostname() == "" {
+		return "", false
+	}
+	h := u.Hostname()
+	if ip := net.ParseIP(h); ip != nil {
+		return h, ip.IsLoopback()
+	}
+	return h, h == "localhost" || strings.HasSuffix(h, ".localhost")
+}

@@ -1,0 +1,104 @@
+package build
+
+import (
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/cipack/cipack/internal/creator"
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/pull"
+	"github.com/cipack/cipack/internal/sandbox"
+)
+
+func TestNetworkOption(t *testing.T) {
+	app := t.TempDir()
+	for _, mode := range []string{"", NetworkIsolated, NetworkHost, NetworkNone} {
+		o := Options{Image: "r.example/app", AppPath: app, SourceRoot: app, Network: mode}
+		if err := o.Validate(); err != nil {
+			t.Errorf("--network %q: %v", mode, err)
+		}
+	}
+	o := Options{Image: "r.example/app", AppPath: app, SourceRoot: app, Network: "bridge"}
+	err := o.Validate()
+	var e *exit.Error
+	if !errors.As(err, &e) || e.Code != exit.Usage || !strings.Contains(err.Error(), "--network") {
+		t.Errorf("--network bridge: want a usage error naming --network, got %v", err)
+	}
+}
+
+func TestChooseNetwork(t *testing.T) {
+	found := func(string) (string, error) { return "/usr/bin/pasta", nil }
+	missing := func(string) (string, error) { return "", exec.ErrNotFound }
+	cases := []struct {
+		name     string
+		opts     Options
+		lookPath func(string) (string, error)
+		env      []string
+		mode     string // "" : the host's network
+		log      string
+		code     int
+	}{
+		{name: "default with pasta", lookPath: found, mode: NetworkIsolated},
+		{name: "default without pasta", lookPath: missing, log: "apt-get install passt"},
+		{name: "isolated without pasta", opts: Options{Network: NetworkIsolated}, lookPath: missing, code: exit.Sandbox},
+		{name: "host", opts: Options{Network: NetworkHost}, lookPath: found, log: "--network host: build code shares the runner's network"},
+		{name: "none", opts: Options{Network: NetworkNone}, lookPath: missing, mode: NetworkNone, log: "loopback and nothing else"},
+		{name: "loopback proxy", lookPath: found, env: []string{"https_proxy=http://127.0.0.1:3128"}, mode: NetworkIsolated,
+			log: "https_proxy names 127.0.0.1"},
+		{name: "proxy elsewhere", lookPath: found, env: []string{"HTTP_PROXY=http://10.1.2.3:3128", "NO_PROXY=localhost"}, mode: NetworkIsolated},
+		{name: "trusted creator", opts: Options{TrustBuilder: true}, lookPath: found, mode: NetworkIsolated, log: "--trust-builder"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var log strings.Builder
+			n, err := chooseNetwork(c.opts, c.lookPath, c.env, &log)
+			if c.code != 0 {
+				var e *exit.Error
+				if !errors.As(err, &e) || e.Code != c.code || !strings.Contains(err.Error(), "--network") {
+					t.Fatalf("want exit %d naming --network, got %v", c.code, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := modeOf(n); got != c.mode {
+				t.Errorf("network %q, want %q", got, c.mode)
+			}
+			if c.log != "" && !strings.Contains(log.String(), c.log) {
+				t.Errorf("log %q lacks %q", log.String(), c.log)
+			}
+			if c.log == "" && log.Len() > 0 {
+				t.Errorf("unexpected log: %q", log.String())
+			}
+		})
+	}
+}
+
+func modeOf(n *sandbox.Network) string {
+	if n == nil {
+		return ""
+	}
+	return n.Mode
+}
+
+// Build code gets the network; a trusted creator (it pushes) does not,
+// and build code's resolv.conf is the helper's, not the host's.
+func TestBuildSpecsTakeTheNetwork(t *testing.T) {
+	net := &sandbox.Network{Mode: NetworkIsolated, Stack: "/usr/bin/pasta"}
+	h := &pulledHost{runtime: "/usr/bin/runc", network: net, dnsFiles: []string{resolvConf}, builder: &pull.Builder{Layers: []string{"/s/1"}}}
+	detect := h.buildSpec(creator.Invocation{Path: "/cnb/lifecycle/detector"}, nil)
+	if detect.Network != net {
+		t.Errorf("detect runs on %+v, want its own network", detect.Network)
+	}
+	for _, b := range detect.Binds {
+		if b.Path == resolvConf {
+			t.Errorf("build code gets the host's %s in its own network", resolvConf)
+		}
+	}
+	if creator := h.buildSpec(creator.Invocation{Path: "/cnb/lifecycle/creator", Trusted: true}, nil); creator.Network != nil {
+		t.Errorf("a trusted creator runs on %+v, want the host's network (it pushes)", creator.Network)
+	}
+}

@@ -1,0 +1,321 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/testenv"
+)
+
+// Build code's network in pull mode (issue 33, item 5), seen by a spy
+// buildpack (testdata/pullnetwork/netprobe) that tries what a hostile
+// buildpack tried on a runner: a secret served on the host's 127.0.0.1,
+// the loopback registry's catalog, a secret on an abstract unix socket of
+// the host, and the cloud metadata endpoint. In its own network it
+// reaches none of them, yet it reaches an HTTP proxy on a non-loopback
+// address and resolves names through the runner's resolver, while the
+// credential phases still push to the loopback registry. --network host
+// is today's behaviour (and says so), --network none a loopback only.
+//
+// The proxy and the resolver live in a network namespace the test makes,
+// joined to the host by a veth pair on 198.18.N.0/30 (RFC 2544's
+// benchmarking range): no test traffic leaves this machine. cipack runs
+// in a private mount namespace whose /etc/resolv.conf names that
+// resolver, as a runner's names its own.
+func TestPullModeBuildCodeHasANetworkOfItsOwn(t *testing.T) {
+	needFixture(t)
+	if _, err := exec.LookPath("pasta"); err != nil {
+		t.Skip("pasta is not installed (apt-get install passt; make setup installs it)")
+	}
+	w := startNetWorld(t)
+	t.Run("isolated_by_default", func(t *testing.T) {
+		r := w.build(t, "isolated", true)
+		r.mustPush(t)
+		for _, probe := range []string{"tcp", "registry", "abstract"} {
+			r.blocked(t, probe)
+		}
+		if !regexp.MustCompile(`netspy: metadata blocked=true after \d{1,3}ms`).MatchString(r.stderr + r.stdout) {
+			t.Errorf("the metadata endpoint was not refused at once: %q", lineWith(r.stderr+r.stdout, "netspy: metadata"))
+		}
+		r.reached(t, "proxy", "netspy-proxy-ok GET http://netspy.invalid/probe")
+		r.reached(t, "dns", "203.0.113.7")
+		if got := lineWith(r.stderr+r.stdout, "netspy: resolv.conf"); got != "netspy: resolv.conf nameserver 10.0.2.3" {
+			t.Errorf("build code's resolver: %q, want pasta's forwarder only", got)
+		}
+	})
+	t.Run("host_is_todays_network_and_says_so", func(t *testing.T) {
+		r := w.build(t, "host", false, "--network", "host")
+		r.mustPush(t)
+		r.reached(t, "tcp", w.secret)
+		r.reached(t, "abstract", w.secret)
+		if !strings.Contains(r.stderr, "--network host: build code shares the runner's network") {
+			t.Errorf("--network host is not said in the log:\n%s", r.stderr)
+		}
+	})
+	t.Run("none_is_a_loopback_only", func(t *testing.T) {
+		r := w.build(t, "none", true, "--network", "none")
+		r.mustPush(t)
+		for _, probe := range []string{"tcp", "registry", "abstract", "proxy", "dns"} {
+			r.blocked(t, probe)
+		}
+		if got := lineWith(r.stderr+r.stdout, "netspy: interfaces"); got != "netspy: interfaces lo" {
+			t.Errorf("--network none: %q, want only lo", got)
+		}
+	})
+	t.Run("a_bad_value_is_a_usage_error", func(t *testing.T) {
+		r := w.build(t, "bad", false, "--network", "bridge")
+		if r.code != exit.Usage || !strings.Contains(r.stderr, "--network") {
+			t.Errorf("--network bridge: want exit %d naming --network, got %d:\n%s", exit.Usage, r.code, r.stderr)
+		}
+	})
+}
+
+// netWorld is the test's servers: a secret on 127.0.0.1 and on an
+// abstract unix socket, and a proxy and a resolver in a netns of its own.
+type netWorld struct {
+	secret, tcp, abstract string
+	proxy, resolv         string
+	buildpack             string
+}
+
+func startNetWorld(t *testing.T) *netWorld {
+	w := &netWorld{secret: "netspy-secret-" + randSuffix()}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, err := net.Listen("unix", "@cipack-netspy-"+randSuffix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ln := range []net.Listener{tcp, abs} {
+		t.Cleanup(func() { ln.Close() })
+		go serveSecret(ln, w.secret)
+	}
+	w.tcp, w.abstract = tcp.Addr().String(), strings.TrimPrefix(abs.Addr().String(), "@")
+	ip := testNetns(t)
+	proxy := listenIn(t, ip, func(ns string) (any, error) { return net.Listen("tcp", ns+":0") }).(net.Listener)
+	go func() { _ = http.Serve(proxy, http.HandlerFunc(answerProxy)) }()
+	dns := listenIn(t, ip, func(ns string) (any, error) { return net.ListenPacket("udp", ns+":53") }).(net.PacketConn)
+	go serveDNS(dns, net.ParseIP("203.0.113.7"))
+	w.proxy = "http://" + proxy.Addr().String()
+	w.resolv = filepath.Join(fx.Dir, "netspy-resolv-"+randSuffix()+".conf")
+	if err := os.WriteFile(w.resolv, []byte("nameserver "+ip+"\noptions timeout:1 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.buildpack = netspyBuildpack(t)
+	return w
+}
+
+func serveSecret(ln net.Listener, secret string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = c.Write([]byte(secret + "\n"))
+		c.Close()
+	}
+}
+
+// answerProxy is the proxy: it answers every request itself (it forwards
+// nothing), naming what it was asked for.
+func answerProxy(w http.ResponseWriter, r *http.Request) {
+	fmt.Fprintf(w, "netspy-proxy-ok %s %s\n", r.Method, r.URL)
+}
+
+// testNetns makes a network namespace joined to the host by a veth pair
+// and returns its address; the test removes both.
+func testNetns(t *testing.T) string {
+	n := os.Getpid()%250 + 1
+	name, host, peer := fmt.Sprintf("cipack-nt-%d", os.Getpid()), fmt.Sprintf("cnt%dh", os.Getpid()), fmt.Sprintf("cnt%dn", os.Getpid())
+	hostIP, nsIP := fmt.Sprintf("198.18.%d.1", n), fmt.Sprintf("198.18.%d.2", n)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", host).Run()
+		_ = exec.Command("ip", "netns", "del", name).Run()
+	})
+	for _, args := range [][]string{
+		{"netns", "add", name},
+		{"link", "add", host, "type", "veth", "peer", "name", peer, "netns", name},
+		{"addr", "add", hostIP + "/30", "dev", host},
+		{"link", "set", host, "up"},
+		{"-n", name, "addr", "add", nsIP + "/30", "dev", peer},
+		{"-n", name, "link", "set", peer, "up"},
+		{"-n", name, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nsIP
+}
+
+// listenIn runs listen on a thread that joined the test's netns. The
+// socket stays in that namespace; the thread is never unlocked, so it
+// ends with its goroutine and no other code runs in the namespace.
+func listenIn(t *testing.T, ip string, listen func(string) (any, error)) any {
+	type res struct {
+		v   any
+		err error
+	}
+	c := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(fmt.Sprintf("/run/netns/cipack-nt-%d", os.Getpid()))
+		if err != nil {
+			c <- res{nil, err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			c <- res{nil, err}
+			return
+		}
+		v, err := listen(ip)
+		c <- res{v, err}
+	}()
+	r := <-c
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.v.(interface{ Close() error }).Close() })
+	return r.v
+}
+
+// serveDNS answers A queries with answer and others with no record.
+func serveDNS(pc net.PacketConn, answer net.IP) {
+	buf := make([]byte, 512)
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		end := 12
+		for end < n && buf[end] != 0 {
+			end += int(buf[end]) + 1
+		}
+		end += 5 // the name's zero byte, QTYPE, QCLASS
+		if end > n {
+			continue
+		}
+		resp := append([]byte{}, buf[:end]...) // header and question; EDNS dropped
+		resp[2], resp[3] = 0x81, 0x80
+		copy(resp[6:12], make([]byte, 6))
+		if binary.BigEndian.Uint16(buf[end-4:]) == 1 {
+			resp[7] = 1
+			resp = append(resp, 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
+			resp = append(resp, answer.To4()...)
+		}
+		_, _ = pc.WriteTo(resp, addr)
+	}
+}
+
+// netspyBuildpack is a buildpack directory whose detect and build are
+// the netprobe binary.
+func netspyBuildpack(t *testing.T) string {
+	dir := filepath.Join(fx.Dir, "netspy-bp-"+randSuffix())
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "build"), "./testdata/pullnetwork/netprobe")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build netprobe: %v\n%s", err, out)
+	}
+	if err := os.Link(filepath.Join(dir, "bin", "build"), filepath.Join(dir, "bin", "detect")); err != nil {
+		t.Fatal(err)
+	}
+	toml := "api = \"0.10\"\n[buildpack]\nid = \"cipack-test/netspy\"\nversion = \"0.0.1\"\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "buildpack.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// netRun is one spy build.
+type netRun struct {
+	run
+	image string
+}
+
+// build runs the spy build in pull mode, in a private mount namespace
+// whose /etc/resolv.conf names the test's resolver. metadata: also try
+// 169.254.169.254 (never on the host's network: it could leave the
+// machine).
+func (w *netWorld) build(t *testing.T, name string, metadata bool, args ...string) netRun {
+	ws := filepath.Join(fx.Dir, "netspy-ws-"+randSuffix())
+	root, _ := testenv.ModuleRoot()
+	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
+		t.Fatal(err)
+	}
+	image := fx.Registry.Host + "/pull/netspy-" + name + ":latest"
+	meta := "0"
+	if metadata {
+		meta = "1"
+	}
+	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, w.resolv,
+		fx.Cipack, "build", "--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"),
+		"--builder-cache", filepath.Join(fx.Dir, "netspy-store"), "--builder", fx.BuilderImage, "--image", image,
+		"--buildpack", w.buildpack, "--env", "NETSPY_TCP=" + w.tcp, "--env", "NETSPY_REGISTRY=" + fx.Registry.Host,
+		"--env", "NETSPY_ABSTRACT=" + w.abstract, "--env", "NETSPY_METADATA=" + meta, "--env", "NETSPY_PROXY=1",
+		"--env", "NETSPY_DNS=registry.netspy.test"}, args...)
+	cmd := exec.Command("unshare", argv...)
+	cmd.Env = append(os.Environ(), "HTTP_PROXY="+w.proxy, "NO_PROXY=127.0.0.1,localhost")
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	began := time.Now()
+	_ = cmd.Run()
+	r := netRun{run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}, image}
+	t.Logf("%s build: exit %d in %s; the spy saw:\n%s", name, r.code, time.Since(began).Round(time.Millisecond), grepLines(r.stderr+r.stdout, "netspy: |cipack: (warning|--network)"))
+	return r
+}
+
+func (r netRun) mustPush(t *testing.T) {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("the build did not push (exit %d):\n%s", r.code, r.stderr)
+	}
+	if got := tags(t, strings.TrimSuffix(r.image, ":latest")); len(got) == 0 {
+		t.Errorf("exit 0 but %s has no tag", r.image)
+	}
+}
+
+func (r netRun) blocked(t *testing.T, probe string) {
+	t.Helper()
+	if l := r.line(probe); !strings.HasPrefix(l, "netspy: "+probe+" blocked") {
+		t.Errorf("build code reached %s: %q", probe, l)
+	}
+}
+
+func (r netRun) reached(t *testing.T, probe, want string) {
+	t.Helper()
+	if l := r.line(probe); !strings.HasPrefix(l, "netspy: "+probe+" reached") || !strings.Contains(l, want) {
+		t.Errorf("build code did not reach %s (want %q): %q", probe, want, l)
+	}
+}
+
+// line is the spy's line for probe.
+func (r netRun) line(probe string) string {
+	s := bufio.NewScanner(strings.NewReader(r.stderr + r.stdout))
+	for s.Scan() {
+		l := s.Text()
+		if i := strings.Index(l, "netspy: "+probe+" "); i >= 0 {
+			return l[i:]
+		}
+	}
+	return "(no line: the spy did not run)"
+}

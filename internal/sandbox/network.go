@@ -1,0 +1,286 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Network modes of build code. Host is the host's own network (no
+// Network in the Spec); Isolated is a network namespace of its own whose
+// traffic leaves through a user-mode stack (pasta), with no way to the
+// host's loopback, its abstract unix sockets (they are per network
+// namespace) or link-local addresses; None is a namespace with only a
+// loopback.
+const (
+	NetHost     = "host"
+	NetIsolated = "isolated"
+	NetNone     = "none"
+)
+
+// Network is the network namespace a container gets.
+type Network struct {
+	Mode string `json:"mode"`
+	// Stack is pasta's path (NetIsolated only).
+	Stack string `json:"stack,omitempty"`
+}
+
+// StackName is the user-mode network stack cipack runs, and StackPackage
+// the Debian and Ubuntu package that ships it. pasta, not slirp4netns:
+// it joins a namespace by path, configures the interface itself, copies
+// the host's addresses and routes (so the host's own address is the
+// namespace's, not a way back to the host), forwards DNS to the host's
+// resolver even when that is 127.0.0.53, and sandboxes itself (seccomp,
+// its own namespaces, two capabilities).
+const (
+	StackName    = "pasta"
+	StackPackage = "passt"
+)
+
+// DNSForwarder is the nameserver build code's resolv.conf names in its
+// own network: pasta answers it with the host's first resolver, reached
+// from the host (systemd-resolved's 127.0.0.53 included, which build
+// code itself cannot reach). It is slirp4netns's well-known address; a
+// host on a real 10.0.2.3 stays reachable from build code except on
+// port 53.
+const DNSForwarder = "10.0.2.3"
+
+// BlockedNets get an unreachable route in the namespace: the cloud
+// metadata endpoints (169.254.169.254 on AWS, GCP and Azure, and the
+// rest of IPv4 link-local; AWS's IPv6 one). Build code has no
+// CAP_NET_ADMIN to remove them, and pasta never sees the packets.
+var BlockedNets = []string{"169.254.0.0/16", "fd00:ec2::254/128"}
+
+// pastaArgs join the namespace at netns and configure it. Every port
+// forwarding is off: pasta's default (-T auto, -U auto) forwards the
+// namespace's loopback ports to the host's, which would hand build code
+// the host's 127.0.0.1 services; --no-map-gw keeps the gateway address
+// from standing for the host's loopback. --runas 0: as nobody it cannot
+// join a namespace root made; it still drops to two capabilities in its
+// own sandbox.
+func pastaArgs(netns, pidFile string) []string {
+	return []string{"--quiet", "--runas", "0", "--netns", netns, "--config-net", "--no-map-gw",
+		"-t", "none", "-u", "none", "-T", "none", "-U", "none",
+		"--dns-forward", DNSForwarder, "--pid", pidFile}
+}
+
+// startNetwork makes the namespace under work and, in isolated mode,
+// starts pasta in it. It returns the namespace's path, the resolv.conf
+// for build code ("" in none mode: nothing to resolve with), and stop,
+// which ends pasta. pasta lives in the helper's PID namespace: if the
+// helper dies, the kernel ends it too.
+func startNetwork(n *Network, work string) (netns, resolv string, stop func(), err error) {
+	stop = func() {}
+	netns = filepath.Join(work, "netns")
+	if err := makeNetns(netns); err != nil {
+		return "", "", stop, fmt.Errorf("make the build's network namespace: %w", err)
+	}
+	if n.Mode == NetNone {
+		return netns, "", stop, nil
+	}
+	if n.Mode != NetIsolated {
+		return "", "", stop, fmt.Errorf("unknown network mode %q", n.Mode)
+	}
+	resolv = filepath.Join(work, "resolv.conf")
+	if err := writeResolvConf(resolv); err != nil {
+		return "", "", stop, err
+	}
+	stop, err = startPasta(n.Stack, work, netns)
+	return netns, resolv, stop, err
+}
+
+// startPasta runs pasta, which configures the namespace, then forks into
+// the background and exits 0: its exit is the sign the network is up.
+func startPasta(stack, work, netns string) (func(), error) {
+	pidFile := filepath.Join(work, "pasta.pid")
+	cmd := exec.Command(stack, pastaArgs(netns, pidFile)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return func() {}, fmt.Errorf("start %s for the build's network: %w: %s", stack, err, pastaMessage(out.String()))
+	}
+	raw, err := os.ReadFile(pidFile)
+	pid, convErr := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || convErr != nil || pid <= 1 {
+		return func() {}, fmt.Errorf("%s wrote no pid file (%v): %s", stack, errors.Join(err, convErr), pastaMessage(out.String()))
+	}
+	return func() { _ = syscall.Kill(pid, syscall.SIGTERM) }, nil
+}
+
+// pastaMessage drops the lines pasta writes when no syslog listens.
+func pastaMessage(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" && !strings.HasPrefix(l, "Failed to send") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "; ")
+}
+
+// makeNetns makes a network namespace and keeps it at path (a bind mount
+// of the nsfs file), with its loopback up and BlockedNets unreachable.
+// The unshare happens on a locked thread that never returns to the Go
+// runtime: it ends with its goroutine, so no other goroutine ever runs in
+// the new namespace.
+func makeNetns(path string) error {
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with us
+		errc <- inNewNetns(path)
+	}()
+	return <-errc
+}
+
+func inNewNetns(path string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return err
+	}
+	if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("keep the namespace at %s: %w", path, err)
+	}
+	if err := loopbackUp(); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	for _, cidr := range BlockedNets {
+		if err := addUnreachable(cidr); err != nil {
+			return fmt.Errorf("route %s unreachable: %w", cidr, err)
+		}
+	}
+	return nil
+}
+
+// loopbackUp sets lo up in the calling thread's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// addUnreachable adds an "unreachable" route for cidr in the calling
+// thread's network namespace (one rtnetlink request, acknowledged): a
+// connect() there fails at once with EHOSTUNREACH.
+func addUnreachable(cidr string) error {
+	_, ipnet, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return err
+	}
+	family, addr := unix.AF_INET6, ipnet.IP.To16()
+	if v4 := ipnet.IP.To4(); v4 != nil {
+		family, addr = unix.AF_INET, v4
+	}
+	ones, _ := ipnet.Mask.Size()
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	msg := routeRequest(family, ones, addr)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	return readAck(fd)
+}
+
+// routeRequest is RTM_NEWROUTE for an unreachable route to addr/ones in
+// the main table.
+func routeRequest(family, ones int, addr []byte) []byte {
+	attrLen := unix.SizeofRtAttr + len(addr)
+	total := unix.SizeofNlMsghdr + unix.SizeofRtMsg + (attrLen+3)&^3
+	b := make([]byte, total)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(total))
+	ne.PutUint16(b[4:], unix.RTM_NEWROUTE)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	ne.PutUint32(b[8:], 1) // sequence
+	rt := b[unix.SizeofNlMsghdr:]
+	rt[0], rt[1] = byte(family), byte(ones)
+	rt[4], rt[5], rt[6], rt[7] = unix.RT_TABLE_MAIN, unix.RTPROT_BOOT, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNREACHABLE
+	attr := rt[unix.SizeofRtMsg:]
+	ne.PutUint16(attr[0:], uint16(attrLen))
+	ne.PutUint16(attr[2:], unix.RTA_DST)
+	copy(attr[unix.SizeofRtAttr:], addr)
+	return b
+}
+
+// readAck reads the kernel's answer to one request: NLMSG_ERROR with 0
+// is success, another code is the errno.
+func readAck(fd int) error {
+	tv := unix.NsecToTimeval(int64(2 * time.Second))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return err
+	}
+	if n < unix.SizeofNlMsghdr+4 || binary.NativeEndian.Uint16(buf[4:]) != unix.NLMSG_ERROR {
+		return errors.New("no acknowledgement from the kernel")
+	}
+	if code := int32(binary.NativeEndian.Uint32(buf[unix.SizeofNlMsghdr:])); code != 0 {
+		return syscall.Errno(-code)
+	}
+	return nil
+}
+
+// writeResolvConf writes build code's resolv.conf from the host's.
+func writeResolvConf(path string) error {
+	host, _ := os.ReadFile("/etc/resolv.conf") // none: the forwarder alone
+	return os.WriteFile(path, []byte(resolvConfFor(host)), 0o644)
+}
+
+// resolvConfFor keeps the host's search and options lines, with the
+// forwarder as the only nameserver: the host's may be on its loopback,
+// out of build code's reach.
+func resolvConfFor(host []byte) string {
+	var b strings.Builder
+	s := bufio.NewScanner(bytes.NewReader(host))
+	for s.Scan() {
+		line := strings.TrimSpace(s.Text())
+		if k, _, _ := strings.Cut(line, " "); k == "search" || k == "domain" || k == "options" {
+			b.WriteString(line + "\n")
+		}
+	}
+	b.WriteString("nameserver " + DNSForwarder + "\n")
+	return b.String()
+}
+
+// joinNetwork puts config's container in the namespace at netns, with
+// resolv (when there is one) as its /etc/resolv.conf.
+func joinNetwork(config *specs.Spec, netns, resolv string) {
+	config.Linux.Namespaces = append(config.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns})
+	if resolv != "" {
+		config.Mounts = append(config.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: resolv,
+			Options: []string{"rbind", "nosuid", "nodev", "noexec", "ro"}})
+	}
+}

@@ -1,0 +1,53 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func TestJoinNetwork(t *testing.T) {
+	c := Config(Spec{Argv: []string{"/bin/true"}}, "/root", "cipack")
+	if slices.ContainsFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace }) {
+		t.Fatal("a container without a Network gets a network namespace: the host's network is the caller's choice")
+	}
+	joinNetwork(c, "/w/netns", "/w/resolv.conf")
+	i := slices.IndexFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
+	if i < 0 || c.Linux.Namespaces[i].Path != "/w/netns" {
+		t.Errorf("namespaces %+v: want the network namespace at /w/netns", c.Linux.Namespaces)
+	}
+	m := c.Mounts[len(c.Mounts)-1]
+	if m.Destination != "/etc/resolv.conf" || m.Source != "/w/resolv.conf" || !slices.Contains(m.Options, "ro") {
+		t.Errorf("last mount %+v: want the helper's resolv.conf, read-only", m)
+	}
+}
+
+func TestResolvConfForNamesOnlyTheForwarder(t *testing.T) {
+	host := "# systemd-resolved\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch corp.example\n"
+	want := "options edns0 trust-ad\nsearch corp.example\nnameserver " + DNSForwarder + "\n"
+	if got := resolvConfFor([]byte(host)); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := resolvConfFor(nil); got != "nameserver "+DNSForwarder+"\n" {
+		t.Errorf("no host file: %q", got)
+	}
+}
+
+func TestRouteRequestIsAnUnreachableRoute(t *testing.T) {
+	b := routeRequest(unix.AF_INET, 16, []byte{169, 254, 0, 0})
+	ne := binary.NativeEndian
+	if int(ne.Uint32(b)) != len(b) || len(b)%4 != 0 || ne.Uint16(b[4:]) != unix.RTM_NEWROUTE {
+		t.Fatalf("header: %x", b[:16])
+	}
+	rt := b[unix.SizeofNlMsghdr:]
+	if rt[0] != unix.AF_INET || rt[1] != 16 || rt[4] != unix.RT_TABLE_MAIN || rt[7] != unix.RTN_UNREACHABLE {
+		t.Errorf("rtmsg: %x", rt[:unix.SizeofRtMsg])
+	}
+	attr := rt[unix.SizeofRtMsg:]
+	if ne.Uint16(attr[2:]) != unix.RTA_DST || string(attr[4:8]) != string([]byte{169, 254, 0, 0}) {
+		t.Errorf("RTA_DST: %x", attr)
+	}
+}
