@@ -33,7 +33,12 @@ const (
 	ReasonNotRebasable = "NOT_REBASABLE"
 	ReasonNotCNB       = "NOT_CNB"
 	ReasonTagsDiverged = "TAGS_DIVERGED" // a fleet tag is not on the image's digest
-	ReasonNone         = ""
+	// ReasonRunImageMismatch is an image whose lifecycle metadata claims a
+	// run image its layers do not sit on: the label was not the
+	// lifecycle's (a buildpack's launch.toml labels are applied last and
+	// can set it), so no verdict drawn from it can be trusted.
+	ReasonRunImageMismatch = "RUN_IMAGE_MISMATCH"
+	ReasonNone             = ""
 )
 
 // AppImage is what decide needs to know of an app image: its CNB metadata.
@@ -46,6 +51,10 @@ type AppImage struct {
 	RunImageName    string // runImage.image
 	RunImageMirrors []string
 	BaseID          string // io.buildpacks.base.id or stack id
+	// RunImageDigest is the digest runImage.reference names, if any.
+	RunImageDigest string
+	// Layers are the image's diffIDs, bottom first.
+	Layers []string
 	// Target is the image's os/arch/variant/distro, as the lifecycle's
 	// rebaser reads it.
 	Target     files.TargetMetadata
@@ -62,8 +71,11 @@ type RunImage struct {
 	Ref      string // the name checked
 	Digest   string
 	TopLayer string // diffID of its top layer
-	BaseID   string
-	Target   files.TargetMetadata
+	// Layers are its diffIDs, bottom first; nil when not read (then the
+	// image's layers are not cross-checked).
+	Layers []string
+	BaseID string
+	Target files.TargetMetadata
 	// Missing says the run image is an index without an image for the
 	// app's Platform.
 	Missing  bool
@@ -91,6 +103,9 @@ func Decide(app AppImage, run RunImage, builder *Builder) Decision {
 	if !app.HasCNBMetadata {
 		return Decision{Skipped, ReasonNotCNB, "the image has no io.buildpacks.lifecycle.metadata label: it was not built with buildpacks"}
 	}
+	if d, forged := runImageMismatch(app, run); forged {
+		return d
+	}
 	if builder != nil {
 		if moved := movedBuildpacks(app.Buildpacks, builder); len(moved) > 0 {
 			return Decision{Rebuild, ReasonBuildpack, strings.Join(moved, ", ")}
@@ -109,6 +124,41 @@ func Decide(app AppImage, run RunImage, builder *Builder) Decision {
 		return Decision{Rebuild, ReasonIncompatible, why}
 	}
 	return Decision{Rebase, ReasonStack, fmt.Sprintf("run image %s moved: top layer %s → %s", run.Ref, short(app.RunImageTop), short(run.TopLayer))}
+}
+
+// runImageMismatch cross-checks what the image's lifecycle metadata
+// says of its run image against its layers (when the run image's layers
+// are known): its recorded top layer must be one of its layers, and when
+// that top layer is the run image's own as it is now, the image must sit
+// on that run image (SitsOn). A run image that changed below an
+// unchanged top layer is a rebase, unless the image claims to have been
+// built on exactly this run image digest: then the label lies.
+func runImageMismatch(app AppImage, run RunImage) (Decision, bool) {
+	if run.Layers == nil || run.Missing {
+		return Decision{}, false
+	}
+	mismatch := func(why string) (Decision, bool) {
+		return Decision{Failed, ReasonRunImageMismatch, fmt.Sprintf("%s: its io.buildpacks.lifecycle.metadata was not written by the lifecycle (a buildpack's launch.toml labels can set it); rebuild it and check its buildpacks", why)}, true
+	}
+	if !slices.Contains(app.Layers, app.RunImageTop) {
+		return mismatch(fmt.Sprintf("it records run image top layer %s, which is not one of its layers", short(app.RunImageTop)))
+	}
+	if run.TopLayer != app.RunImageTop || SitsOn(app.Layers, app.RunImageTop, run.Layers) {
+		return Decision{}, false
+	}
+	if app.RunImageDigest != "" && app.RunImageDigest == run.Digest {
+		return mismatch(fmt.Sprintf("it records run image %s@%s, whose layers it does not sit on", run.Ref, short(run.Digest)))
+	}
+	return Decision{Rebase, ReasonStack, fmt.Sprintf("run image %s moved below its unchanged top layer %s", run.Ref, short(run.TopLayer))}, true
+}
+
+// SitsOn is the one "sits on the run image" rule: an image's layers
+// (diffIDs, bottom first) begin with exactly the run image's layers, the
+// run image's top is the top layer the image records, and the image has
+// layers of its own above it. Nothing hides below the app under a base
+// the image declares itself.
+func SitsOn(layers []string, top string, base []string) bool {
+	return len(base) > 0 && len(layers) > len(base) && slices.Equal(layers[:len(base)], base) && base[len(base)-1] == top
 }
 
 // movedBuildpacks lists the image's buildpacks whose version the builder no
@@ -222,7 +272,8 @@ type ChildDecision struct {
 // Combine makes one decision of an image's platforms, the way a tag moves
 // as a whole: any rebuild makes the image a rebuild; otherwise any rebase
 // a rebase (the other platforms are kept as they are); otherwise up to
-// date. A skipped platform (not rebasable) makes the image skipped. Errors never get here:
+// date. A skipped platform (not rebasable) makes the image skipped, and a
+// failed one (RUN_IMAGE_MISMATCH) fails it. Read errors never get here:
 // any error fails the whole image before it is decided. A single image
 // passes through unchanged.
 func Combine(children []ChildDecision) Decision {
@@ -244,6 +295,10 @@ func Combine(children []ChildDecision) Decision {
 			parts = append(parts, c.Platform+": "+c.Detail)
 		}
 		return strings.Join(parts, "; ")
+	}
+	// A platform whose records cannot be trusted fails the whole tag.
+	if f := pick(Failed); len(f) > 0 {
+		return Decision{Failed, f[0].Reason, detail(f)}
 	}
 	if r := pick(Rebuild); len(r) > 0 {
 		return Decision{Rebuild, r[0].Reason, detail(r)}

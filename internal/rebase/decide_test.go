@@ -56,6 +56,21 @@ func TestDecide(t *testing.T) {
 		{"distro unknown on the run image is a wildcard", app, runWith(func(r *RunImage) { r.Target.Distro = nil }), builder, Rebase, ReasonStack, ""},
 		{"base id unknown on one side is not a conflict", with(func(a *AppImage) { a.BaseID = "" }), newRun, builder, Rebase, ReasonStack, ""},
 		{"run index lacks the platform", app, RunImage{Ref: "r.example/run:jammy", Missing: true, Platform: "linux/arm64"}, builder, Rebuild, ReasonIncompatible, "no linux/arm64 image"},
+		// The record cross-checked against the layers (SitsOn), once the
+		// run image's layers are read.
+		{"sits on the run image", onLayers(app, "sha256:b1", "sha256:old", "sha256:a1"), layered(sameRun, "sha256:b1", "sha256:old"), builder, UpToDate, ReasonNone, ""},
+		{"recorded top is not one of its layers", onLayers(app, "sha256:x1", "sha256:x2", "sha256:a1"), layered(sameRun, "sha256:b1", "sha256:old"), builder, Failed, ReasonRunImageMismatch, "not one of its layers"},
+		{"recorded top missing, even when the run image moved", onLayers(app, "sha256:x1", "sha256:a1"), layered(newRun, "sha256:b1", "sha256:new"), builder, Failed, ReasonRunImageMismatch, "not one of its layers"},
+		{"claims exactly this run image digest, but other layers below", with(func(a *AppImage) {
+			*a = onLayers(*a, "sha256:x1", "sha256:old", "sha256:a1")
+			a.RunImageDigest = "sha256:run"
+		}), layered(sameRun, "sha256:b1", "sha256:old"), builder, Failed, ReasonRunImageMismatch, "does not sit on"},
+		{"the run image moved below an unchanged top layer", with(func(a *AppImage) {
+			*a = onLayers(*a, "sha256:x1", "sha256:old", "sha256:a1")
+			a.RunImageDigest = "sha256:older"
+		}), layered(sameRun, "sha256:b1", "sha256:old"), builder, Rebase, ReasonStack, "below its unchanged top layer"},
+		{"a mismatch wins over a buildpack update", onLayers(app, "sha256:x1", "sha256:a1"), layered(sameRun, "sha256:b1", "sha256:old"), bumped, Failed, ReasonRunImageMismatch, ""},
+		{"the run image moved, on its layers", onLayers(app, "sha256:b1", "sha256:old", "sha256:a1"), layered(newRun, "sha256:b2", "sha256:new"), builder, Rebase, ReasonStack, "sha256:old → sha256:new"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -65,6 +80,13 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+}
+
+func onLayers(a AppImage, layers ...string) AppImage { a.Layers = layers; return a }
+
+func layered(r RunImage, layers ...string) RunImage {
+	r.Layers, r.Digest = layers, "sha256:run"
+	return r
 }
 
 func TestNamePolicy(t *testing.T) {
@@ -115,6 +137,7 @@ func TestCombine(t *testing.T) {
 		{"one platform moved", []ChildDecision{rebase, up}, Rebase, ReasonStack, "linux/amd64: top layer"},
 		{"any rebuild wins", []ChildDecision{rebase, rebuild}, Rebuild, ReasonIncompatible, "linux/arm64: no linux/arm64 image"},
 		{"a platform not rebasable holds the tag", []ChildDecision{rebase, skipped}, Skipped, ReasonNotRebasable, "linux/arm64"},
+		{"a platform whose record is forged fails the tag", []ChildDecision{rebase, rebuild, {Decision: Decision{Failed, ReasonRunImageMismatch, "not one of its layers"}, Platform: "linux/arm64"}}, Failed, ReasonRunImageMismatch, "linux/arm64: not one"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := Combine(c.children)

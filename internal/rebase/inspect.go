@@ -130,6 +130,12 @@ func inspectImage(what string, img v1.Image) (*Child, error) {
 	c.App.HasCNBMetadata = true
 	c.App.Rebasable = labels[cnb.RebasableLabel] != "false"
 	c.App.RunImageTop = md.RunImage.TopLayer
+	for _, id := range cf.RootFS.DiffIDs {
+		c.App.Layers = append(c.App.Layers, id.String())
+	}
+	if d, err := name.NewDigest(md.RunImage.Reference, name.WeakValidation); err == nil {
+		c.App.RunImageDigest = d.DigestStr()
+	}
 	c.App.RunImageName = run.Image
 	c.App.RunImageMirrors = run.Mirrors
 	c.RecordedRef = md.RunImage.Reference
@@ -163,9 +169,12 @@ func ReadRunImage(ref, digest string, img v1.Image) (RunImage, error) {
 	if err != nil {
 		return RunImage{}, fmt.Errorf("run image %s: read config: %w", ref, err)
 	}
-	r := RunImage{Ref: ref, Digest: digest}
-	if n := len(cf.RootFS.DiffIDs); n > 0 {
-		r.TopLayer = cf.RootFS.DiffIDs[n-1].String()
+	r := RunImage{Ref: ref, Digest: digest, Layers: []string{}}
+	for _, id := range cf.RootFS.DiffIDs {
+		r.Layers = append(r.Layers, id.String())
+	}
+	if n := len(r.Layers); n > 0 {
+		r.TopLayer = r.Layers[n-1]
 	}
 	r.BaseID = cnb.BaseID(cf.Config.Labels)
 	r.Target = cnb.Target(cf)

@@ -241,6 +241,11 @@ func (s *sweep) one(ctx context.Context, t Target) Outcome {
 	if in.Index != nil {
 		o.Platforms = platformOutcomes(decided)
 	}
+	if dec.Verdict == Failed {
+		// Its records cannot be trusted: nothing is done with them.
+		o.Error = dec.Detail
+		return o
+	}
 	if s.opts.DryRun {
 		return o
 	}
@@ -391,7 +396,7 @@ func pickRunImage(in *Inspected, c *Child, t Target) string {
 // runImage returns the run image's state for child c's platform: one
 // HEAD per run image per sweep; for an index, its manifest once, and the
 // child of c's own platform (os, architecture, variant), never a default;
-// a config only when c was built on another digest.
+// its config once per digest.
 func (s *sweep) runImage(ctx context.Context, ref name.Reference, c *Child) (RunImage, v1.Image, error) {
 	key := ref.String()
 	head, err := s.runHeads.get(key, func() (*v1.Descriptor, error) {
@@ -432,14 +437,11 @@ func (s *sweep) runImage(ctx context.Context, ref name.Reference, c *Child) (Run
 		if child == "" {
 			return RunImage{Ref: key, Digest: digest, Missing: true, Platform: platform}, nil, nil
 		}
-		if strings.HasSuffix(c.RecordedRef, "@"+digest) || strings.HasSuffix(c.RecordedRef, "@"+child) {
-			return RunImage{Ref: key, Digest: child, TopLayer: c.App.RunImageTop}, nil, nil
-		}
 		digest, fromIndex = child, idx
-	} else if strings.HasSuffix(c.RecordedRef, "@"+digest) {
-		// Built on exactly this run image: nothing to compare.
-		return RunImage{Ref: key, Digest: digest, TopLayer: c.App.RunImageTop}, nil, nil
 	}
+	// Read even when the image records exactly this digest: its layers
+	// are checked against the run image's (a record is a label, and build
+	// code can write labels). Once per run image digest per sweep.
 	cfg, err := s.runConfigs.get(key+"@"+digest, func() (runConfig, error) {
 		var img v1.Image
 		var err error

@@ -161,12 +161,19 @@ func verifyBase(ctx context.Context, reg Reader, repo name.Repository, digest st
 		if err != nil {
 			return err
 		}
-		base, ids := rcf.RootFS.DiffIDs, cf.RootFS.DiffIDs
-		if len(base) == 0 || len(ids) <= len(base) || !slices.Equal(ids[:len(base)], base) || base[len(base)-1].String() != c.App.RunImageTop {
+		if !SitsOn(diffIDs(cf), c.App.RunImageTop, diffIDs(rcf)) {
 			return fmt.Errorf("%s (%s) is not on run image %s as it is now: %w", short(digest), registry.PlatformString(c.Platform), run, ErrNotARebase)
 		}
 	}
 	return nil
+}
+
+func diffIDs(cf *v1.ConfigFile) []string {
+	out := make([]string, len(cf.RootFS.DiffIDs))
+	for i, h := range cf.RootFS.DiffIDs {
+		out[i] = h.String()
+	}
+	return out
 }
 
 // sameEntry compares two index entries but for digest and size; a single
