@@ -64,8 +64,11 @@ type Result struct {
 	Phases     []creator.PhaseTiming `json:"phases"`
 	// Skipped: nothing changed since the image the tag holds
 	// (--skip-unchanged); the lifecycle did not run.
-	Skipped  bool          `json:"skipped,omitempty"`
-	Duration time.Duration `json:"duration_ns"`
+	Skipped bool `json:"skipped,omitempty"`
+	// StagingTag is the tag the lifecycle exported under when the
+	// registry would not delete it afterwards (delete it by hand).
+	StagingTag string        `json:"stagingTagLeft,omitempty"`
+	Duration   time.Duration `json:"duration_ns"`
 }
 
 func orDot(p string) string {
@@ -100,11 +103,16 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 			return res, err
 		}
 	}
+	if p.staging, err = stagingTag(p.refs.image); err != nil {
+		return nil, err
+	}
 	in := w.inputs(p, opts)
 	fmt.Fprintf(d.Log, "cipack: building %s as %d:%d (platform API: first of %v the lifecycle accepts)\n", p.refs.image, p.uid, p.gid, p.candidates)
 	var h host = p.host
 	if p.host == nil {
 		h = inBuilderHost(in, d)
+	} else {
+		p.host.names = p.names(w)
 	}
 	runner := &creator.Runner{Log: d.Log, Observer: d.Observer}
 	undo, err := h.setup(&in, runner, d)
@@ -113,11 +121,19 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, err
 	}
 	api, timings, err := h.execute(ctx, runner, p.builder, in, p.candidates)
+	var res *Result
+	if err == nil {
+		res, err = collect(ctx, p, w, opts, d, collected{api: api, timings: timings, start: start})
+	}
+	// The staging tag goes in every case: its image is the user's tags'
+	// now, or nobody's.
+	left := dropStaging(ctx, d.Registry, p.staging, res != nil, d.Log)
 	if err != nil {
 		reportWritten(ctx, d.Registry, p.refs.written(), p.refs.before, d.Log)
 		return nil, err
 	}
-	return collect(ctx, p, w, opts, d, collected{api: api, timings: timings, start: start})
+	res.StagingTag = left
+	return res, nil
 }
 
 // PullMode reports whether the build pulls its builder: asked for, or a

@@ -28,44 +28,48 @@ type collected struct {
 
 // collect reads what the lifecycle wrote, once every build process is
 // gone (each ran in a PID namespace, or as a child that was waited for):
-// the report, checked against the registry, the SBOM and the group.
+// the report, checked against the image under the staging tag; that
+// image's records and the SBOM are checked; only then do the user's tags
+// move to it.
 func collect(ctx context.Context, p *buildPlan, w *workdirs, opts Options, d Deps, c collected) (*Result, error) {
-	report, err := creator.ReadReport(filepath.Join(w.layers, "report.toml"))
+	report, err := creator.ReadReport(w.reportPath())
 	if err != nil {
-		reportWritten(ctx, d.Registry, p.refs.written(), p.refs.before, d.Log)
-		return nil, exit.New(exit.Export, "export phase", err, "the lifecycle finished but left no readable report: check the builder's lifecycle version")
+		return nil, exit.New(exit.Export, "export phase", err, "the lifecycle finished but left no readable report; nothing was tagged")
 	}
-	digest, err := verifyPushed(ctx, d.Registry, p.refs.written(), report.Image.Digest)
+	pushed, err := readStaged(ctx, d.Registry, p.staging, report.Image.Digest)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRecords(ctx, p, w, d, pushed.cf); err != nil {
 		return nil, err
 	}
 	res := &Result{
 		Image:       p.refs.image.String(),
 		Name:        p.refs.image.Context().Name(),
-		Digest:      digest,
-		ImageRef:    p.refs.image.Context().Digest(digest).String(),
 		PlatformAPI: c.api,
 		RunImage:    p.refs.runImage.String(),
 		Platform:    registry.PlatformString(registry.HostPlatform()),
 		Phases:      c.timings,
-		Duration:    time.Since(c.start),
-	}
-	for _, r := range p.refs.written() {
-		res.Tags = append(res.Tags, r.String())
+		// From the pushed image's record, which cipack just checked, not
+		// from group.toml (build code can rewrite it).
+		Buildpacks: recordedBuildpacks(pushed.cf),
 	}
 	if opts.SBOMDir != "" {
 		n, err := safefs.CopyOut(filepath.Join(w.layers, "sbom"), opts.SBOMDir, maxSBOMFile, maxSBOMTotal)
 		if err != nil {
-			return nil, exit.New(exit.Export, "--sbom-dir", err, "the image was pushed; make the SBOM directory writable and rerun to get the files")
+			return nil, exit.New(exit.Export, "--sbom-dir", err, "nothing was tagged; make the SBOM directory writable and rerun")
 		}
 		res.SBOMDir = opts.SBOMDir
 		fmt.Fprintf(d.Log, "cipack: %d SBOM files copied to %s\n", n, opts.SBOMDir)
 	}
-	if group, err := creator.ReadGroup(filepath.Join(w.layers, "group.toml")); err == nil {
-		for _, bp := range group.Group {
-			res.Buildpacks = append(res.Buildpacks, Buildpack{ID: bp.ID, Version: bp.Version})
-		}
+	if res.Digest, err = moveTags(ctx, p, d.Registry, pushed); err != nil {
+		return nil, err
 	}
+	res.ImageRef = p.refs.image.Context().Digest(res.Digest).String()
+	for _, r := range p.refs.written() {
+		res.Tags = append(res.Tags, r.String())
+	}
+	res.Duration = time.Since(c.start)
 	return res, nil
 }
 

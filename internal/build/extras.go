@@ -76,6 +76,7 @@ func (w *workdirs) extraBuildpacks(ctx context.Context, p *buildPlan, opts Optio
 	}
 	for _, m := range plan.Extra {
 		w.extra = append(w.extra, m.Dir)
+		w.extraIDs = append(w.extraIDs, m.ID+"@"+m.Version)
 		fmt.Fprintf(d.Log, "cipack: buildpack %s@%s (API %s) from %s\n", m.ID, m.Version, m.API, m.From)
 		if req.Builder.Has(m.ID, m.Version) {
 			fmt.Fprintf(d.Log, "cipack: warning: %s@%s from %s replaces the builder's buildpack of the same id and version\n", m.ID, m.Version, m.From)

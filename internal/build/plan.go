@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/project"
@@ -25,9 +27,11 @@ type buildPlan struct {
 	files creator.Files
 	// host is the pulled builder's host; nil: in-builder (chosen once the
 	// app's path is known).
-	host       *pulledHost
-	uid, gid   int
-	refs       preflightRefs
+	host     *pulledHost
+	uid, gid int
+	refs     preflightRefs
+	// staging is the one tag the lifecycle writes (see stage.go).
+	staging    name.Tag
 	candidates []string
 	auth       string
 	appDir     string

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -21,17 +22,22 @@ import (
 type workdirs struct {
 	app, platform, layers string
 	// analyzed holds analyzed.toml in pull mode's split: writable by the
-	// credential phases only.
-	analyzed       string
-	order, runToml string
+	// credential phases only. report holds report.toml there: bound into
+	// the exporter's container alone, never into build code's.
+	analyzed, report string
+	order, runToml   string
 	// fp is the build's fingerprint, recorded in the image.
 	fp fingerprint
 	// buildpacks is the buildpacks dir assembled in the builder when the
 	// user added buildpacks (empty: the builder's own).
 	buildpacks string
-	// extra are the added buildpacks' directories (both modes).
-	extra []string
-	undo  []func()
+	// extra are the added buildpacks' directories (both modes), extraIDs
+	// their id@version.
+	extra, extraIDs []string
+	// project is the project-metadata.toml cipack wrote: the image's
+	// record must say the same.
+	project []byte
+	undo    []func()
 }
 
 // cleanup removes what prepare made (safe on a partial workdirs).
@@ -81,7 +87,10 @@ func prepare(ctx context.Context, p *buildPlan, opts Options, d Deps) (*workdirs
 		return w, err
 	}
 	if p.host != nil && p.host.trusted != nil {
-		if err := w.makeAnalyzed(d.TempDir, p.uid, p.gid); err != nil {
+		if w.analyzed, err = w.makeUserDir(d.TempDir, "cipack-analyzed-", p.uid, p.gid); err != nil {
+			return w, err
+		}
+		if w.report, err = w.makeUserDir(d.TempDir, "cipack-report-", p.uid, p.gid); err != nil {
 			return w, err
 		}
 	}
@@ -96,7 +105,8 @@ func prepare(ctx context.Context, p *buildPlan, opts Options, d Deps) (*workdirs
 	if w.fp, err = makeFingerprint(p, w, opts, env); err != nil {
 		return w, err
 	}
-	return w, writeProjectMetadata(w.layers, opts.SourceRepository, opts.SourceCommit, w.fp)
+	w.project, err = writeProjectMetadata(w.layers, opts.SourceRepository, opts.SourceCommit, w.fp)
+	return w, err
 }
 
 // makeLayers makes the layers dir: --layers-dir in the builder, a fresh
@@ -123,19 +133,27 @@ func (w *workdirs) makeLayers(tmp string, opts Options, pulled bool) error {
 	return nil
 }
 
-// makeAnalyzed makes the directory of analyzed.toml, owned by the build
-// user (the lifecycle writes it after dropping to that user); build code
-// gets it read-only.
-func (w *workdirs) makeAnalyzed(tmp string, uid, gid int) error {
-	var err error
-	if w.analyzed, err = scratch.Dir(tmp, "cipack-analyzed-"); err != nil {
-		return err
+// makeUserDir makes a directory the credential phases write after they
+// drop to the build user (analyzed.toml's, report.toml's), owned by that
+// user; build code gets it read-only or not at all.
+func (w *workdirs) makeUserDir(tmp, prefix string, uid, gid int) (string, error) {
+	dir, err := scratch.Dir(tmp, prefix)
+	if err != nil {
+		return "", err
 	}
-	w.undo = append(w.undo, func() { _ = os.RemoveAll(w.analyzed) })
-	if err := os.Chmod(w.analyzed, 0o755); err != nil {
-		return err
+	w.undo = append(w.undo, func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
 	}
-	return os.Chown(w.analyzed, uid, gid)
+	return dir, os.Chown(dir, uid, gid)
+}
+
+// reportPath is where the exporter writes report.toml, on this host.
+func (w *workdirs) reportPath() string {
+	if w.report != "" {
+		return filepath.Join(w.report, "report.toml")
+	}
+	return filepath.Join(w.layers, "report.toml")
 }
 
 // inputs are the creator's inputs for this build, with host paths.
@@ -145,11 +163,11 @@ func (w *workdirs) inputs(p *buildPlan, opts Options) creator.CreateInputs {
 		BuildpacksDir: w.buildpacks,
 		ExecEnv:       opts.ExecEnv,
 		RunToml:       w.runToml,
-		Image:         p.refs.image.String(),
+		Image:         p.staging.String(),
 		AppDir:        w.app,
 		LayersDir:     w.layers,
 		PlatformDir:   w.platform,
-		ReportPath:    filepath.Join(w.layers, "report.toml"),
+		ReportPath:    w.reportPath(),
 		CacheImage:    opts.CacheImage,
 		CacheDir:      opts.CacheDir,
 		PreviousImage: opts.PreviousImage,
@@ -160,8 +178,11 @@ func (w *workdirs) inputs(p *buildPlan, opts Options) creator.CreateInputs {
 		LogLevel:      opts.LogLevel,
 		RegistryAuth:  p.auth,
 	}
-	for _, t := range p.refs.tags {
-		in.Tags = append(in.Tags, t.String())
+	// The lifecycle exports under the staging tag alone (cipack moves the
+	// user's tags once the image passed its checks) and reuses layers and
+	// cache metadata from the image the user's tag holds.
+	if in.PreviousImage == "" {
+		in.PreviousImage = p.refs.image.String()
 	}
 	if w.analyzed != "" {
 		in.AnalyzedPath = filepath.Join(w.analyzed, "analyzed.toml")
@@ -267,7 +288,7 @@ func lifecycleEnv(env []string) []string {
 // own type: a git source with its commit and repository when known, and
 // the build's fingerprint (what --skip-unchanged compares). It is written
 // fresh every build, so no build inherits another's.
-func writeProjectMetadata(layersDir, repository, commit string, fp fingerprint) error {
+func writeProjectMetadata(layersDir, repository, commit string, fp fingerprint) ([]byte, error) {
 	p := filepath.Join(layersDir, "project-metadata.toml")
 	src := &files.ProjectSource{Version: map[string]interface{}{}, Metadata: map[string]interface{}{
 		fingerprintKey: map[string]interface{}{"app": fp.App, "builder": fp.Builder, "runImage": fp.RunImage, "inputs": fp.Inputs},
@@ -283,10 +304,17 @@ func writeProjectMetadata(layersDir, repository, commit string, fp fingerprint) 
 	}
 	// The layers dir may be a reused one build code wrote to: never
 	// write through what it left there.
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(files.ProjectMetadata{Source: src}); err != nil {
+		return nil, fmt.Errorf("write project metadata: %w", err)
+	}
 	f, err := safefs.CreateFresh(p, 0o644)
 	if err != nil {
-		return fmt.Errorf("write project metadata: %w", err)
+		return nil, fmt.Errorf("write project metadata: %w", err)
 	}
 	defer f.Close()
-	return toml.NewEncoder(f).Encode(files.ProjectMetadata{Source: src})
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("write project metadata: %w", err)
+	}
+	return buf.Bytes(), f.Close()
 }

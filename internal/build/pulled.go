@@ -28,9 +28,9 @@ type pulledHost struct {
 	// its own creator then runs everything, credentials included.
 	trusted *creator.Trusted
 	// binds are the build's directories: app, layers, platform, cache,
-	// and analyzed.toml's.
-	app, layers, platform, cache, analyzed string
-	uid, gid                               uint32
+	// analyzed.toml's and report.toml's.
+	app, layers, platform, cache, analyzed, report string
+	uid, gid                                       uint32
 	// dnsFiles, caFiles and userCA are host files the containers get
 	// read-only: the resolver's config, the system CA store, and what
 	// SSL_CERT_FILE and SSL_CERT_DIR name (a proxy's CA, often).
@@ -43,18 +43,26 @@ type pulledHost struct {
 	sbomOut bool
 	// network is build code's own network namespace; nil: the host's.
 	network *sandbox.Network
+	// names names buildpacks by their layers dir, for refusals.
+	names buildpackNames
 }
 
 // Sandbox paths: the fixed places pack and kpack give the build.
 const (
 	sbApp, sbLayers, sbPlatform, sbCache, sbAnalyzed = "/workspace", "/layers", "/platform", "/cache", "/analyzed"
+	sbReport                                         = "/report"
 )
 
 // retarget points in's host paths at the sandbox's fixed ones.
 func (h *pulledHost) retarget(in *creator.CreateInputs) {
 	h.app, h.layers, h.platform = in.AppDir, in.LayersDir, in.PlatformDir
 	in.AppDir, in.LayersDir, in.PlatformDir = sbApp, sbLayers, sbPlatform
-	in.ReportPath = sbLayers + "/report.toml"
+	if dir := filepath.Dir(in.ReportPath); dir != h.layers {
+		// The split's report dir: only the exporter's container has it.
+		h.report, in.ReportPath = dir, sbReport+"/report.toml"
+	} else {
+		in.ReportPath = sbLayers + "/report.toml"
+	}
 	if in.RunToml != "" {
 		in.RunToml = sbPlatform + "/" + filepath.Base(in.RunToml)
 	}
@@ -143,7 +151,11 @@ func (h *pulledHost) trustedSpec(inv creator.Invocation, env []string) sandbox.S
 		binds = append(binds, sandbox.Bind{Host: h.cache, Path: sbCache})
 	}
 	if h.analyzed != "" {
-		binds = append(binds, sandbox.Bind{Host: h.analyzed, Path: sbAnalyzed})
+		// The exporter only reads it (cipack made it root's before export).
+		binds = append(binds, sandbox.Bind{Host: h.analyzed, Path: sbAnalyzed, ReadOnly: inv.Phase == phaseExport})
+	}
+	if h.report != "" && inv.Phase == phaseExport {
+		binds = append(binds, sandbox.Bind{Host: h.report, Path: sbReport})
 	}
 	for _, f := range slices.Concat(h.dnsFiles, h.caFiles, h.userCA) {
 		binds = append(binds, sandbox.Bind{Host: f, Path: f, ReadOnly: true})
@@ -282,16 +294,10 @@ func (h *pulledHost) execute(ctx context.Context, r *creator.Runner, b *creator.
 		}
 	}
 	in.PlatformAPI = api
-	if h.sbomOut {
-		// The split lets cipack refuse over-large SBOMs before anything
-		// is pushed (the creator exports in the same process).
-		r.Before = func(inv creator.Invocation) error {
-			if inv.Phase != "exporting" {
-				return nil
-			}
-			return checkSBOMBounds(h.layers)
-		}
-	}
+	// Between phases no build process runs: what build code left in the
+	// layers dir is checked before a credential phase reads or writes
+	// through it (before export: and before anything is pushed).
+	r.Before = h.beforeTrusted
 	timings, err := r.RunPhases(ctx, creator.PlanPhases(b, in))
 	return api, timings, err
 }

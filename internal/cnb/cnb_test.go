@@ -87,3 +87,12 @@ func TestNoCommonAPIHintNamesALifecycleThatWorks(t *testing.T) {
 		t.Fatalf("cipack's lowest API changed (%v): update MinLifecycle", SupportedAPIs)
 	}
 }
+
+// A lifecycle binary that panics (Go exits 2) is named as a crash, not as
+// an unknown code.
+func TestExitErrorNamesAPanic(t *testing.T) {
+	err := ExitError("exporter", 2)
+	if exit.Code(err) != exit.Lifecycle || !strings.Contains(err.Error(), "Go runtime panic") || !strings.Contains(err.Error(), "nothing was tagged") {
+		t.Fatalf("got %v (exit %d)", err, exit.Code(err))
+	}
+}

@@ -39,11 +39,19 @@ var lifecycleCodes = map[int]codeInfo{
 	codeOf(platform.ExtendError):              {"extend", exit.Builder, "extending the base image failed"},
 }
 
+// codeGoPanic is how a Go program exits on a panic; the lifecycle's own
+// table never uses it.
+const codeGoPanic = 2
+
 // ExitError turns the exit code of a lifecycle binary into an *exit.Error
 // naming the phase and what to fix. Code 0 gives nil.
 func ExitError(binary string, code int) error {
 	if code == 0 {
 		return nil
+	}
+	if code == codeGoPanic {
+		return exit.New(exit.Lifecycle, binary, fmt.Errorf("the lifecycle crashed (exit %d, a Go runtime panic)", code),
+			"nothing was tagged; it met content it could not handle, most likely what a buildpack left in the layers dir: read the panic above")
 	}
 	info, ok := lifecycleCodes[code]
 	if !ok {

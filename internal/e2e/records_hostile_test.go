@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"errors"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/cipack/cipack/internal/exit"
+)
+
+// Build code steering the credential phases through the layers dir, and
+// forging the image's records (issue 33): each attack is refused, naming
+// the buildpack, before the user's tag moves — in the builder and in pull
+// mode.
+
+// headOrNone is where ref points, "" when the registry does not know it.
+func headOrNone(t *testing.T, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(r)
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return ""
+	}
+	if err != nil {
+		t.Fatalf("HEAD %s: %v", ref, err)
+	}
+	return d.Digest.String()
+}
+
+// hostileMode runs one hostile build in either mode.
+type hostileMode struct {
+	name  string
+	build func(t *testing.T, image string, args ...string) run
+}
+
+func hostileModes() []hostileMode {
+	return []hostileMode{
+		{"in-builder", func(t *testing.T, image string, args ...string) run {
+			return cipackBuildIn(t, hostileWorkspace(t, "records"), nil, append([]string{"--image", image}, args...)...)
+		}},
+		{"pull", func(t *testing.T, image string, args ...string) run {
+			return pullBuildEnv(t, filepath.Join(fx.Dir, "records-cache-"+randSuffix()), nil,
+				append([]string{"--builder", hostileBuilderImage(t), "--run-image", fx.RunImage, "--image", image}, args...)...)
+		}},
+	}
+}
+
+// refusedNamingBuildpack wants a refusal (exit 8) that names the hostile
+// buildpack and what, and no result printed.
+func refusedNamingBuildpack(t *testing.T, r run, what string) {
+	t.Helper()
+	if r.code != exit.Build || !strings.Contains(r.stderr, "buildpack cipack-test/hostile") || !strings.Contains(r.stderr, what) {
+		t.Errorf("exit %d, want %d naming buildpack cipack-test/hostile and %q\n%s", r.code, exit.Build, what, tail(r.stderr, 25))
+	}
+	if r.stdout != "" {
+		t.Errorf("a refused build printed a result: %q", r.stdout)
+	}
+}
+
+// A link planted at /layers/<buildpack> during detection: in pull mode
+// the trusted restorer would write a cached layer named "analyzed"
+// through it, over analyzed.toml (the first build caches that layer); in
+// the builder the creator would read and write the buildpack's layers
+// elsewhere. Refused before any tag moves: the tag stays on the first
+// build's image (pull) or absent (in the builder).
+func TestLayersLinkIsRefusedBeforeTheTagMoves(t *testing.T) {
+	needFixture(t)
+	for _, m := range hostileModes() {
+		t.Run(m.name, func(t *testing.T) {
+			image := fx.Registry.Host + "/records/link-" + m.name + ":latest"
+			cache := []string{"--cache-image", fx.Registry.Host + "/records/link-" + m.name + "-cache:latest"}
+			want := ""
+			if m.name == "pull" {
+				first := m.build(t, image, append(cache, "--output", "json", "--env", "HOSTILE=analyzedcache")...)
+				if first.code != 0 || !strings.Contains(first.stderr, "hostile: wrote the cached layer analyzed") {
+					t.Fatalf("first build: exit %d\n%s", first.code, tail(first.stderr, 25))
+				}
+				want = mustJSON(t, first.stdout).Digest
+			}
+			// Detection's output is not shown unless it fails: the refusal
+			// naming the link is what shows it was planted.
+			r := m.build(t, image, append(cache, "--env", "HOSTILE=analyzedlink")...)
+			refusedNamingBuildpack(t, r, "a symbolic link at <layers>/cipack-test_hostile")
+			if got := headOrNone(t, image); got != want {
+				t.Errorf("the tag moved to %q (want %q) although the build was refused", got, want)
+			}
+		})
+	}
+}
+
+// A buildpack's launch.toml label io.buildpacks.lifecycle.metadata naming
+// a frozen run image (rebase would call the image up-to-date forever) is
+// refused, naming the buildpack, and the tag does not move.
+func TestForgedLifecycleLabelIsRefusedBeforeTheTagMoves(t *testing.T) {
+	needFixture(t)
+	for _, m := range hostileModes() {
+		t.Run(m.name, func(t *testing.T) {
+			image := fx.Registry.Host + "/records/forge-" + m.name + ":latest"
+			r := m.build(t, image, "--env", "HOSTILE=forgelabel")
+			if !strings.Contains(r.stderr, "hostile: launch.toml forges") {
+				t.Fatalf("the buildpack did not run (exit %d)\n%s", r.code, tail(r.stderr, 25))
+			}
+			refusedNamingBuildpack(t, r, "io.buildpacks.lifecycle.metadata")
+			if got := headOrNone(t, image); got != "" {
+				t.Errorf("the tag moved to %s although the build was refused", got)
+			}
+		})
+	}
+}
+
+// A report.toml planted as a link never fails the build after the tag
+// moved: in pull mode the exporter writes the report where build code
+// cannot (the link is refused before export, or ignored); in the builder
+// the report is refused before any tag moves.
+func TestPlantedReportLinkFailsBeforeTheTagMoves(t *testing.T) {
+	needFixture(t)
+	for _, m := range hostileModes() {
+		t.Run(m.name, func(t *testing.T) {
+			image := fx.Registry.Host + "/records/report-" + m.name + ":latest"
+			r := m.build(t, image, "--output", "json", "--env", "HOSTILE=reportlink")
+			if !strings.Contains(r.stderr, "hostile: report.toml is now a link") {
+				t.Fatalf("the buildpack did not run (exit %d)\n%s", r.code, tail(r.stderr, 25))
+			}
+			got := headOrNone(t, image)
+			switch {
+			case r.code == 0:
+				if d := mustJSON(t, r.stdout).Digest; got != d {
+					t.Errorf("built %s but the tag holds %q", d, got)
+				}
+			case got != "":
+				t.Errorf("exit %d, yet the tag moved to %s:\n%s", r.code, got, tail(r.stderr, 25))
+			default:
+				t.Logf("refused before any tag moved (exit %d)", r.code)
+				r.mustExplainBuild(t)
+			}
+		})
+	}
+}
+
+// mustExplainBuild wants a refusal with a reason on its last line.
+func (r run) mustExplainBuild(t *testing.T) {
+	t.Helper()
+	if !strings.Contains(r.stderr, "cipack: error: ") || strings.Contains(r.stderr, "panic:") {
+		t.Errorf("the refusal is not explained:\n%s", tail(r.stderr, 25))
+	}
+}
