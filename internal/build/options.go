@@ -87,6 +87,12 @@ type Options struct {
 	// is installed, else host (network.go).
 	Network string
 
+	// Cwd is the working directory cipack was started in (the edge reads
+	// it): Validate makes every relative path flag absolute against it,
+	// so nothing later depends on a thread's or child's working
+	// directory. Empty leaves the paths as given.
+	Cwd string
+
 	// fileEnv holds the EnvFiles' entries, read once by Validate.
 	fileEnv []string
 }
@@ -107,6 +113,7 @@ var execEnvPattern = regexp.MustCompile(`^[a-zA-Z0-9.-]+$`)
 // Validate checks every input that can be checked without I/O to a
 // registry, and names the input at fault. It runs before any work.
 func (o *Options) Validate() error {
+	o.absPaths()
 	if strings.TrimSpace(o.Image) == "" {
 		return exit.Usagef("--image", "pass the image to build, e.g. --image registry.example/team/app", "no image given")
 	}
@@ -195,6 +202,40 @@ func (o *Options) Validate() error {
 		return exit.Usagef("--log-level", "use debug, info, warn or error", "unknown log level %q", o.LogLevel)
 	}
 	return nil
+}
+
+// absPaths makes each relative path flag absolute against o.Cwd. The
+// --oci-runtime is a path only when it has a '/' (else a name on PATH);
+// --buildpack sources are resolved against Deps.Cwd where they are read.
+func (o *Options) absPaths() {
+	if o.Cwd == "" {
+		return
+	}
+	for _, p := range []*string{&o.AppPath, &o.SourceRoot, &o.CacheDir, &o.Descriptor, &o.SBOMDir, &o.CNBDir,
+		&o.LayersDir, &o.BuilderCache, &o.BuilderBlobs, &o.LifecycleDir} {
+		*p = AbsPath(o.Cwd, *p)
+	}
+	if o.AppPath == "" {
+		o.AppPath = o.Cwd
+	}
+	if o.SourceRoot == "" {
+		o.SourceRoot = o.Cwd
+	}
+	for i, f := range o.EnvFiles {
+		o.EnvFiles[i] = AbsPath(o.Cwd, f)
+	}
+	if strings.Contains(o.Runtime, "/") {
+		o.Runtime = AbsPath(o.Cwd, o.Runtime)
+	}
+}
+
+// AbsPath is p made absolute against cwd; an empty p stays empty (an
+// unset flag).
+func AbsPath(cwd, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(cwd, p)
 }
 
 // ResolveTag turns an additional tag into a full reference: a bare tag

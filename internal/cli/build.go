@@ -137,6 +137,11 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 	if err := bindEnv(cmd.Flags(), env.Getenv); err != nil {
 		return err
 	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	o.Cwd = cwd // Validate makes relative paths absolute against it
 	if o.SourceRoot == "" {
 		o.SourceRoot = ci.Workspace(env.Getenv)
 	}
@@ -179,10 +184,6 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		o.LifecycleDir = filepath.Dir(self)
 	}
 	bi, _ := debug.ReadBuildInfo()
-	cwd, err := os.Getwd()
-	if err != nil {
-		return err
-	}
 	res, err := build.Run(cmd.Context(), o.Options, build.Deps{
 		Registry:   reg,
 		Log:        env.Stderr,

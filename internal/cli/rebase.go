@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"github.com/cipack/cipack/internal/build"
 	"github.com/cipack/cipack/internal/ci"
 	"github.com/cipack/cipack/internal/config"
 	"github.com/cipack/cipack/internal/exit"
@@ -45,6 +46,9 @@ type rebaseOptions struct {
 	// PromoteDigest is the plan's sha256 as the stage step reported it
 	// (output report-digest): a plan changed on its way is refused.
 	PromoteDigest string
+	// cwd is the working directory cipack started in (read at the edge):
+	// Validate makes the path flags absolute against it.
+	cwd string
 }
 
 func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
@@ -69,6 +73,7 @@ func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
 }
 
 func (o *rebaseOptions) Validate(args []string) error {
+	o.absPaths()
 	if o.Output != "text" && o.Output != "json" {
 		return exit.Usagef("--output", "use text or json", "unknown output format %q", o.Output)
 	}
@@ -123,6 +128,30 @@ func (o *rebaseOptions) Validate(args []string) error {
 		return exit.Usagef("--config", "pass --config FLEET.yaml or image references as arguments", "nothing to check")
 	}
 	return nil
+}
+
+// readCwd reads the working directory relative path flags mean.
+func (o *rebaseOptions) readCwd() error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("read the working directory: %w", err)
+	}
+	o.cwd = cwd
+	return nil
+}
+
+// absPaths makes each path flag (fleet, reports, plan) absolute
+// against the working directory cipack started in.
+func (o *rebaseOptions) absPaths() {
+	if o.cwd == "" {
+		return
+	}
+	for _, p := range []*string{&o.Config, &o.ReportFile, &o.LastReport, &o.Promote} {
+		*p = build.AbsPath(o.cwd, *p)
+	}
+	for i, m := range o.Merge {
+		o.Merge[i] = build.AbsPath(o.cwd, m)
+	}
 }
 
 // validatePromote: a promote runs in a step of its own, with the fleet
@@ -196,6 +225,9 @@ Every flag can also be set as CIPACK_<FLAG> (e.g. CIPACK_CONFIG, CIPACK_DRY_RUN)
 
 func runRebase(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, rep ci.Reporter) error {
 	if err := bindEnv(cmd.Flags(), env.Getenv); err != nil {
+		return err
+	}
+	if err := o.readCwd(); err != nil {
 		return err
 	}
 	if err := o.Validate(args); err != nil {

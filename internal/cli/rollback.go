@@ -42,6 +42,9 @@ func runRollback(cmd *cobra.Command, o *rebaseOptions, args []string, env Env, r
 		return err
 	}
 	o.Jobs = 1
+	if err := o.readCwd(); err != nil {
+		return err
+	}
 	if err := o.Validate(args); err != nil {
 		return err
 	}
