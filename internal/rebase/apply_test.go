@@ -115,7 +115,7 @@ func TestApplyStageAndMove(t *testing.T) {
 	if applied.Digest != staged.Digest || head(latest) != applied.Digest || head(stable) != applied.Digest {
 		t.Fatalf("Apply: %s, latest %s, stable %s; want all at the staged (deterministic) %s", applied.Digest, head(latest), head(stable), staged.Digest)
 	}
-	if prev, err := FindPrevious(ctx, reg, repo, applied.Digest); err != nil || prev.Digest != was {
+	if prev, err := Records(ctx, reg, repo, applied.Digest); err != nil || prev[0].Digest != was {
 		t.Fatalf("no record of the previous digest: %+v %v", prev, err)
 	}
 

@@ -6,6 +6,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cipack/cipack/internal/registry"
 )
 
 // Reader is what the engine reads of a registry: manifests, configs,
@@ -21,6 +23,8 @@ type Reader interface {
 	ConfigFor(ctx context.Context, ref name.Reference, p v1.Platform) (v1.Image, *v1.ConfigFile, error)
 	TagDigests(ctx context.Context, refs []name.Reference) (map[string]string, error)
 	Referrers(ctx context.Context, d name.Digest, artifactType string) (*v1.IndexManifest, error)
+	// ManifestTimes is what the registry says about time for a manifest.
+	ManifestTimes(ctx context.Context, d name.Digest) (registry.ManifestTimes, error)
 }
 
 // Writer is what applying a decision writes: images and indexes by

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -63,65 +64,123 @@ func recordPrevious(ctx context.Context, reg Writer, repo name.Repository, subje
 }
 
 // Previous is what a record says: the digest before the last move to
-// digest, and the tags that moved together.
+// digest, the tags that moved together, and when it says it was written.
 type Previous struct {
 	Digest string
 	Tags   []string
+	At     time.Time
 }
 
 // maxRecords bounds the records read for one digest: anyone with push
 // access can add referrers, and each costs a request.
 const maxRecords = 64
 
-// FindPrevious reads the newest record of a move to digest. Each record is
-// read and checked itself (the referrers list, or its fallback tag, is
+// maxClockSkew is how far a record's own time may run ahead of the
+// registry's clock: the runner that wrote it and the registry keep
+// different clocks.
+const maxClockSkew = 5 * time.Minute
+
+// errNoRecord is a digest with no readable record.
+var errNoRecord = errors.New("no record of a previous digest: cipack did not move this tag here, or moved it before records were kept")
+
+// Records reads the records of moves to digest, newest first. Each one
+// is read and checked itself (the referrers list, or its fallback tag, is
 // anyone's with push access): a record that cannot be read or is not a
-// record is passed over, and "newest" is its own creation time, parsed.
-func FindPrevious(ctx context.Context, reg Reader, repo name.Repository, digest string) (*Previous, error) {
+// record is passed over, and so is one whose own time is later than the
+// registry allows (recordBound). "Newest" is that time, parsed.
+func Records(ctx context.Context, reg Reader, repo name.Repository, digest string) ([]Previous, error) {
 	idx, err := reg.Referrers(ctx, repo.Digest(digest), PreviousArtifactType)
 	if err != nil {
 		return nil, err
 	}
-	var best *Previous
-	var bestAt time.Time
+	var out []Previous
 	for i, r := range idx.Manifests {
 		if i == maxRecords {
 			break
 		}
-		p, at, ok := readRecord(ctx, reg, repo.Digest(r.Digest.String()), digest)
-		if ok && (best == nil || at.After(bestAt)) {
-			best, bestAt = p, at
+		if p, ok := readRecord(ctx, reg, repo.Digest(r.Digest.String()), digest); ok {
+			out = append(out, *p)
 		}
 	}
-	if best == nil {
-		return nil, errors.New("no record of a previous digest: cipack did not move this tag here, or moved it before records were kept")
+	if len(out) == 0 {
+		return nil, errNoRecord
 	}
-	return best, nil
+	slices.SortStableFunc(out, func(a, b Previous) int { return b.At.Compare(a.At) })
+	return out, nil
+}
+
+// FindPrevious is the newest record of a move to digest that passes
+// verifyPrevious: a forged record, newest or not, neither picks the
+// target nor blocks the rollback. When none passes, the newest one's
+// failure is returned.
+func FindPrevious(ctx context.Context, reg Reader, repo name.Repository, digest string) (*Previous, error) {
+	records, err := Records(ctx, reg, repo, digest)
+	if err != nil {
+		return nil, err
+	}
+	var first error
+	for _, p := range records {
+		err := verifyPrevious(ctx, reg, repo, p.Digest, digest)
+		if err == nil {
+			return &p, nil
+		}
+		if first == nil {
+			first = fmt.Errorf("the recorded previous digest %s: %w", p.Digest, err)
+		}
+	}
+	if len(records) > 1 {
+		return nil, fmt.Errorf("none of its %d records passes; the newest: %w", len(records), first)
+	}
+	return nil, first
 }
 
 // readRecord reads one record of a move to digest: what it says and when
-// it was written; false when it is not a readable, well-formed record.
-func readRecord(ctx context.Context, reg Reader, ref name.Digest, digest string) (*Previous, time.Time, bool) {
+// it was written; false when it is not a readable, well-formed record, or
+// claims a time the registry rules out.
+func readRecord(ctx context.Context, reg Reader, ref name.Digest, digest string) (*Previous, bool) {
 	desc, err := reg.Get(ctx, ref)
 	if err != nil {
-		return nil, time.Time{}, false
+		return nil, false
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
 	if err != nil || m.Subject == nil || m.Subject.Digest.String() != digest || m.Config.MediaType != types.MediaType(PreviousArtifactType) {
-		return nil, time.Time{}, false
+		return nil, false
 	}
 	at, err := time.Parse(time.RFC3339Nano, m.Annotations[annotationCreated])
 	if err != nil {
-		return nil, time.Time{}, false
+		return nil, false
 	}
-	p := &Previous{Digest: m.Annotations[annotationPrevious]}
+	p := &Previous{Digest: m.Annotations[annotationPrevious], At: at}
 	if _, err := v1.NewHash(p.Digest); err != nil {
-		return nil, time.Time{}, false
+		return nil, false
 	}
 	if err := json.Unmarshal([]byte(m.Annotations[annotationTags]), &p.Tags); err != nil {
-		return nil, time.Time{}, false
+		return nil, false
 	}
-	return p, at, true
+	times, err := reg.ManifestTimes(ctx, ref)
+	if err != nil {
+		return nil, false
+	}
+	if bound, ok := recordBound(times); ok && at.After(bound) {
+		return nil, false
+	}
+	return p, true
+}
+
+// recordBound is the latest time a record may claim, from what the
+// registry says in its answer for it: its Last-Modified where it sends
+// one (the time it stored the record; HTTP dates have whole seconds),
+// else its Date (its clock now: a record cannot have been written in the
+// future), with maxClockSkew for the writer's clock. A registry that says
+// neither bounds nothing, and the record's own time stands.
+func recordBound(t registry.ManifestTimes) (time.Time, bool) {
+	switch {
+	case !t.Modified.IsZero():
+		return t.Modified.Add(time.Second + maxClockSkew), true
+	case !t.Now.IsZero():
+		return t.Now.Add(time.Second + maxClockSkew), true
+	}
+	return time.Time{}, false
 }
 
 // ReasonRolledBack is a tag set moved back to its previous digest.
@@ -159,6 +218,10 @@ func rollbackOne(ctx context.Context, reg Registry, t Target) Outcome {
 	}
 	o.OldDigest = cur.Digest.String()
 	prev, err := FindPrevious(ctx, reg, ref.Context(), o.OldDigest)
+	if errors.Is(err, ErrNotARebase) {
+		o.Reason = ReasonNotARebase
+		return fail(fmt.Errorf("%s@%s: %w; nothing was moved", t.Image, o.OldDigest, err))
+	}
 	if err != nil {
 		return fail(fmt.Errorf("%s@%s: %w", t.Image, o.OldDigest, err))
 	}
@@ -173,10 +236,6 @@ func rollbackOne(ctx context.Context, reg Registry, t Target) Outcome {
 		}
 		targets = append(targets, r)
 		seen[r.String()] = o.OldDigest
-	}
-	if err := verifyPrevious(ctx, reg, ref.Context(), prev.Digest, o.OldDigest); err != nil {
-		o.Reason = ReasonNotARebase
-		return fail(fmt.Errorf("the recorded previous digest %s: %w; nothing was moved", prev.Digest, err))
 	}
 	back := ref.Context().Digest(prev.Digest)
 	desc, err := reg.Get(ctx, back)

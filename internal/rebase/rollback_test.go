@@ -24,14 +24,14 @@ func TestPreviousDigestIsRecordedAndFound(t *testing.T) {
 	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[1], tags, now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	p, err := FindPrevious(ctx, reg, repo, digests[2])
+	records, err := Records(ctx, reg, repo, digests[2])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Digest != digests[1] || strings.Join(p.Tags, " ") != strings.Join(tags, " ") {
-		t.Fatalf("found %+v, want the newer record (%s) and its tags", p, digests[1])
+	if len(records) != 2 || records[0].Digest != digests[1] || records[1].Digest != digests[0] || strings.Join(records[0].Tags, " ") != strings.Join(tags, " ") {
+		t.Fatalf("found %+v, want the newer record (%s) first, with its tags", records, digests[1])
 	}
-	if _, err := FindPrevious(ctx, reg, repo, digests[0]); err == nil {
+	if _, err := Records(ctx, reg, repo, digests[0]); err == nil {
 		t.Fatal("a digest with no record gave one")
 	}
 }
@@ -48,8 +48,31 @@ func TestNewestRecordByTimeNotByText(t *testing.T) {
 	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[1], nil, whole.Add(500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := FindPrevious(ctx, reg, repo, digests[2]); err != nil || p.Digest != digests[1] {
-		t.Fatalf("found %+v (%v), want the record written 500 ms later", p, err)
+	if r, err := Records(ctx, reg, repo, digests[2]); err != nil || r[0].Digest != digests[1] {
+		t.Fatalf("found %+v (%v), want the record written 500 ms later first", r, err)
+	}
+}
+
+// A record's own time is bounded by what the registry says: one that
+// claims a time after the registry's clock (its Date; go-containerregistry's
+// registry, like distribution, sends no Last-Modified for manifests) is
+// passed over, so it cannot stay "newest" forever.
+func TestRecordClaimingAFutureTimeIsPassedOver(t *testing.T) {
+	reg, repo, digests, desc := threeImages(t)
+	ctx := context.Background()
+	now := time.Now()
+	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[0], nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[1], nil, now.Add(maxClockSkew+time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordPrevious(ctx, reg, repo, desc.Descriptor, digests[1], nil, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Records(ctx, reg, repo, digests[2])
+	if err != nil || len(r) != 1 || r[0].Digest != digests[0] {
+		t.Fatalf("records %+v (%v), want only the one written now", r, err)
 	}
 }
 

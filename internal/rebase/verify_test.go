@@ -163,8 +163,10 @@ func TestVerifySameBuild(t *testing.T) {
 }
 
 // A rollback record is an artifact anyone with push access can write: a
-// forged one naming an image that is not the same build is refused, and
-// the tags it lists in another repository are never moved.
+// forged one naming an image that is not the same build is passed over
+// even when it is the newest (it neither blocks the rollback nor picks
+// its target), a digest with only forged records is refused, and the tags
+// a record lists in another repository are never moved.
 func TestRollbackRefusesAForgedRecord(t *testing.T) {
 	host, reg := inProcessRegistry(t)
 	ctx := context.Background()
@@ -208,33 +210,72 @@ func TestRollbackRefusesAForgedRecord(t *testing.T) {
 	}
 	now := time.Now()
 	tags := []string{repo.Tag("latest").String(), other.Tag("prod").String()}
-	if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, built.Digest.String(), tags, now); err != nil {
-		t.Fatal(err)
-	}
+	// Only forged records: refused, nothing moves.
 	for i, forged := range []*remote.Descriptor{evil, evilUnder} {
 		if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, forged.Digest.String(), tags, now.Add(time.Duration(i+1)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		out := Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
-		if len(out) != 1 || out[0].Verdict != Failed || out[0].Reason != ReasonNotARebase {
-			t.Fatalf("rollback with forged record %d as the newest: %+v, want refused", i, out)
-		}
+	}
+	out := Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
+	if len(out) != 1 || out[0].Verdict != Failed || out[0].Reason != ReasonNotARebase {
+		t.Fatalf("rollback with forged records only: %+v, want refused", out)
 	}
 	for ref, want := range map[name.Reference]v1.Hash{repo.Tag("latest"): rebased.Digest, other.Tag("prod"): rebased.Digest} {
 		if d, _ := reg.Head(ctx, ref); d.Digest != want {
 			t.Fatalf("%s moved to %s", ref, d.Digest)
 		}
 	}
-	// The genuine record alone: rolled back, and only in this repository.
-	if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, built.Digest.String(), tags, now.Add(3*time.Second)); err != nil {
+	// The genuine record, older than both forged ones: rolled back to it,
+	// and only in this repository.
+	if err := recordPrevious(ctx, reg, repo, rebased.Descriptor, built.Digest.String(), tags, now); err != nil {
 		t.Fatal(err)
 	}
-	out := Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
+	out = Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
 	if len(out) != 1 || !out[0].Applied || out[0].NewDigest != built.Digest.String() {
-		t.Fatalf("rollback with a genuine record: %+v", out)
+		t.Fatalf("rollback with a genuine record under two newer forged ones: %+v", out)
 	}
 	if d, _ := reg.Head(ctx, other.Tag("prod")); d.Digest != rebased.Digest {
 		t.Fatal("a record's tag in another repository was moved")
+	}
+}
+
+// A forged record that passes every check (it names an older build of the
+// same app, on a run image of the run image repository) cannot pick the
+// rollback target by claiming a time after the registry's clock.
+func TestRollbackTargetIsNotPickedByARecordFromTheFuture(t *testing.T) {
+	host, reg := inProcessRegistry(t)
+	ctx := context.Background()
+	repo, _ := name.NewRepository(host+"/team/app", name.Insecure)
+	runRepo := host + "/team/run"
+	app := layers(t, 1)
+	var builds []*remote.Descriptor
+	for i := range 3 {
+		base, _ := mutate.AppendLayers(empty.Image, layers(t, 1)...)
+		r, _ := name.ParseReference(fmt.Sprintf("%s:v%d", runRepo, i+1), name.Insecure)
+		if err := remote.Write(r, base); err != nil {
+			t.Fatal(err)
+		}
+		img := cnbImage(t, base, app, `{}`, runRepo)
+		if err := remote.Write(repo.Tag("latest"), img); err != nil {
+			t.Fatal(err)
+		}
+		d, err := reg.Get(ctx, repo.Tag("latest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		builds = append(builds, d)
+	}
+	oldest, previous, current := builds[0], builds[1], builds[2]
+	now := time.Now()
+	if err := recordPrevious(ctx, reg, repo, current.Descriptor, previous.Digest.String(), nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordPrevious(ctx, reg, repo, current.Descriptor, oldest.Digest.String(), nil, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	out := Rollback(ctx, reg, []Target{{Image: repo.Tag("latest").String()}})
+	if len(out) != 1 || !out[0].Applied || out[0].NewDigest != previous.Digest.String() {
+		t.Fatalf("rollback: %+v, want back to %s (not the oldest build %s)", out, previous.Digest, oldest.Digest)
 	}
 }
 
