@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +78,7 @@ func TestPullModeBuildCodeHasANetworkOfItsOwn(t *testing.T) {
 			t.Errorf("--network none: %q, want only lo", got)
 		}
 	})
+	t.Run("pasta_dies_with_a_killed_build", w.killedBuild)
 	t.Run("a_bad_value_is_a_usage_error", func(t *testing.T) {
 		r := w.build(t, "bad", false, "--network", "bridge")
 		if r.code != exit.Usage || !strings.Contains(r.stderr, "--network") {
@@ -257,6 +260,18 @@ type netRun struct {
 // 169.254.169.254 (never on the host's network: it could leave the
 // machine).
 func (w *netWorld) build(t *testing.T, name string, metadata bool, args ...string) netRun {
+	cmd, image := w.command(t, name, metadata, args...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	began := time.Now()
+	_ = cmd.Run()
+	r := netRun{run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}, image}
+	t.Logf("%s build: exit %d in %s; the spy saw:\n%s", name, r.code, time.Since(began).Round(time.Millisecond), grepLines(r.stderr+r.stdout, "netspy: |cipack: (warning|--network)"))
+	return r
+}
+
+// command is the spy build's command and image.
+func (w *netWorld) command(t *testing.T, name string, metadata bool, args ...string) (*exec.Cmd, string) {
 	ws := filepath.Join(fx.Dir, "netspy-ws-"+randSuffix())
 	root, _ := testenv.ModuleRoot()
 	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
@@ -275,13 +290,77 @@ func (w *netWorld) build(t *testing.T, name string, metadata bool, args ...strin
 		"--env", "NETSPY_DNS=registry.netspy.test"}, args...)
 	cmd := exec.Command("unshare", argv...)
 	cmd.Env = append(os.Environ(), "HTTP_PROXY="+w.proxy, "NO_PROXY=127.0.0.1,localhost")
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	began := time.Now()
-	_ = cmd.Run()
-	r := netRun{run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}, image}
-	t.Logf("%s build: exit %d in %s; the spy saw:\n%s", name, r.code, time.Since(began).Round(time.Millisecond), grepLines(r.stderr+r.stdout, "netspy: |cipack: (warning|--network)"))
-	return r
+	return cmd, image
+}
+
+// killedBuild SIGKILLs cipack while the spy's build phase sleeps in its
+// own network, and wants the phase's pasta gone with it: the helper's
+// PID namespace takes it down, whatever ends cipack.
+func (w *netWorld) killedBuild(t *testing.T) {
+	tmp := filepath.Join(fx.Dir, "netspy-tmp-"+randSuffix())
+	if err := os.Mkdir(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	cmd, _ := w.command(t, "killed", false, "--env", "NETSPY_SLEEP=1")
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); pr.Close() }()
+	sleeping := make(chan bool, 1)
+	go func() {
+		s := bufio.NewScanner(pr)
+		for s.Scan() {
+			if strings.Contains(s.Text(), "netspy: sleeping") {
+				sleeping <- true
+			}
+		}
+		close(sleeping)
+	}()
+	select {
+	case ok := <-sleeping:
+		if !ok {
+			t.Fatal("the build ended before the spy slept")
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the spy did not sleep within 2 minutes")
+	}
+	stacks := pastaOf(tmp)
+	if len(stacks) == 0 {
+		t.Fatalf("no pasta runs for the sleeping build phase (TMPDIR %s): its network is not its own", tmp)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && len(pastaOf(tmp)) > 0; {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := pastaOf(tmp); len(left) > 0 {
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		t.Errorf("pasta (pids %v) outlived the killed build", left)
+	}
+}
+
+// pastaOf lists the pasta processes whose namespace lies under tmp.
+func pastaOf(tmp string) []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.HasPrefix(filepath.Base(strings.SplitN(string(b), "\x00", 2)[0]), "pasta") || !strings.Contains(string(b), tmp) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func (r netRun) mustPush(t *testing.T) {

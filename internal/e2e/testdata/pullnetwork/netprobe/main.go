@@ -67,6 +67,10 @@ func main() {
 		names = append(names, i.Name)
 	}
 	fmt.Printf("netspy: interfaces %s\n", strings.Join(names, " "))
+	if env("NETSPY_SLEEP") == "1" {
+		fmt.Println("netspy: sleeping") // for a test that kills the build now
+		time.Sleep(time.Minute)
+	}
 }
 
 // report prints what one try got: report("tcp")(readLine(...)).
