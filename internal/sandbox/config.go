@@ -67,7 +67,7 @@ func Config(spec Spec, root, hostname string) *specs.Spec {
 			// …, no disk), nodev on every other mount, and no CAP_MKNOD.
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
-			Seccomp:       seccompProfile(),
+			Seccomp:       seccompProfile(caps),
 		},
 	}
 }

@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"errors"
+	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -61,21 +63,42 @@ func TestConfigIsADefaultContainerOrStricter(t *testing.T) {
 			t.Errorf("%s is not masked", want)
 		}
 	}
-	if c.Linux.Seccomp == nil || c.Linux.Seccomp.DefaultAction != specs.ActAllow {
-		t.Fatalf("no seccomp filter")
+	checkAllowlist(t, c.Linux.Seccomp)
+}
+
+// checkAllowlist: the filter refuses what it does not list (EPERM), lists
+// none of cipack's denials, allows clone only without namespace flags,
+// and covers the 32-bit and x32 entry points on amd64.
+func checkAllowlist(t *testing.T, sc *specs.LinuxSeccomp) {
+	t.Helper()
+	if sc == nil || sc.DefaultAction != specs.ActErrno || sc.DefaultErrnoRet == nil || *sc.DefaultErrnoRet != uint(syscall.EPERM) {
+		t.Fatalf("seccomp is not an allowlist refusing with EPERM: %+v", sc)
 	}
-	denied := map[string]bool{}
-	for _, r := range c.Linux.Seccomp.Syscalls {
-		if len(r.Args) == 0 {
-			for _, n := range r.Names {
-				denied[n] = true
+	allowed := map[string]bool{}
+	for _, r := range sc.Syscalls {
+		for _, n := range r.Names {
+			if r.Action != specs.ActAllow {
+				continue
+			}
+			allowed[n] = true
+			if n == "clone" && (len(r.Args) != 1 || r.Args[0].Op != specs.OpMaskedEqual || r.Args[0].Value&syscall.CLONE_NEWUSER == 0 || r.Args[0].ValueTwo != 0) {
+				t.Errorf("clone is allowed with namespace flags: %+v", r.Args)
 			}
 		}
 	}
-	for _, n := range []string{"mount", "unshare", "setns", "ptrace", "bpf", "keyctl", "clone3", "pivot_root"} {
-		if !denied[n] {
+	for _, n := range []string{"mount", "umount2", "fsopen", "unshare", "setns", "clone3", "ptrace", "process_vm_readv", "bpf", "perf_event_open",
+		"keyctl", "add_key", "request_key", "io_uring_setup", "userfaultfd", "kexec_load", "init_module", "finit_module", "pivot_root", "chroot"} {
+		if allowed[n] {
 			t.Errorf("seccomp allows %s", n)
 		}
+	}
+	for _, n := range []string{"read", "execve", "clone", "socket", "openat", "futex", "setresuid"} {
+		if !allowed[n] {
+			t.Errorf("seccomp refuses %s, which builds need", n)
+		}
+	}
+	if runtime.GOARCH == "amd64" && !slices.Equal(sc.Architectures, []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}) {
+		t.Errorf("architectures %v: the 32-bit and x32 entry points are not filtered as the native one", sc.Architectures)
 	}
 }
 
@@ -89,6 +112,7 @@ func TestTrustedPhasesKeepOnlyWhatTheyNeed(t *testing.T) {
 			t.Errorf("trusted phases hold %s", bad)
 		}
 	}
+	checkAllowlist(t, c.Linux.Seccomp)
 }
 
 func TestFindRuntimePrefersRuncAndNamesWhatIsMissing(t *testing.T) {

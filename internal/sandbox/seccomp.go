@@ -1,56 +1,116 @@
 package sandbox
 
 import (
-	"runtime"
-	"syscall"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
 
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
-// deniedSyscalls are refused (EPERM) inside the containers. Not the
-// allowlist of Docker's default profile, which must track every new
-// syscall a buildpack's toolchain may use; a denylist of what a build
-// never needs and what breaks out or reaches the kernel: namespaces and
-// mounts, kernel modules and keyrings, tracing and BPF, clocks and
-// reboot, and io_uring (a large kernel surface Docker's profile shuts
-// too). The capability set already forbids most of these; the filter
-// is the second lock, as in a default container.
+// The containers' seccomp filter is an allowlist: the default profile
+// Docker and containerd apply (github.com/moby/profiles/seccomp, pinned
+// in go.mod), which refuses (EPERM) every syscall it does not list, so a
+// syscall a newer kernel adds never reaches build code unfiltered. Its
+// conditions are applied as containerd applies them: rules for
+// capabilities the process holds (build code: none) and for the host's
+// architecture, which on amd64 covers its 32-bit (x86, int 0x80) and x32
+// entry points too, each filtered by its own syscall table.
+//
+// deniedSyscalls are cipack's own refusals on top, for every phase: what
+// a build never needs and what reaches the kernel or other processes
+// (mounts, namespaces, keyrings, io_uring, tracing, BPF, module loading,
+// kexec, clocks, swap, reboot). Most need a capability no phase holds;
+// the filter is the second lock. The default profile lists some of them
+// for every process (ptrace and process_vm_* on kernels from 4.8,
+// name_to_handle_at, clock_adjtime): they are taken out of its rules.
+// clone with a namespace flag is refused by the profile's own clone rule
+// for a process without CAP_SYS_ADMIN, and clone3 (its flags are in
+// memory a filter cannot read) answers ENOSYS, so libc falls back to
+// clone.
 var deniedSyscalls = []string{
-	"acct", "add_key", "bpf", "io_uring_enter", "io_uring_register", "io_uring_setup", "clock_adjtime", "clock_settime", "delete_module", "finit_module",
-	"fsconfig", "fsmount", "fsopen", "fspick", "init_module", "iopl", "ioperm", "kexec_file_load",
-	"kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr", "move_mount", "name_to_handle_at",
-	"nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root", "process_vm_readv",
-	"process_vm_writev", "ptrace", "quotactl", "reboot", "request_key", "setns", "settimeofday",
-	"swapoff", "swapon", "syslog", "umount2", "unshare", "userfaultfd", "vhangup",
+	// mounts and roots
+	"mount", "umount", "umount2", "mount_setattr", "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount", "fspick",
+	"pivot_root", "chroot", "name_to_handle_at", "open_by_handle_at",
+	// namespaces
+	"unshare", "setns",
+	// keyrings
+	"add_key", "keyctl", "request_key",
+	// io_uring
+	"io_uring_setup", "io_uring_enter", "io_uring_register",
+	// tracing, other processes' memory, BPF, perf, userfaultfd
+	"ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp", "bpf", "perf_event_open", "userfaultfd",
+	"lookup_dcookie", "fanotify_init",
+	// the kernel itself: modules, kexec, reboot, swap, accounting, log
+	"init_module", "finit_module", "delete_module", "create_module", "kexec_load", "kexec_file_load", "reboot",
+	"swapon", "swapoff", "acct", "syslog", "quotactl", "quotactl_fd", "nfsservctl", "vhangup",
+	// clocks and raw I/O
+	"settimeofday", "clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64", "stime", "iopl", "ioperm",
 }
 
-// seccompProfile allows everything but deniedSyscalls, and clone calls
-// that ask for a new namespace (one rule per flag: a filter can test
-// "flag set" but not "any of these set"). clone3 passes its flags in
-// memory a filter cannot read, so it answers ENOSYS, as Docker's profile
-// does: libc then falls back to clone.
-func seccompProfile() *specs.LinuxSeccomp {
-	arch := specs.ArchX86_64
-	if runtime.GOARCH == "arm64" {
-		arch = specs.ArchAARCH64
+// profiles keeps the converted profile of each capability set (Config
+// runs once per phase).
+var profiles sync.Map // caps key → *specs.LinuxSeccomp
+
+// seccompProfile is the runtime-spec seccomp config of a process holding
+// caps: the moby default profile with its conditions applied for caps and
+// this architecture, minus deniedSyscalls.
+func seccompProfile(caps []string) *specs.LinuxSeccomp {
+	key := strings.Join(caps, ",")
+	p, ok := profiles.Load(key)
+	if !ok {
+		p, _ = profiles.LoadOrStore(key, convertProfile(caps))
 	}
-	rules := []specs.LinuxSyscall{
-		{Names: deniedSyscalls, Action: specs.ActErrno, ErrnoRet: errnoRet(syscall.EPERM)},
-		{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: errnoRet(syscall.ENOSYS)},
-	}
-	for _, f := range []uint64{syscall.CLONE_NEWNS, syscall.CLONE_NEWUTS, syscall.CLONE_NEWIPC, syscall.CLONE_NEWUSER,
-		syscall.CLONE_NEWPID, syscall.CLONE_NEWNET, syscall.CLONE_NEWCGROUP} {
-		rules = append(rules, specs.LinuxSyscall{Names: []string{"clone"}, Action: specs.ActErrno, ErrnoRet: errnoRet(syscall.EPERM),
-			Args: []specs.LinuxSeccompArg{{Index: cloneFlagsArg, Value: f, ValueTwo: f, Op: specs.OpMaskedEqual}}})
-	}
-	return &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{arch}, Syscalls: rules}
+	c := *p.(*specs.LinuxSeccomp) // a copy: the caller may edit its config
+	c.Syscalls = slices.Clone(c.Syscalls)
+	return &c
 }
 
-func errnoRet(e syscall.Errno) *uint {
-	v := uint(e)
-	return &v
+// convertProfile applies the profile's conditions through moby's own
+// converter (LoadProfile, the one Docker uses; it needs only the
+// capability set of the spec). The one kernel-version condition (ptrace
+// and process_vm_* from 4.8) is dropped first: cipack denies those
+// syscalls anyway, and Config stays a pure function of its inputs.
+func convertProfile(caps []string) *specs.LinuxSeccomp {
+	prof := seccomp.DefaultProfile()
+	for _, s := range prof.Syscalls {
+		if s.Includes != nil {
+			s.Includes.MinKernel = nil
+		}
+		if s.Excludes != nil {
+			s.Excludes.MinKernel = nil
+		}
+	}
+	raw, err := json.Marshal(prof)
+	var out *specs.LinuxSeccomp
+	if err == nil {
+		rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: slices.Clone(caps)}}}
+		out, err = seccomp.LoadProfile(string(raw), rs)
+	}
+	if err != nil || out == nil {
+		// Cannot happen with the pinned profile; fail closed: a filter
+		// that allows nothing, so the runtime cannot start the phase.
+		eperm := uint(unix.EPERM)
+		return &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &eperm}
+	}
+	out.Syscalls = withoutDenied(out.Syscalls)
+	return out
 }
 
-// cloneFlagsArg is the index of clone's flags argument (the first on
-// amd64 and arm64 alike).
-const cloneFlagsArg = 0
+// withoutDenied drops deniedSyscalls from the rules that allow, and any
+// rule left without a name.
+func withoutDenied(rules []specs.LinuxSyscall) []specs.LinuxSyscall {
+	out := rules[:0]
+	for _, r := range rules {
+		if r.Action == specs.ActAllow {
+			r.Names = slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return slices.Contains(deniedSyscalls, n) })
+		}
+		if len(r.Names) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
