@@ -1,6 +1,7 @@
 package build
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +30,9 @@ func checkNetwork(mode string) error {
 		"unknown network mode %q", mode)
 }
 
+// hasDefaultRoute is sandbox.HasDefaultRoute; tests replace it.
+var hasDefaultRoute = sandbox.HasDefaultRoute
+
 // chooseNetwork decides build code's network in pull mode (nil: the
 // host's) and says so in the log when it is not the isolated default.
 // The credential phases and a --trust-builder creator always keep the
@@ -54,6 +58,15 @@ func chooseNetwork(opts Options, lookPath func(string) (string, error), environ 
 		fmt.Fprintf(log, "cipack: warning: build code shares the runner's network (its loopback services and cloud metadata endpoint): "+
 			"no %s on PATH for a network of its own; install it with apt-get install %s, or pass --network host to say you mean it\n",
 			sandbox.StackName, sandbox.StackPackage)
+		return nil, nil
+	}
+	if !hasDefaultRoute() {
+		if opts.Network == NetworkIsolated {
+			return nil, exit.New(exit.Sandbox, "--network", errors.New("--network isolated: the runner has no default route, so pasta cannot start"),
+				"pass --network none (a loopback only) or --network host")
+		}
+		fmt.Fprintf(log, "cipack: warning: build code shares the runner's network: it has no default route, which %s needs; "+
+			"pass --network none for a loopback only, or --network host to say you mean it\n", sandbox.StackName)
 		return nil, nil
 	}
 	if opts.TrustBuilder {

@@ -39,6 +39,7 @@ func TestChooseNetwork(t *testing.T) {
 		mode     string // "" : the host's network
 		log      string
 		code     int
+		noRoute  bool // the runner has no default route
 	}{
 		{name: "default with pasta", lookPath: found, mode: NetworkIsolated},
 		{name: "default without pasta", lookPath: missing, log: "apt-get install passt"},
@@ -48,10 +49,15 @@ func TestChooseNetwork(t *testing.T) {
 		{name: "loopback proxy", lookPath: found, env: []string{"https_proxy=http://127.0.0.1:3128"}, mode: NetworkIsolated,
 			log: "https_proxy names 127.0.0.1"},
 		{name: "proxy elsewhere", lookPath: found, env: []string{"HTTP_PROXY=http://10.1.2.3:3128", "NO_PROXY=localhost"}, mode: NetworkIsolated},
+		{name: "default without a default route", lookPath: found, noRoute: true, log: "it has no default route"},
+		{name: "isolated without a default route", opts: Options{Network: NetworkIsolated}, lookPath: found, noRoute: true, code: exit.Sandbox},
+		{name: "none without a default route", opts: Options{Network: NetworkNone}, lookPath: found, noRoute: true, mode: NetworkNone, log: "loopback"},
 		{name: "trusted creator", opts: Options{TrustBuilder: true}, lookPath: found, mode: NetworkIsolated, log: "--trust-builder"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			defer func(f func() bool) { hasDefaultRoute = f }(hasDefaultRoute)
+			hasDefaultRoute = func() bool { return !c.noRoute }
 			var log strings.Builder
 			n, err := chooseNetwork(c.opts, c.lookPath, c.env, &log)
 			if c.code != 0 {

@@ -284,3 +284,40 @@ func joinNetwork(config *specs.Spec, netns, resolv string) {
 			Options: []string{"rbind", "nosuid", "nodev", "noexec", "ro"}})
 	}
 }
+
+// HasDefaultRoute reports whether this network namespace has a default
+// route, IPv4 or IPv6: pasta copies that interface's addresses and
+// routes into the build's namespace, and will not start without one (a
+// runner with only a loopback).
+func HasDefaultRoute() bool {
+	v4, _ := os.ReadFile("/proc/net/route")
+	v6, _ := os.ReadFile("/proc/net/ipv6_route")
+	return defaultRouteIn(v4, v6)
+}
+
+// defaultRouteIn reads /proc/net/route and /proc/net/ipv6_route: a
+// default route is one to everything (destination and mask or prefix
+// zero), up, not a reject route, on an interface other than lo.
+func defaultRouteIn(v4, v6 []byte) bool {
+	const up, reject = 0x1, 0x200
+	for _, l := range strings.Split(string(v4), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 8 && f[0] != "lo" && f[1] == "00000000" && f[7] == "00000000" && flagsHave(f[3], up, reject) {
+			return true
+		}
+	}
+	zero := strings.Repeat("0", 32)
+	for _, l := range strings.Split(string(v6), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 10 && f[9] != "lo" && f[0] == zero && f[1] == "00" && flagsHave(f[8], up, reject) {
+			return true
+		}
+	}
+	return false
+}
+
+// flagsHave reports whether the hex flags have want and not without.
+func flagsHave(hex string, want, without uint64) bool {
+	v, err := strconv.ParseUint(hex, 16, 32)
+	return err == nil && v&want != 0 && v&without == 0
+}

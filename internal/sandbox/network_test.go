@@ -51,3 +51,29 @@ func TestRouteRequestIsAnUnreachableRoute(t *testing.T) {
 		t.Errorf("RTA_DST: %x", attr)
 	}
 }
+
+func TestDefaultRouteIn(t *testing.T) {
+	v4 := "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+		"eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n" +
+		"eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+	subnetOnly := "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+		"eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+	zero := "00000000000000000000000000000000"
+	v6 := zero + " 00 " + zero + " 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n"
+	v6lo := zero + " 00 " + zero + " 00 " + zero + " ffffffff 00000001 00000000 00200200       lo\n"
+	for _, c := range []struct {
+		name   string
+		v4, v6 string
+		want   bool
+	}{
+		{"ipv4 default", v4, "", true},
+		{"subnet only", subnetOnly, "", false},
+		{"ipv6 default", subnetOnly, v6, true},
+		{"ipv6 reject on lo", subnetOnly, v6lo, false},
+		{"nothing", "", "", false},
+	} {
+		if got := defaultRouteIn([]byte(c.v4), []byte(c.v6)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
