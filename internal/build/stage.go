@@ -80,6 +80,11 @@ func readStaged(ctx context.Context, reg *registry.Client, tag name.Tag, reporte
 // reads them all back (another build may have written one meanwhile).
 func moveTags(ctx context.Context, p *buildPlan, reg *registry.Client, s staged) (string, error) {
 	if _, err := reg.MoveTags(ctx, p.refs.written(), s.desc, p.refs.before); err != nil {
+		// Another build of the same inputs may have tagged the same
+		// image meanwhile: nothing is left to move.
+		if errors.Is(err, registry.ErrMovedSinceInspection) && allOn(ctx, reg, p.refs.written(), s.desc.Digest.String()) {
+			return s.desc.Digest.String(), nil
+		}
 		if errors.Is(err, registry.ErrMovedSinceInspection) {
 			return "", exit.New(exit.Export, "--tag", err, "a tag moved while the build ran; nothing was tagged: rerun")
 		}
@@ -88,8 +93,22 @@ func moveTags(ctx context.Context, p *buildPlan, reg *registry.Client, s staged)
 	return verifyPushed(ctx, reg, p.refs.written(), s.desc.Digest.String())
 }
 
-// dropStaging deletes the staging tag, best effort (the image stays: the
-// user's tags may hold it). It returns the tag when it could not be
+// allOn reports whether every ref already holds digest.
+func allOn(ctx context.Context, reg *registry.Client, refs []name.Reference, digest string) bool {
+	now, err := reg.TagDigests(ctx, refs)
+	if err != nil {
+		return false
+	}
+	for _, r := range refs {
+		if now[r.String()] != digest {
+			return false
+		}
+	}
+	return true
+}
+
+// dropStaging removes the staging tag, best effort (never the image: the
+// user's tags may hold it; see registry.DropTag). It returns the tag when it could not be
 // deleted, and says so in the log. pushed: the tag is known to exist;
 // otherwise it is looked up first, so a build that stopped before export
 // asks the registry to delete nothing.
