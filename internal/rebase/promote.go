@@ -68,6 +68,9 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome, t Target) Outcome 
 	}
 	ref, targets, err := planTargets(reg, o)
 	if err != nil {
+		return fail("", err)
+	}
+	if err := checkPlanTags(ref, targets, o.Seen); err != nil {
 		return fail(ReasonNotARebase, err)
 	}
 	now, err := reg.TagDigests(ctx, targets)
@@ -110,7 +113,7 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome, t Target) Outcome 
 }
 
 // planTargets parses the plan's image (a tag) and its tags, the image's
-// first, refusing what a genuine plan cannot hold.
+// first.
 func planTargets(reg Reader, o Outcome) (name.Reference, []name.Reference, error) {
 	ref, err := reg.Parse(o.Image)
 	if err != nil {
@@ -126,9 +129,6 @@ func planTargets(reg Reader, o Outcome) (name.Reference, []name.Reference, error
 			return nil, nil, fmt.Errorf("tag %q: %w", t, err)
 		}
 		targets = append(targets, r)
-	}
-	if err := checkPlanTags(ref, targets, o.Seen); err != nil {
-		return nil, nil, err
 	}
 	return ref, targets, nil
 }
