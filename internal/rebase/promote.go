@@ -229,7 +229,7 @@ func verifyCandidate(ctx context.Context, reg Reader, repo name.Repository, stag
 			return nil, fmt.Errorf("%s has no image for %s: %w", short(staged), p, ErrNotARebase)
 		}
 		if !allowed[p][c.App.RunImageName] {
-			return nil, fmt.Errorf("it records run image %q, neither the staged image's nor %s: %w", c.App.RunImageName, runFor[p], ErrNotARebase)
+			return nil, fmt.Errorf("it records run image %q, neither the staged image's nor %s (if the fleet it was staged with sets runImage, pass that fleet with --config): %w", c.App.RunImageName, runFor[p], ErrNotARebase)
 		}
 		return reg.Parse(runFor[p])
 	})

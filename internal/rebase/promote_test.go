@@ -137,3 +137,36 @@ func TestPromoteRunAgainFinishesAKilledPromote(t *testing.T) {
 		t.Fatalf("promote a finished plan: %+v", out)
 	}
 }
+
+// Staged with a fleet whose runImage names another run image, a
+// candidate sits on that one: promote checks it against the fleet's
+// runImage when given the fleet, and refuses it without (the staged
+// image's own record names another run image).
+func TestPromoteChecksTheFleetsRunImage(t *testing.T) {
+	w := newPromoteWorld(t)
+	ctx := context.Background()
+	host := strings.SplitN(w.latest, "/", 2)[0]
+	other := host + "/team/other-run:latest"
+	r, _ := name.ParseReference(other, name.Insecure)
+	if err := remote.Write(r, runImage(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	fleet := []Target{{Image: w.latest, Tags: []string{w.stable}, RunImage: other, AllowRunImageRename: true}}
+	out := Sweep(ctx, fleet, Options{Stage: true}, Deps{Registry: w.reg, Log: io.Discard})
+	if out[0].Error != "" || !out[0].Staged {
+		t.Fatalf("stage onto %s: %+v", other, out[0])
+	}
+	plan := Report{Images: out}
+	if res, _ := Promote(ctx, w.reg, plan, nil); len(res) != 1 || res[0].Reason != ReasonNotARebase || !strings.Contains(res[0].Error, "--config") {
+		t.Fatalf("promote without the fleet: %+v, want refused with a hint at --config", res)
+	}
+	if w.head(t, w.latest) != w.current {
+		t.Fatal("a refused promote moved latest")
+	}
+	if res, _ := Promote(ctx, w.reg, plan, fleet); len(res) != 1 || !res[0].Applied || res[0].RunImage != other {
+		t.Fatalf("promote with the fleet: %+v", res)
+	}
+	if w.head(t, w.latest) != out[0].NewDigest || w.head(t, w.stable) != out[0].NewDigest {
+		t.Fatal("the tags are not on the candidate")
+	}
+}
