@@ -239,3 +239,25 @@ func TestPromoteDigestRefusesAChangedPlan(t *testing.T) {
 		}
 	}
 }
+
+// A promote reads the fleet it was staged with (--config: its runImage
+// entries are the run images the candidates must sit on); a fleet that
+// cannot be read is refused naming the file, before any registry call.
+func TestPromoteTakesTheFleet(t *testing.T) {
+	dir := t.TempDir()
+	plan, fleet := filepath.Join(dir, "plan.json"), filepath.Join(dir, "fleet.yaml")
+	raw := []byte(`{"images":[],"counts":{}}`)
+	if err := os.WriteFile(plan, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fleet, []byte("images:\n  - image: r.example/a:latest\n    runImage: r.example/run:latest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := execute([]string{"rebase", "--promote", plan, "--promote-digest", digestOf(raw), "--config", fleet}, nil); code != 0 {
+		t.Fatalf("promote with the fleet: exit %d\n%s", code, stderr)
+	}
+	missing := filepath.Join(dir, "nope.yaml")
+	if code, _, stderr := execute([]string{"rebase", "--promote", plan, "--promote-digest", digestOf(raw), "--config", missing}, nil); code == 0 || !strings.Contains(stderr, missing) {
+		t.Fatalf("promote with a missing fleet: exit %d\n%s", code, stderr)
+	}
+}
