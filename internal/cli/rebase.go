@@ -67,8 +67,8 @@ func (o *rebaseOptions) addFlags(cmd *cobra.Command) {
 	f.StringArrayVar(&o.Changed, "run-image-changed", nil, "a run image just pushed (e.g. from a registry's push event): check only the images on it, or on a mirror of it; repeatable")
 	f.StringVar(&o.LastReport, "last-report", "", "with --run-image-changed: a previous sweep's JSON report, which tells each image's run image, so images on other run images are not read at all")
 	f.BoolVar(&o.Stage, "stage", false, "push each rebased image by digest only: move no tag, call no trigger; the JSON report is the plan (candidates) for --promote")
-	f.StringVar(&o.Promote, "promote", "", "move each image's tags to the candidate a --stage report (PLAN) names, only where every tag still holds the digest it had at staging; no sweep")
-	f.StringVar(&o.PromoteDigest, "promote-digest", "", "with --promote: the plan's digest (sha256:HEX) that the stage step output as report-digest; a plan that changed on its way between the jobs is refused")
+	f.StringVar(&o.Promote, "promote", "", "move each image's tags to the candidate a --stage report (PLAN) names, only where every tag still holds the digest it had at staging (or already holds the candidate); no sweep; with --config, the fleet's runImage entries apply")
+	f.StringVar(&o.PromoteDigest, "promote-digest", "", "required with --promote: the plan's digest (sha256:HEX) that the stage step output as report-digest; a plan that changed on its way between the jobs is refused")
 	addTimeoutFlag(f, &o.Timeout)
 }
 
