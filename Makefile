@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X github.com/cipack/cipack/internal/cli.Version=$(VERSION)
 LIFECYCLE_BINS := lifecycle launcher
 LIFECYCLE_PKG := github.com/buildpacks/lifecycle/cmd
 LIFECYCLE_LDFLAGS := -s -w
-APT_PACKAGES := bash-static busybox-static docker-registry util-linux coreutils curl git podman runc sudo passt iproute2
+APT_PACKAGES := bash-static busybox-static docker-registry util-linux coreutils curl git podman runc sudo passt slirp4netns iproute2
 # Test modules kept apart so their heavy dependencies stay out of go.mod.
 NESTED := tekton/tektontest action/acttest
 export CGO_ENABLED := 0

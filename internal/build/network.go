@@ -1,7 +1,6 @@
 package build
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -49,24 +48,13 @@ func chooseNetwork(opts Options, lookPath func(string) (string, error), environ 
 		fmt.Fprintf(log, "cipack: --network none: build code has a loopback and nothing else\n")
 		return &sandbox.Network{Mode: NetworkNone}, nil
 	}
-	stack, err := lookPath(sandbox.StackName)
-	if err != nil {
+	stack, why, hint := findStack(lookPath)
+	if stack == "" {
 		if opts.Network == NetworkIsolated {
-			return nil, exit.New(exit.Sandbox, "--network", fmt.Errorf("--network isolated needs %s on PATH: %w", sandbox.StackName, err),
-				fmt.Sprintf("install it (Debian and Ubuntu: apt-get install %s), or pass --network host", sandbox.StackPackage))
+			return nil, exit.New(exit.Sandbox, "--network", fmt.Errorf("--network isolated: %s", why), hint)
 		}
 		fmt.Fprintf(log, "cipack: warning: build code shares the runner's network (its loopback services and cloud metadata endpoint): "+
-			"no %s on PATH for a network of its own; install it with apt-get install %s, or pass --network host to say you mean it\n",
-			sandbox.StackName, sandbox.StackPackage)
-		return nil, nil
-	}
-	if !hasDefaultRoute() {
-		if opts.Network == NetworkIsolated {
-			return nil, exit.New(exit.Sandbox, "--network", errors.New("--network isolated: the runner has no default route, so pasta cannot start"),
-				"pass --network none (a loopback only) or --network host")
-		}
-		fmt.Fprintf(log, "cipack: warning: build code shares the runner's network: it has no default route, which %s needs; "+
-			"pass --network none for a loopback only, or --network host to say you mean it\n", sandbox.StackName)
+			"%s; %s to say you mean it\n", why, hint)
 		return nil, nil
 	}
 	if opts.TrustBuilder {
@@ -74,6 +62,23 @@ func chooseNetwork(opts Options, lookPath func(string) (string, error), environ 
 	}
 	warnLoopbackProxy(environ, log)
 	return &sandbox.Network{Mode: NetworkIsolated, Stack: stack}, nil
+}
+
+// findStack picks the network stack: pasta, which needs a default route
+// to copy, else slirp4netns. Without one it says why and what to do.
+func findStack(lookPath func(string) (string, error)) (stack, why, hint string) {
+	pasta, pastaErr := lookPath(sandbox.StackPasta)
+	if pastaErr == nil && hasDefaultRoute() {
+		return pasta, "", ""
+	}
+	if slirp, err := lookPath(sandbox.StackSlirp); err == nil {
+		return slirp, "", ""
+	}
+	if pastaErr == nil {
+		return "", "the runner has no default route, which pasta needs", "pass --network none for a loopback only, or --network host"
+	}
+	return "", fmt.Sprintf("no %s or %s on PATH for a network of its own", sandbox.StackPasta, sandbox.StackSlirp),
+		fmt.Sprintf("install it (Debian and Ubuntu: apt-get install %s), or pass --network host", sandbox.StackPackage)
 }
 
 // warnLoopbackProxy warns about a proxy on the runner's loopback: build

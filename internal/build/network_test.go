@@ -29,7 +29,13 @@ func TestNetworkOption(t *testing.T) {
 }
 
 func TestChooseNetwork(t *testing.T) {
-	found := func(string) (string, error) { return "/usr/bin/pasta", nil }
+	found := func(name string) (string, error) {
+		if name == sandbox.StackPasta {
+			return "/usr/bin/pasta", nil
+		}
+		return "", exec.ErrNotFound
+	}
+	both := func(name string) (string, error) { return "/usr/bin/" + name, nil }
 	missing := func(string) (string, error) { return "", exec.ErrNotFound }
 	cases := []struct {
 		name     string
@@ -39,7 +45,8 @@ func TestChooseNetwork(t *testing.T) {
 		mode     string // "" : the host's network
 		log      string
 		code     int
-		noRoute  bool // the runner has no default route
+		noRoute  bool   // the runner has no default route
+		stack    string // the stack isolated mode runs, when it matters
 	}{
 		{name: "default with pasta", lookPath: found, mode: NetworkIsolated},
 		{name: "default without pasta", lookPath: missing, log: "apt-get install passt"},
@@ -49,7 +56,9 @@ func TestChooseNetwork(t *testing.T) {
 		{name: "loopback proxy", lookPath: found, env: []string{"https_proxy=http://127.0.0.1:3128"}, mode: NetworkIsolated,
 			log: "https_proxy names 127.0.0.1"},
 		{name: "proxy elsewhere", lookPath: found, env: []string{"HTTP_PROXY=http://10.1.2.3:3128", "NO_PROXY=localhost"}, mode: NetworkIsolated},
-		{name: "default without a default route", lookPath: found, noRoute: true, log: "it has no default route"},
+		{name: "default without a default route", lookPath: found, noRoute: true, log: "the runner has no default route"},
+		{name: "slirp4netns without a default route", lookPath: both, noRoute: true, mode: NetworkIsolated, stack: "/usr/bin/slirp4netns"},
+		{name: "pasta first", lookPath: both, mode: NetworkIsolated, stack: "/usr/bin/pasta"},
 		{name: "isolated without a default route", opts: Options{Network: NetworkIsolated}, lookPath: found, noRoute: true, code: exit.Sandbox},
 		{name: "none without a default route", opts: Options{Network: NetworkNone}, lookPath: found, noRoute: true, mode: NetworkNone, log: "loopback"},
 		{name: "trusted creator", opts: Options{TrustBuilder: true}, lookPath: found, mode: NetworkIsolated, log: "--trust-builder"},
@@ -72,6 +81,9 @@ func TestChooseNetwork(t *testing.T) {
 			}
 			if got := modeOf(n); got != c.mode {
 				t.Errorf("network %q, want %q", got, c.mode)
+			}
+			if c.stack != "" && n.Stack != c.stack {
+				t.Errorf("stack %q, want %q", n.Stack, c.stack)
 			}
 			if c.log != "" && !strings.Contains(log.String(), c.log) {
 				t.Errorf("log %q lacks %q", log.String(), c.log)

@@ -74,8 +74,8 @@ func (o *buildOptions) addFlags(cmd *cobra.Command) {
 		"by default only a lifecycle cipack verifies gets them, and the builder's buildpacks run without")
 	f.StringVar(&o.LifecycleDir, "lifecycle-dir", "", "pull mode: the directory of the trusted lifecycle and launcher binaries (default: next to cipack)")
 	f.StringVar(&o.Runtime, "oci-runtime", "", "pull mode: the OCI runtime, crun or runc or a path (default: crun, else runc, from PATH)")
-	f.StringVar(&o.Network, "network", "", "pull mode: build code's network: isolated (its own, through pasta; the default when pasta is installed), "+
-		"host (the runner's: its loopback and metadata endpoint too; the default without pasta) or none (loopback only)")
+	f.StringVar(&o.Network, "network", "", "pull mode: build code's network: isolated (its own, through pasta or slirp4netns; the default when one is installed), "+
+		"host (the runner's: its loopback and metadata endpoint too; the default without either) or none (loopback only)")
 	f.StringVar(&o.LogLevel, "log-level", "", "lifecycle log level: debug, info, warn, error")
 	f.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text (IMAGE@DIGEST) or json")
 }

@@ -55,8 +55,34 @@ func TestPullModeBuildCodeHasANetworkOfItsOwn(t *testing.T) {
 		}
 		r.reached(t, "proxy", "netspy-proxy-ok GET http://netspy.invalid/probe")
 		r.reached(t, "dns", "203.0.113.7")
+		r.unroutable(t, "hostaddr")
 		if got := lineWith(r.stderr+r.stdout, "netspy: resolv.conf"); got != "netspy: resolv.conf nameserver 10.0.2.3" {
 			t.Errorf("build code's resolver: %q, want pasta's forwarder only", got)
+		}
+	})
+	t.Run("slirp4netns_when_pasta_is_missing", func(t *testing.T) {
+		if _, err := exec.LookPath("slirp4netns"); err != nil {
+			t.Skip("slirp4netns is not installed")
+		}
+		r := w.buildWithout(t, "slirp", []string{"pasta"}, true)
+		r.mustPush(t)
+		for _, probe := range []string{"tcp", "registry", "abstract"} {
+			r.blocked(t, probe)
+		}
+		r.unroutable(t, "metadata")
+		r.unroutable(t, "hostaddr")
+		r.reached(t, "proxy", "netspy-proxy-ok GET http://netspy.invalid/probe")
+		r.reached(t, "dns", "203.0.113.7")
+		if got := lineWith(r.stderr+r.stdout, "netspy: interfaces"); got != "netspy: interfaces lo tap0" {
+			t.Errorf("want slirp4netns's tap0: %q", got)
+		}
+	})
+	t.Run("no_stack_is_the_hosts_network_with_a_warning", func(t *testing.T) {
+		r := w.buildWithout(t, "nostack", []string{"pasta", "slirp4netns"}, false)
+		r.mustPush(t)
+		r.reached(t, "tcp", w.secret)
+		if n := strings.Count(r.stderr, "apt-get install passt"); n != 1 {
+			t.Errorf("want one warning naming apt-get install passt, got %d:\n%s", n, r.stderr)
 		}
 	})
 	t.Run("host_is_todays_network_and_says_so", func(t *testing.T) {
@@ -93,6 +119,10 @@ type netWorld struct {
 	secret, tcp, abstract string
 	proxy, resolv         string
 	buildpack             string
+	// hostAddr is the host's end of the veth: one of the runner's own
+	// addresses, where nothing listens. empty is bound over hidden
+	// programs.
+	hostAddr, empty string
 }
 
 func startNetWorld(t *testing.T) *netWorld {
@@ -110,7 +140,12 @@ func startNetWorld(t *testing.T) *netWorld {
 		go serveSecret(ln, w.secret)
 	}
 	w.tcp, w.abstract = tcp.Addr().String(), strings.TrimPrefix(abs.Addr().String(), "@")
-	ip := testNetns(t)
+	ip, hostIP := testNetns(t)
+	w.hostAddr = hostIP
+	w.empty = filepath.Join(fx.Dir, "netspy-empty-"+randSuffix())
+	if err := os.WriteFile(w.empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	proxy := listenIn(t, ip, func(ns string) (any, error) { return net.Listen("tcp", ns+":0") }).(net.Listener)
 	go func() { _ = http.Serve(proxy, http.HandlerFunc(answerProxy)) }()
 	dns := listenIn(t, ip, func(ns string) (any, error) { return net.ListenPacket("udp", ns+":53") }).(net.PacketConn)
@@ -142,8 +177,8 @@ func answerProxy(w http.ResponseWriter, r *http.Request) {
 }
 
 // testNetns makes a network namespace joined to the host by a veth pair
-// and returns its address; the test removes both.
-func testNetns(t *testing.T) string {
+// and returns its address and the host's; the test removes both.
+func testNetns(t *testing.T) (string, string) {
 	n := os.Getpid()%250 + 1
 	name, host, peer := fmt.Sprintf("cipack-nt-%d", os.Getpid()), fmt.Sprintf("cnt%dh", os.Getpid()), fmt.Sprintf("cnt%dn", os.Getpid())
 	hostIP, nsIP := fmt.Sprintf("198.18.%d.1", n), fmt.Sprintf("198.18.%d.2", n)
@@ -164,7 +199,23 @@ func testNetns(t *testing.T) string {
 			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	return nsIP
+	return nsIP, hostIP
+}
+
+// hidden are the paths at which PATH finds names.
+func hidden(t *testing.T, names []string) []string {
+	var out []string
+	for _, n := range names {
+		p, err := exec.LookPath(n)
+		if err != nil {
+			continue // not there: hidden already
+		}
+		if p, err = filepath.EvalSymlinks(p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // listenIn runs listen on a thread that joined the test's netns. The
@@ -260,7 +311,15 @@ type netRun struct {
 // 169.254.169.254 (never on the host's network: it could leave the
 // machine).
 func (w *netWorld) build(t *testing.T, name string, metadata bool, args ...string) netRun {
+	return w.buildWithout(t, name, nil, metadata, args...)
+}
+
+// buildWithout is build with the programs hide named not on PATH in
+// cipack's mount namespace (an empty, non-executable file bound over
+// each).
+func (w *netWorld) buildWithout(t *testing.T, name string, hide []string, metadata bool, args ...string) netRun {
 	cmd, image := w.command(t, name, metadata, args...)
+	cmd.Env = append(cmd.Env, "NETSPY_HIDE="+strings.Join(hidden(t, hide), " "))
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	began := time.Now()
@@ -282,14 +341,17 @@ func (w *netWorld) command(t *testing.T, name string, metadata bool, args ...str
 	if metadata {
 		meta = "1"
 	}
-	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, w.resolv,
+	script := `mount --bind "$0" /etc/resolv.conf || exit 1
+for f in $NETSPY_HIDE; do mount --bind "$NETSPY_EMPTY" "$f" || exit 1; done
+exec "$@"`
+	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", script, w.resolv,
 		fx.Cipack, "build", "--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"),
 		"--builder-cache", filepath.Join(fx.Dir, "netspy-store"), "--builder", fx.BuilderImage, "--image", image,
 		"--buildpack", w.buildpack, "--env", "NETSPY_TCP=" + w.tcp, "--env", "NETSPY_REGISTRY=" + fx.Registry.Host,
 		"--env", "NETSPY_ABSTRACT=" + w.abstract, "--env", "NETSPY_METADATA=" + meta, "--env", "NETSPY_PROXY=1",
-		"--env", "NETSPY_DNS=registry.netspy.test"}, args...)
+		"--env", "NETSPY_DNS=registry.netspy.test", "--env", "NETSPY_HOSTADDR=" + w.hostAddr + ":9"}, args...)
 	cmd := exec.Command("unshare", argv...)
-	cmd.Env = append(os.Environ(), "HTTP_PROXY="+w.proxy, "NO_PROXY=127.0.0.1,localhost")
+	cmd.Env = append(os.Environ(), "HTTP_PROXY="+w.proxy, "NO_PROXY=127.0.0.1,localhost", "NETSPY_EMPTY="+w.empty)
 	return cmd, image
 }
 
@@ -377,6 +439,15 @@ func (r netRun) blocked(t *testing.T, probe string) {
 	t.Helper()
 	if l := r.line(probe); !strings.HasPrefix(l, "netspy: "+probe+" blocked") {
 		t.Errorf("build code reached %s: %q", probe, l)
+	}
+}
+
+// unroutable wants probe refused by a route in build code's namespace
+// (the packet never left it), not by whatever answered beyond.
+func (r netRun) unroutable(t *testing.T, probe string) {
+	t.Helper()
+	if l := r.line(probe); !strings.Contains(l, "no route to host") {
+		t.Errorf("%s: want no route to host inside build code's namespace, got %q", probe, l)
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,15 +41,18 @@ type Network struct {
 	Stack string `json:"stack,omitempty"`
 }
 
-// StackName is the user-mode network stack cipack runs, and StackPackage
-// the Debian and Ubuntu package that ships it. pasta, not slirp4netns:
-// it joins a namespace by path, configures the interface itself, copies
-// the host's addresses and routes (so the host's own address is the
+// The user-mode network stacks cipack runs, and StackPackage, the Debian
+// and Ubuntu package of the first. pasta is preferred: it copies the
+// host's addresses and routes (so the host's own address is the
 // namespace's, not a way back to the host), forwards DNS to the host's
 // resolver even when that is 127.0.0.53, and sandboxes itself (seccomp,
-// its own namespaces, two capabilities).
+// its own namespaces, two capabilities). slirp4netns is the fallback
+// (GitHub's ubuntu-22.04 images have it, with podman; their archive has
+// no passt): a NAT at 10.0.2.0/24 with its own DNS forwarder at
+// 10.0.2.3, run with --disable-host-loopback, its sandbox and seccomp.
 const (
-	StackName    = "pasta"
+	StackPasta   = "pasta"
+	StackSlirp   = "slirp4netns"
 	StackPackage = "passt"
 )
 
@@ -64,6 +69,29 @@ const DNSForwarder = "10.0.2.3"
 // rest of IPv4 link-local; AWS's IPv6 one). Build code has no
 // CAP_NET_ADMIN to remove them, and pasta never sees the packets.
 var BlockedNets = []string{"169.254.0.0/16", "fd00:ec2::254/128"}
+
+// hostAddrs are the host's own addresses but loopback, as /32 and /128
+// nets: build code must not reach the runner's services bound to
+// 0.0.0.0 through them (Docker's bridge address, a second interface;
+// slirp4netns would connect to its eth0 address too). An address the
+// namespace takes as its own (pasta copies the host's) stays local:
+// the kernel looks up local addresses before the main table.
+func hostAddrs() []string {
+	addrs, _ := net.InterfaceAddrs()
+	var out []string
+	for _, a := range addrs {
+		ipnet, ok := a.(*net.IPNet)
+		if !ok || ipnet.IP.IsLoopback() {
+			continue
+		}
+		bits := 128
+		if ipnet.IP.To4() != nil {
+			bits = 32
+		}
+		out = append(out, fmt.Sprintf("%s/%d", ipnet.IP, bits))
+	}
+	return out
+}
 
 // pastaArgs join the namespace at netns and configure it. Every port
 // forwarding is off: pasta's default (-T auto, -U auto) forwards the
@@ -86,7 +114,7 @@ func pastaArgs(netns, pidFile string) []string {
 func startNetwork(n *Network, work string) (netns, resolv string, stop func(), err error) {
 	stop = func() {}
 	netns = filepath.Join(work, "netns")
-	if err := makeNetns(netns); err != nil {
+	if err := makeNetns(netns, append(slices.Clone(BlockedNets), hostAddrs()...)); err != nil {
 		return "", "", stop, fmt.Errorf("make the build's network namespace: %w", err)
 	}
 	if n.Mode == NetNone {
@@ -99,7 +127,11 @@ func startNetwork(n *Network, work string) (netns, resolv string, stop func(), e
 	if err := writeResolvConf(resolv); err != nil {
 		return "", "", stop, err
 	}
-	stop, err = startPasta(n.Stack, work, netns)
+	if filepath.Base(n.Stack) == StackSlirp {
+		stop, err = startSlirp(n.Stack, netns)
+	} else {
+		stop, err = startPasta(n.Stack, work, netns)
+	}
 	return netns, resolv, stop, err
 }
 
@@ -122,7 +154,66 @@ func startPasta(stack, work, netns string) (func(), error) {
 	return func() { _ = syscall.Kill(pid, syscall.SIGTERM) }, nil
 }
 
-// pastaMessage drops the lines pasta writes when no syslog listens.
+// slirpArgs run slirp4netns on the namespace at netns: it configures
+// tap0 (10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3), refuses the
+// gateway as a way to the host's loopback, and confines itself; fd 3 is
+// where it says it is ready.
+func slirpArgs(netns string) []string {
+	return []string{"--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
+		"--netns-type=path", "--ready-fd=3", netns, "tap0"}
+}
+
+// startSlirp runs slirp4netns, which stays in the foreground (the
+// helper's child, in its PID namespace), and waits until it is ready.
+func startSlirp(stack, netns string) (func(), error) {
+	ready, w, err := os.Pipe()
+	if err != nil {
+		return func() {}, err
+	}
+	defer ready.Close()
+	out := &cappedBuffer{max: 4096}
+	cmd := exec.Command(stack, slirpArgs(netns)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = out, out, []*os.File{w}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return func() {}, fmt.Errorf("start %s for the build's network: %w", stack, err)
+	}
+	stop := func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
+	_ = ready.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := ready.Read(make([]byte, 1)); err != nil {
+		stop()
+		return func() {}, fmt.Errorf("%s did not configure the build's network: %w: %s", stack, err, pastaMessage(out.String()))
+	}
+	return stop, nil
+}
+
+// cappedBuffer keeps the first max bytes written to it: a long-running
+// stack's messages, for an error, without growing.
+type cappedBuffer struct {
+	max int
+	mu  sync.Mutex
+	b   []byte
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *cappedBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.b)
+}
+
+// pastaMessage is a stack's output on one line, without the lines pasta
+// writes when no syslog listens.
 func pastaMessage(s string) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
@@ -134,23 +225,24 @@ func pastaMessage(s string) string {
 }
 
 // makeNetns makes a network namespace and keeps it at path (a bind mount
-// of the nsfs file), with its loopback up and BlockedNets unreachable.
+// of the nsfs file), with its loopback up and the blocked nets
+// unreachable.
 // The unshare happens on a locked thread that never returns to the Go
 // runtime: it ends with its goroutine, so no other goroutine ever runs in
 // the new namespace.
-func makeNetns(path string) error {
+func makeNetns(path string, blocked []string) error {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with us
-		errc <- inNewNetns(path)
+		errc <- inNewNetns(path, blocked)
 	}()
 	return <-errc
 }
 
-func inNewNetns(path string) error {
+func inNewNetns(path string, blocked []string) error {
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		return err
 	}
@@ -160,7 +252,7 @@ func inNewNetns(path string) error {
 	if err := loopbackUp(); err != nil {
 		return fmt.Errorf("loopback up: %w", err)
 	}
-	for _, cidr := range BlockedNets {
+	for _, cidr := range blocked {
 		if err := addUnreachable(cidr); err != nil {
 			return fmt.Errorf("route %s unreachable: %w", cidr, err)
 		}

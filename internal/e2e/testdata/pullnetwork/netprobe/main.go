@@ -36,6 +36,12 @@ func main() {
 	if a := env("NETSPY_ABSTRACT"); a != "" {
 		report("abstract")(readLine("unix", "@"+a))
 	}
+	if a := env("NETSPY_HOSTADDR"); a != "" {
+		// The runner's own address, where nothing listens: refused means
+		// the stack connected on build code's behalf (a service bound to
+		// 0.0.0.0 there would have answered); no route means blocked.
+		report("hostaddr")(readLine("tcp", a))
+	}
 	if env("NETSPY_METADATA") == "1" {
 		// One attempt, one second: it must fail inside the container,
 		// never reach a network.
