@@ -41,7 +41,7 @@ import (
 func TestPullModeBuildCodeHasANetworkOfItsOwn(t *testing.T) {
 	needFixture(t)
 	if _, err := exec.LookPath("pasta"); err != nil {
-		t.Skip("pasta is not installed (apt-get install passt; make setup installs it)")
+		t.Fatal("pasta is not installed: apt-get install passt (make setup installs it)")
 	}
 	w := startNetWorld(t)
 	t.Run("isolated_by_default", func(t *testing.T) {
@@ -62,7 +62,7 @@ func TestPullModeBuildCodeHasANetworkOfItsOwn(t *testing.T) {
 	})
 	t.Run("slirp4netns_when_pasta_is_missing", func(t *testing.T) {
 		if _, err := exec.LookPath("slirp4netns"); err != nil {
-			t.Skip("slirp4netns is not installed")
+			t.Fatal("slirp4netns is not installed: apt-get install slirp4netns (make setup installs it)")
 		}
 		r := w.buildWithout(t, "slirp", []string{"pasta"}, true)
 		r.mustPush(t)
