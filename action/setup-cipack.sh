@@ -5,13 +5,14 @@
 # phases, analyze/restore/export, with them and checks they are that
 # version; it looks for them in the directory of its own executable):
 #   1. a cipack already on PATH (e.g. baked into the builder image): when a
-#      release is pinned, only if it is that release's binary, its sha256
-#      checked against the release's checksums.txt (printing the version
-#      proves nothing: any script can); else it is replaced by the verified
-#      download. With no release pinned there is nothing to check it
-#      against, and it is used as it is. A notice when no lifecycle and
-#      launcher are next to it (a build in the builder image does not need
-#      them, pull mode does);
+#      release is pinned, only if it is that release's binary: it is never
+#      run here (printing the version proves nothing, and running it hands
+#      it the job), a copy of it is checked against the release's
+#      checksums.txt and that copy is what the step uses; else the verified
+#      release is installed. With no release pinned there is nothing to
+#      check it against, and it is used as it is. A notice when no
+#      lifecycle and launcher are next to it (a build in the builder image
+#      does not need them, pull mode does);
 #   2. a release: the version asked for when it is vX.Y.Z, else the one the
 #      action's own commit records in action/release-version (`make
 #      release-prep` writes it into the release commit, which vX.Y.Z and
@@ -19,8 +20,10 @@
 #      (redirects too); the assets (cipack, lifecycle, launcher) are each
 #      verified against the release's checksums.txt, whose keyless cosign
 #      signature is verified too when cosign is on PATH; kept in the
-#      runner's tool cache, and a cache hit is checked against checksums.txt
-#      fetched again from the release;
+#      runner's tool cache, and a cache hit is copied out and the copies
+#      checked against checksums.txt fetched again from the release. What
+#      the step uses is always in a directory made for this run
+#      ($RUNNER_TEMP/cipack-release.*): the bytes checked are the bytes run;
 #   3. else (an untagged ref): built from the action's own source, where Go
 #      is present (the lifecycle and launcher from the version its go.mod
 #      pins).
@@ -49,34 +52,30 @@ if ! is_release "$version" && [ -f "$action_root/action/release-version" ]; then
   echo "cipack: ref '$version' is release $recorded"
   version=$recorded
 fi
-# A cipack on PATH is used when no release is pinned (the version input or
-# action/release-version). With one pinned, it is used only when its bytes
-# are that release's (checked below, once checksums.txt is fetched): the
-# pinned, verified release wins.
+# A cipack on PATH is used as it is when no release is pinned (the version
+# input or action/release-version): there is nothing to check it against.
+# With one pinned, it is never run here (running it would hand it the
+# job before it is checked): a copy of it is checked below, once
+# checksums.txt is fetched, and the copy is what the step hands on.
 bin=$(command -v cipack 2>/dev/null) || bin=
-onpath=
-[ -z "$bin" ] || onpath=$("$bin" --version 2>/dev/null | head -n 1) || onpath=
-# use_path HOW: the step uses the cipack on PATH, HOW said in the log.
-use_path() {
-  echo "cipack: using $bin from PATH ($1)"
-  # cipack looks next to its executable with symlinks resolved.
-  real=$(readlink -f "$bin" 2>/dev/null) || real=$bin
-  lcdir=${CIPACK_LIFECYCLE_DIR:-$(dirname "$real")}
-  if [ -x "$lcdir/lifecycle" ] && [ -x "$lcdir/launcher" ]; then
-    echo "cipack: pull mode's trusted lifecycle: $lcdir/lifecycle, $lcdir/launcher"
+# lifecycle_notice DIR REAL: says whether DIR, where cipack (REAL) will
+# look, holds pull mode's trusted lifecycle and launcher.
+lifecycle_notice() {
+  if [ -x "$1/lifecycle" ] && [ -x "$1/launcher" ]; then
+    echo "cipack: pull mode's trusted lifecycle: $1/lifecycle, $1/launcher"
   else
-    echo "::notice title=cipack setup::no lifecycle and launcher in $lcdir (next to $real): fine for a build inside the builder image, but pull mode (builder input on a plain runner) then needs --lifecycle-dir (CIPACK_LIFECYCLE_DIR) naming the lifecycle and launcher built from the version cipack pins, or --trust-builder"
+    echo "::notice title=cipack setup::no lifecycle and launcher in $1 (next to $2): fine for a build inside the builder image, but pull mode (builder input on a plain runner) then needs --lifecycle-dir (CIPACK_LIFECYCLE_DIR) naming the lifecycle and launcher built from the version cipack pins, or --trust-builder"
   fi
-  echo "path=$bin" >> "$out"
-  exit 0
 }
 if [ -n "$bin" ] && ! is_release "$version"; then
-  use_path "no release is pinned to check it against"
+  echo "cipack: using $bin from PATH (no release is pinned to check it against)"
+  # cipack looks next to its executable with symlinks resolved.
+  real=$(readlink -f "$bin" 2>/dev/null) || real=$bin
+  lifecycle_notice "${CIPACK_LIFECYCLE_DIR:-$(dirname "$real")}" "$real"
+  echo "path=$bin" >> "$out"
+  exit 0
 fi
 
-if [ -n "$bin" ] && [ "${onpath##* }" != "$version" ]; then
-  echo "cipack: $bin on PATH is '${onpath:-of unknown version}', not the pinned release $version: installing $version"
-fi
 case "$(uname -m)" in
   x86_64 | amd64) arch=amd64 ;;
   aarch64 | arm64) arch=arm64 ;;
@@ -106,10 +105,8 @@ if is_release "$version"; then
     https://*) ;;
     *) fail "release downloads are https only, not $base" ;;
   esac
-  # Downloaded apart, verified, then moved in: the cache never holds an
-  # unverified file under a name the cache check trusts. The release's
-  # checksums are fetched every time: a tool-cache hit is checked against
-  # them, never against a copy kept beside the binaries.
+  # The release's checksums are fetched every time: a tool-cache hit is
+  # checked against them, never against a copy kept beside the binaries.
   mkdir -p "$cache"
   dl="$cache/.download-$$"
   rm -rf "$dl"
@@ -129,45 +126,72 @@ if is_release "$version"; then
   else
     checked="checksums only: each binary against checksums.txt, downloaded over https from the release (no cosign on PATH to verify its signature)"
   fi
-  # The cipack on PATH that says it is the pinned release is used only if
-  # it is: its sha256 is the release's for this architecture.
-  if [ -n "$bin" ] && [ "${onpath##* }" = "$version" ]; then
-    if verified "$dl/checksums.txt" "cipack_linux_$arch" "$bin"; then
-      rm -rf "$dl"
-      echo "cipack: checked: $checked"
-      use_path "release $version: its sha256 is the release's cipack_linux_$arch"
+  # What the step hands on lives in a directory made fresh for this run
+  # (mktemp: a new name, made by this user, writable by no one else), and
+  # the bytes checked are the bytes later steps run: a file checked by
+  # its path (on PATH, in the tool cache) could be swapped between the
+  # check and the run, when the credentials are in the environment.
+  stage=$(mktemp -d "${RUNNER_TEMP:-/tmp}/cipack-release.XXXXXXXX") || { rm -rf "$dl"; fail "could not make a directory in ${RUNNER_TEMP:-/tmp} for the verified binaries"; }
+  chmod 755 "$stage"
+  # take FILE BIN: copies FILE (a regular file: cp of a FIFO would wait)
+  # to $stage/BIN and keeps the copy only if it is the release's
+  # BIN_linux_ARCH.
+  take() {
+    rm -f "$stage/$2"
+    if [ -f "$1" ] && cp "$1" "$stage/$2" 2>/dev/null && verified "$dl/checksums.txt" "${2}_linux_$arch" "$stage/$2"; then
+      chmod 755 "$stage/$2"
+      return 0
     fi
-    echo "::warning title=cipack setup::$bin on PATH says it is $version, but its sha256 is not the release's cipack_linux_$arch: not using it; installing the verified release"
+    rm -f "$stage/$2"
+    return 1
+  }
+  # done_with: the step uses $stage/cipack.
+  done_with() {
+    rm -rf "$dl"
+    echo "cipack: checked: $checked"
+    echo "path=$stage/cipack" >> "$out"
+    exit 0
+  }
+  # The cipack on PATH is used when its bytes are the release's: its copy
+  # is, with the lifecycle and launcher next to it when they are the
+  # release's too.
+  if [ -n "$bin" ]; then
+    if take "$bin" cipack; then
+      echo "cipack: using $bin from PATH (release $version: its sha256 is the release's cipack_linux_$arch), as its copy $stage/cipack"
+      real=$(readlink -f "$bin" 2>/dev/null) || real=$bin
+      for b in lifecycle launcher; do take "$(dirname "$real")/$b" "$b" || true; done
+      lifecycle_notice "${CIPACK_LIFECYCLE_DIR:-$stage}" "$real"
+      done_with
+    fi
+    echo "::warning title=cipack setup::$bin on PATH is not release $version's cipack_linux_$arch (its sha256 differs): not using it; installing the verified release"
   fi
   hit=yes
   for b in $bins; do
-    [ -x "$cache/$b" ] && verified "$dl/checksums.txt" "${b}_linux_$arch" "$cache/$b" || hit=no
+    take "$cache/$b" "$b" || { hit=no; break; }
   done
   if [ "$hit" = yes ]; then
-    rm -rf "$dl"
-    installed "$cache" "release $version from the tool cache (cipack, lifecycle, launcher verified against the release's checksums)"
-    echo "cipack: checked: $checked"
-    echo "path=$cache/cipack" >> "$out"
-    exit 0
+    installed "$stage" "release $version from the tool cache $cache (cipack, lifecycle, launcher copied and verified against the release's checksums)"
+    done_with
   fi
   for b in $bins; do
     asset="${b}_linux_$arch"
-    get "$dl/$asset" "$base/$asset" || { rm -rf "$dl"; fail "could not download $base/$asset"; }
-    if ! verified "$dl/checksums.txt" "$asset" "$dl/$asset"; then
-      rm -rf "$dl"
+    get "$stage/$b" "$base/$asset" || { rm -rf "$dl" "$stage"; fail "could not download $base/$asset"; }
+    if ! verified "$dl/checksums.txt" "$asset" "$stage/$b"; then
+      rm -rf "$dl" "$stage"
       fail "checksum mismatch for $asset $version: refusing it"
     fi
+    chmod 755 "$stage/$b"
   done
+  # Kept in the tool cache for the next job, each under a temporary name
+  # renamed into place (a hit is verified again anyway).
   for b in $bins; do
-    chmod +x "$dl/${b}_linux_$arch"
-    mv -f "$dl/${b}_linux_$arch" "$cache/$b"
+    cp "$stage/$b" "$dl/$b" && mv -f "$dl/$b" "$cache/$b" ||
+      echo "::warning title=cipack setup::could not keep $b in the tool cache $cache: the next job downloads it again"
   done
   rm -f "$cache/checksums.txt"
-  rm -rf "$dl"
-  echo "cipack: checked: $checked"
-  installed "$cache" "installed release $version (verified)"
-  echo "path=$cache/cipack" >> "$out"
-  exit 0
+  installed "$stage" "installed release $version (verified)"
+  echo "cipack:   kept in the tool cache $cache for the next job"
+  done_with
 fi
 
 if command -v go >/dev/null 2>&1; then

@@ -66,6 +66,23 @@ func trustedNextTo(t *testing.T, bin string) {
 	}
 }
 
+// staged is the cipack the script wrote to path=, after checking that it
+// is in a directory the script made for this run (not the tool cache, not
+// PATH) and that the release's binaries there are dist's.
+func staged(t *testing.T, outputs, dist string) string {
+	t.Helper()
+	bin := pathOutput(t, outputs)
+	if !strings.HasPrefix(filepath.Base(filepath.Dir(bin)), "cipack-release.") || filepath.Base(bin) != "cipack" {
+		t.Fatalf("path=%s, want cipack in a cipack-release.* directory made for the run", bin)
+	}
+	for _, b := range releaseBins {
+		if sha256File(t, filepath.Join(filepath.Dir(bin), b)) != sha256File(t, filepath.Join(dist, b+"_linux_"+runtime.GOARCH)) {
+			t.Fatalf("%s next to path=%s is not the release's", b, bin)
+		}
+	}
+	return bin
+}
+
 func sha256File(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -187,23 +204,20 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 		!strings.Contains(log, "cipack: checked: checksums only: each binary against checksums.txt, downloaded over https from the release (no cosign on PATH to verify its signature)") {
 		t.Fatalf("install at @v1: %v\n%s", err, log)
 	}
-	bin := pathOutput(t, outputs)
-	if bin != filepath.Join(cacheDir(), "cipack") {
-		t.Fatalf("path=%s, want the tool cache's cipack", bin)
-	}
+	bin := staged(t, outputs, dist)
 	if v, err := exec.Command(bin, "--version").CombinedOutput(); err != nil || !strings.Contains(string(v), "v9.9.9") {
 		t.Fatalf("installed binary does not run as v9.9.9: %v %s", err, v)
 	}
 	for _, b := range releaseBins {
 		p := filepath.Join(cacheDir(), b)
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o111 == 0 {
-			t.Fatalf("%s is not installed executable: %v", p, err)
+			t.Fatalf("%s is not kept executable in the tool cache: %v", p, err)
 		}
 		if got, want := sha256File(t, p), sha256File(t, filepath.Join(dist, b+"_linux_"+arch)); got != want {
 			t.Fatalf("%s is not the release's %s_linux_%s", p, b, arch)
 		}
-		if !strings.Contains(log, p) {
-			t.Errorf("the log does not say it installed %s:\n%s", p, log)
+		if !strings.Contains(log, filepath.Join(filepath.Dir(bin), b)) {
+			t.Errorf("the log does not say it installed %s:\n%s", b, log)
 		}
 	}
 	trustedNextTo(t, bin)
@@ -215,8 +229,25 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	// checked against the release's checksums.txt fetched again (the one
 	// request), not against a copy kept beside them.
 	requests.Store(0)
-	if log, outputs, err := run(actionTree(""), "v9.9.9", noGo); err != nil || !strings.Contains(log, "from the tool cache") || requests.Load() != 1 || pathOutput(t, outputs) != bin {
+	log, outputs, err = run(actionTree(""), "v9.9.9", noGo)
+	if err != nil || !strings.Contains(log, "from the tool cache") || requests.Load() != 1 {
 		t.Fatalf("tool cache: %v, %d requests\n%s", err, requests.Load(), log)
+	}
+	// What the step hands on is a copy, checked: a cached file swapped
+	// after the check changes nothing the later steps run.
+	hit := staged(t, outputs, dist)
+	cached, err := os.ReadFile(filepath.Join(cacheDir(), "cipack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cacheDir(), "cipack"), []byte("#!/bin/sh\necho swapped\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if sha256File(t, hit) != sha256File(t, filepath.Join(dist, "cipack_linux_"+arch)) {
+		t.Fatal("a cipack swapped into the tool cache after the check is what the step runs")
+	}
+	if err := os.WriteFile(filepath.Join(cacheDir(), "cipack"), cached, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(cacheDir(), "checksums.txt")); err == nil {
 		t.Fatal("the tool cache keeps a checksums.txt a cache hit could be checked against")
@@ -235,7 +266,7 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 	if log, _, err := run(actionTree(""), "v9.9.9", noGo); err != nil || strings.Contains(log, "from the tool cache") || !strings.Contains(log, "installed release v9.9.9 (verified)") {
 		t.Fatalf("a tampered cached cipack: %v\n%s", err, log)
 	}
-	if sha256File(t, bin) != sha256File(t, filepath.Join(dist, "cipack_linux_"+arch)) {
+	if sha256File(t, filepath.Join(cacheDir(), "cipack")) != sha256File(t, filepath.Join(dist, "cipack_linux_"+arch)) {
 		t.Fatal("the tampered cached cipack was not replaced by the release's")
 	}
 
@@ -252,38 +283,55 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 		t.Fatalf("an http release base must be refused: %v\n%s", err, log)
 	}
 
-	// A pinned release wins over a cipack of another version on PATH; a
-	// cipack on PATH that is the pinned release (its sha256 the release's)
-	// is used as it is, and one that only prints the pinned version is not.
+	// A pinned release wins over a cipack on PATH that is not its binary,
+	// whatever it prints: it is never run (its marker file stays absent),
+	// its copy is hashed. The genuine release binary on PATH is used, as a
+	// copy: swapped on PATH after the check, the step still runs the
+	// bytes that were checked.
 	fakeDir := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "ran")
 	fake := func(v string) {
-		if err := os.WriteFile(filepath.Join(fakeDir, "cipack"), []byte("#!/bin/sh\necho 'cipack version "+v+"'\n"), 0o755); err != nil {
+		if err := os.WriteFile(filepath.Join(fakeDir, "cipack"), []byte("#!/bin/sh\ntouch '"+marker+"'\necho 'cipack version "+v+"'\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fake("v0.0.1")
-	toolCache = t.TempDir()
-	if log, outputs, err := run(actionTree("v9.9.9"), "v1", fakeDir+":"+noGo); err != nil || !strings.Contains(log, "on PATH is 'cipack version v0.0.1', not the pinned release v9.9.9: installing v9.9.9") || pathOutput(t, outputs) != filepath.Join(cacheDir(), "cipack") {
-		t.Fatalf("a pinned release must win over another cipack on PATH: %v\n%s", err, log)
-	}
-	fake("v9.9.9")
-	toolCache = t.TempDir()
-	if log, outputs, err := run(actionTree(""), "v9.9.9", fakeDir+":"+noGo); err != nil || strings.Contains(log, "from PATH") ||
-		!strings.Contains(log, "::warning title=cipack setup::"+filepath.Join(fakeDir, "cipack")+" on PATH says it is v9.9.9, but its sha256 is not the release's cipack_linux_"+arch) ||
-		!strings.Contains(log, "installed release v9.9.9 (verified)") || pathOutput(t, outputs) != filepath.Join(cacheDir(), "cipack") {
-		t.Fatalf("a cipack on PATH that only prints the pinned version must not be used: %v\n%s", err, log)
+	for _, v := range []string{"v0.0.1", "v9.9.9"} {
+		fake(v)
+		toolCache = t.TempDir()
+		log, outputs, err := run(actionTree("v9.9.9"), "v1", fakeDir+":"+noGo)
+		if err != nil || strings.Contains(log, "from PATH") ||
+			!strings.Contains(log, "::warning title=cipack setup::"+filepath.Join(fakeDir, "cipack")+" on PATH is not release v9.9.9's cipack_linux_"+arch) ||
+			!strings.Contains(log, "installed release v9.9.9 (verified") {
+			t.Fatalf("a cipack on PATH printing %s must not be used: %v\n%s", v, err, log)
+		}
+		staged(t, outputs, dist)
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("the setup script ran the unverified cipack on PATH (printing %s)", v)
+		}
 	}
 	genuineDir := t.TempDir()
-	genuine, err := os.ReadFile(filepath.Join(dist, "cipack_linux_"+arch))
-	if err != nil {
+	for _, b := range releaseBins {
+		body, err := os.ReadFile(filepath.Join(dist, b+"_linux_"+arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(genuineDir, b), body, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requests.Store(0)
+	log, outputs, err = run(actionTree(""), "v9.9.9", genuineDir+":"+noGo)
+	if err != nil || !strings.Contains(log, "using "+filepath.Join(genuineDir, "cipack")+" from PATH (release v9.9.9: its sha256 is the release's") || requests.Load() != 1 {
+		t.Fatalf("the pinned release on PATH: %v, %d requests\n%s", err, requests.Load(), log)
+	}
+	copied := staged(t, outputs, dist)
+	trustedNextTo(t, copied)
+	fake("v9.9.9")
+	if err := os.Rename(filepath.Join(fakeDir, "cipack"), filepath.Join(genuineDir, "cipack")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(genuineDir, "cipack"), genuine, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if log, outputs, err := run(actionTree(""), "v9.9.9", genuineDir+":"+noGo); err != nil || !strings.Contains(log, "using "+filepath.Join(genuineDir, "cipack")+" from PATH (release v9.9.9: its sha256 is the release's") ||
-		pathOutput(t, outputs) != filepath.Join(genuineDir, "cipack") {
-		t.Fatalf("the pinned release on PATH: %v\n%s", err, log)
+	if sha256File(t, copied) != sha256File(t, filepath.Join(dist, "cipack_linux_"+arch)) {
+		t.Fatal("a cipack swapped onto PATH after the check is what the step runs")
 	}
 
 	// With cosign on PATH, checksums.txt's keyless signature is verified
@@ -430,7 +478,7 @@ func TestSetupScriptVerifiesReleaseAssets(t *testing.T) {
 		}
 		return dir
 	}
-	base := []string{"sh", "dirname", "expr", "tr", "uname", "mkdir", "grep", "sed", "sha256sum", "mv", "chmod", "rm", "cat"}
+	base := []string{"sh", "dirname", "expr", "tr", "uname", "mkdir", "mktemp", "cp", "grep", "sed", "sha256sum", "mv", "chmod", "rm", "cat"}
 	withWget := only(base...)
 	curl, _ := exec.LookPath("curl")
 	// A wget that is curl underneath: the script's wget branch, its
