@@ -54,7 +54,7 @@ func bindable(in creator.CreateInputs, d Deps) string {
 		return "the layers or platform dir is under /workspace"
 	}
 	if err := sandbox.Probe(d.Self); err != nil {
-		return "no mount namespace can be made here (a container without CAP_SYS_ADMIN?); pull mode always gives /workspace"
+		return fmt.Sprintf("no private mount namespace for the bind here (%v; a container without CAP_SYS_ADMIN?); pull mode always gives /workspace", err)
 	}
 	return ""
 }

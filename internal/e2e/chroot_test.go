@@ -23,8 +23,19 @@ import (
 // working directory.
 func TestInBuilderBuildInAChrootKeepsItsRoot(t *testing.T) {
 	needFixture(t)
+	for _, mounted := range []bool{true, false} {
+		name := map[bool]string{true: "root_is_a_mount", false: "root_is_a_plain_directory"}[mounted]
+		t.Run(name, func(t *testing.T) { chrootBuild(t, mounted) })
+	}
+}
+
+// chrootBuild builds in a fresh chroot whose root is a mount point (as a
+// container's: the app is bound at /workspace) or a plain directory (the
+// helper could not make its mounts private there: the lifecycle runs as
+// cipack's child, the app where it is).
+func chrootBuild(t *testing.T, mounted bool) {
 	c := newChroot(t)
-	r := c.build(t, "--path", "app", "--cache-dir", ".cache", "--sbom-dir", "sbom",
+	r := c.build(t, mounted, "--path", "app", "--cache-dir", ".cache", "--sbom-dir", "sbom",
 		"--image", fx.Registry.Host+"/chroot/app:latest", "--run-image", fx.RunImage)
 	if _, err := os.Stat(c.trapRan); err == nil {
 		b, _ := os.ReadFile(c.trapRan)
@@ -33,24 +44,23 @@ func TestInBuilderBuildInAChrootKeepsItsRoot(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("build in the chroot: exit %d\n%s", r.code, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "bound at /workspace") {
-		t.Errorf("the build did not take the /workspace bind (the probe's path):\n%s", r.stderr)
+	if bound := strings.Contains(r.stderr, "bound at /workspace"); bound != mounted {
+		t.Errorf("the app bound at /workspace: %v, want %v:\n%s", bound, mounted, r.stderr)
 	}
 	if _, err := os.Stat(c.hostCanary); err != nil {
 		t.Errorf("the host's %s lost its stale cipack-sandbox-* entry (a sweep of the host's TMPDIR): %v", filepath.Dir(c.hostCanary), err)
 	}
-	if _, err := os.Stat(c.inside(c.tmp, filepath.Base(c.hostCanary))); err == nil {
-		t.Errorf("the chroot's own stale cipack-sandbox-* entry was not swept")
+	if mounted {
+		if _, err := os.Stat(c.inside(c.tmp, filepath.Base(c.hostCanary))); err == nil {
+			t.Errorf("the chroot's own stale cipack-sandbox-* entry was not swept")
+		}
 	}
-	if n := filesUnder(t, c.inside("job", ".cache")); n == 0 {
-		t.Errorf("relative --cache-dir .cache: nothing in the chroot's /job/.cache")
-	}
-	if n := filesUnder(t, c.inside("job", "sbom")); n == 0 {
-		t.Errorf("relative --sbom-dir sbom: nothing in the chroot's /job/sbom")
-	}
-	for _, stray := range []string{c.inside(".cache"), c.inside("sbom")} {
-		if _, err := os.Stat(stray); err == nil {
-			t.Errorf("a relative path landed at %s", stray)
+	for _, d := range []string{".cache", "sbom"} {
+		if filesUnder(t, c.inside("job", d)) == 0 {
+			t.Errorf("relative %s: nothing in the chroot's /job/%s", d, d)
+		}
+		if _, err := os.Stat(c.inside(d)); err == nil {
+			t.Errorf("relative %s landed in the chroot's root", d)
 		}
 	}
 	if t.Failed() {
@@ -115,13 +125,14 @@ func (c *chroot) inside(p ...string) string {
 }
 
 // build runs cipack build args as root in the chroot, from /job, in a
-// private mount namespace where the chroot's root is a mount point (as a
-// container's is) and the host's /usr, /etc and /dev are bound in.
-func (c *chroot) build(t *testing.T, args ...string) run {
+// private mount namespace where the host's /usr, /etc and /dev are bound
+// in, and the chroot's root is a mount point when mounted (as a
+// container's is).
+func (c *chroot) build(t *testing.T, mounted bool, args ...string) run {
 	t.Helper()
 	script := `set -e
-r=$1; cnb=$2; shift 2
-mount --bind "$r" "$r"
+r=$1; cnb=$2; mounted=$3; shift 3
+if [ "$mounted" = true ]; then mount --bind "$r" "$r"; fi
 mount --rbind /usr "$r/usr"; mount -o remount,bind,ro "$r/usr"
 mount --rbind /etc "$r/etc"; mount -o remount,bind,ro "$r/etc"
 mount --rbind /dev "$r/dev"
@@ -131,7 +142,7 @@ cd "$r"
 exec chroot "$r" /bin/sh -c 'cd /job && exec "$@"' chroot-job "$@"
 `
 	argv := append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "cipack-chroot", c.root, fx.BuilderDir,
-		c.self, "build"}, args...)
+		strconv.FormatBool(mounted), c.self, "build"}, args...)
 	cmd := exec.Command("unshare", argv...)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "TMPDIR=" + c.tmp, "HOME=/root",
 		"CNB_USER_ID=" + strconv.Itoa(c.uid), "CNB_GROUP_ID=" + strconv.Itoa(c.gid),

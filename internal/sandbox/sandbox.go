@@ -24,6 +24,7 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -123,11 +124,29 @@ func Wrap(self string, spec Spec) (*exec.Cmd, func(), error) {
 func Probe(string) error { return probeOnce() }
 
 var probeOnce = sync.OnceValue(func() error {
+	if err := rootIsMount(); err != nil {
+		return err
+	}
 	if err := onDoomedThread(unshareBoth); err != nil {
 		return fmt.Errorf("unshare mount and PID namespaces: %w", err)
 	}
 	return nil
 })
+
+// rootIsMount refuses a root that is not a mount point (a chroot into a
+// plain directory): the helper cannot make its mounts private there, so
+// a bind would fail after the work began. Kernels before 5.8 do not say;
+// they pass.
+func rootIsMount() error {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, "/", 0, 0, &st); err != nil {
+		return nil
+	}
+	if st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && st.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		return errors.New("the root is not a mount point (a chroot?): its mounts cannot be made private")
+	}
+	return nil
+}
 
 // onDoomedThread runs f on a thread of its own that ends with it: the
 // goroutine locks its thread and returns without unlocking it, so the
