@@ -29,3 +29,16 @@ func TestAppCopyOnFullDiskNamesTheDisk(t *testing.T) {
 		t.Fatalf("the partial copy was left in %s: %v", tmp, es)
 	}
 }
+
+// A full disk under the platform dir, a write no code path names, is exit
+// 13 where the CLI turns the error into a code (exit.Code, exit.Resolve),
+// naming the file it could not write: it was exit 1.
+func TestPlatformDirOnFullDiskIsExit13(t *testing.T) {
+	testenv.NeedRoot(t)
+	tmp := testenv.Tmpfs(t, "64k")
+	_, err := writePlatformDir(tmp, []string{"BIG=" + strings.Repeat("x", 128<<10)}, 65534, 65534, true)
+	err = exit.Resolve(err)
+	if exit.Code(err) != exit.Sandbox || !strings.Contains(err.Error(), "free space on the filesystem holding "+tmp+"/"+platformPrefix) {
+		t.Fatalf("err = %v (exit %d), want exit %d naming the file under %s", err, exit.Code(err), exit.Sandbox, tmp)
+	}
+}

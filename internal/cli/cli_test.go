@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/testenv"
 )
 
 func execute(args []string, env map[string]string) (int, string, string) {
@@ -188,6 +189,17 @@ func TestCopySelfOntoADirectoryLeavesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
 		t.Fatalf("copy-self left %v next to the directory", entries)
+	}
+}
+
+// copy-self onto a full disk is exit 13 naming DEST and saying to free
+// space there, not a DEST problem (exit 2).
+func TestCopySelfOntoAFullDisk(t *testing.T) {
+	testenv.NeedRoot(t)
+	dest := filepath.Join(testenv.Tmpfs(t, "1M"), "cipack")
+	code, _, stderr := execute([]string{"copy-self", dest}, nil)
+	if code != exit.Sandbox || !strings.Contains(stderr, "free space on the filesystem holding "+dest) {
+		t.Fatalf("exit %d, want %d naming %s\n%s", code, exit.Sandbox, dest, stderr)
 	}
 }
 

@@ -32,6 +32,9 @@ func newCopySelfCmd(env Env) *cobra.Command {
 			// DEST is on a volume other steps share: a link left there
 			// is replaced, never written through.
 			if err := safefs.CopyFileAtomic(self, args[0], 0o755); err != nil {
+				if ns := exit.NoSpace(args[0], err); ns != nil { // DEST is fine, its disk is full
+					return ns
+				}
 				return exit.Usagef("DEST", "give a writable path, e.g. a shared volume", "%v", err)
 			}
 			fmt.Fprintln(env.Stdout, args[0])

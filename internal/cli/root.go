@@ -81,6 +81,7 @@ func Execute(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "cipack: interrupted: %v\n", err)
 		return exit.Canceled
 	}
+	err = exit.Resolve(err)
 	code := exit.Code(err)
 	if errors.Is(err, errSilent) {
 		return code // the helper's child already said what happened

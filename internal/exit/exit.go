@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"syscall"
 )
 
@@ -71,7 +72,10 @@ func Usagef(subject, hint, format string, args ...any) *Error {
 }
 
 // Code returns the exit code that err asks for: OK for nil, the code of the
-// outermost *Error in the chain, Internal otherwise.
+// outermost *Error in the chain; a full disk or spent quota (ENOSPC,
+// EDQUOT) that no *Error names is Sandbox, whichever write hit it (a
+// scratch dir, the platform dir, a cache's layout file): the disk is at
+// fault, not cipack; Internal otherwise.
 func Code(err error) int {
 	if err == nil {
 		return OK
@@ -80,7 +84,30 @@ func Code(err error) int {
 	if errors.As(err, &e) {
 		return e.Code
 	}
+	if IsNoSpace(err) {
+		return Sandbox
+	}
 	return Internal
+}
+
+// Typed reports whether err carries an *Error (an exit code and a hint).
+func Typed(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+// Resolve is err as the CLI reports it: an untyped full disk becomes
+// NoSpace, naming the path of its *fs.PathError, so that its message
+// says where to free space as its exit code (Sandbox) says what failed.
+// Anything else is returned as it is.
+func Resolve(err error) error {
+	if err == nil || Typed(err) {
+		return err
+	}
+	if ns := NoSpace("", err); ns != nil {
+		return ns
+	}
+	return err
 }
 
 // Table lists every code with its meaning, for docs and `cipack exit-codes`.
@@ -115,11 +142,20 @@ func NoSpace(path string, err error) error {
 		return nil
 	}
 	var pe *fs.PathError
-	if path == "" && errors.As(err, &pe) {
+	var le *os.LinkError
+	switch {
+	case path != "":
+	case errors.As(err, &pe):
 		path = pe.Path
+	case errors.As(err, &le):
+		path = le.New
+	}
+	where := "the filesystem holding " + path
+	if path == "" {
+		where = "the filesystems cipack writes to"
 	}
 	return New(Sandbox, path, fmt.Errorf("disk full: %w", err),
-		"free space on the filesystem holding "+path+", or point cipack at a larger one: TMPDIR, --builder-cache, --builder-blobs")
+		"free space on "+where+", or point cipack at a larger one: TMPDIR, --builder-cache, --builder-blobs")
 }
 
 // IsNoSpace reports whether err is a full disk or a spent quota.

@@ -9,8 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,49 +29,129 @@ import (
 // is, and one that fails is fetched again.
 type Blobs string
 
-// path is where the blob of digest d lives.
-func (b Blobs) path(d v1.Hash) string { return filepath.Join(b.dir(), d.Hex) }
+// The layout's entries cipack makes at the top of the directory, besides
+// oci-layout and blobs/: its marker, and the trash what is discarded is
+// renamed into (removed at the end, with ctx).
+const (
+	blobsMarker = ".cipack-blobs"
+	trashDir    = ".cipack-trash"
+	shaDir      = "blobs/sha256"
+)
 
-// dir is the layout's blobs/sha256 directory.
-func (b Blobs) dir() string { return filepath.Join(string(b), "blobs", "sha256") }
+// blobCache is an open Blobs: roots on its top directory and on
+// blobs/sha256, opened once, after the top was checked not to be a link,
+// so that nothing swapped in later redirects a read, write or removal.
+type blobCache struct {
+	top  string   // the directory given, for messages
+	root *os.Root // the top directory
+	sha  *os.Root // blobs/sha256
+	// owned: the directory carries cipack's marker, so prune may remove
+	// what no layer of the builder names.
+	owned bool
+}
 
-// init makes the layout: world-readable directories, the oci-layout file.
-// The directory given is the user's (it may be a link they made); the
-// layout's own directories under it came with a restored cache, so one
-// that is not a real directory (a link, a file, a FIFO) is replaced
-// rather than followed or left to fail every later build.
-func (b Blobs) init() error {
-	if err := os.MkdirAll(string(b), 0o755); err != nil {
-		return err
+// blobsHint is what to do about a blob cache cipack does not use.
+const blobsHint = "a restored cache may hold anything: point --builder-blobs at a real directory, or remove what is there"
+
+// open makes the layout and opens it. The top directory is what a cache
+// restore writes (the Action's $CACHE_DIR/blobs): a link there is
+// refused, never followed (a prune through it would delete elsewhere).
+// The layout's own directories under it came with the restore too: one
+// that is not a real directory is replaced.
+func (b Blobs) open() (*blobCache, error) {
+	top := string(b)
+	if err := os.MkdirAll(top, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
 	}
-	if fi, err := os.Stat(string(b)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", b)
+	fi, err := os.Lstat(top)
+	if err != nil {
+		return nil, err
 	}
-	r, err := os.OpenRoot(string(b))
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, exit.New(exit.Sandbox, "--builder-blobs", fmt.Errorf("%s is a symbolic link: cipack does not follow it", top), blobsHint)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", top)
+	}
+	r, err := os.OpenRoot(top)
+	if err != nil {
+		return nil, err
+	}
+	c := &blobCache{top: top, root: r}
+	if err := c.layout(fi); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// layout checks that the root opened is the directory fi describes (not
+// one swapped in since the Lstat), claims it, and makes its entries.
+func (c *blobCache) layout(fi fs.FileInfo) error {
+	if got, err := c.root.Stat("."); err != nil || !os.SameFile(fi, got) {
+		return exit.New(exit.Sandbox, "--builder-blobs", fmt.Errorf("%s changed while cipack opened it", c.top), blobsHint)
+	}
+	owned, err := c.claim()
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	for _, d := range []string{"blobs", "blobs/sha256"} {
-		if err := realDirIn(r, d); err != nil {
-			return fmt.Errorf("%s: %w", filepath.Join(string(b), d), err)
+	c.owned = owned
+	for _, d := range []string{"blobs", shaDir, trashDir} {
+		if err := realDirIn(c.root, d); err != nil {
+			return fmt.Errorf("%s/%s: %w", c.top, d, err)
 		}
 	}
-	if _, err := r.Lstat("oci-layout"); errors.Is(err, fs.ErrNotExist) {
-		return r.WriteFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+	if c.sha, err = c.root.OpenRoot(shaDir); err != nil {
+		return err
+	}
+	if _, err := c.root.Lstat("oci-layout"); errors.Is(err, fs.ErrNotExist) {
+		return c.root.WriteFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 	}
 	return nil
 }
 
+// claim reports whether the directory is cipack's blob cache, marking it
+// so when it holds nothing but what cipack makes there (empty, or a cache
+// from before the marker). prune removes every blob the builder does not
+// name, which must never happen to an OCI layout of the user's given by
+// mistake: its index.json (or anything else of theirs) keeps it unclaimed.
+func (c *blobCache) claim() (bool, error) {
+	if fi, err := c.root.Lstat(blobsMarker); err == nil {
+		return fi.Mode().IsRegular(), nil
+	}
+	d, err := c.root.Open(".")
+	if err != nil {
+		return false, err
+	}
+	names, err := d.Readdirnames(16) // a few names decide it
+	d.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	for _, n := range names {
+		if n != "oci-layout" && n != "blobs" && n != trashDir {
+			return false, nil
+		}
+	}
+	return true, c.root.WriteFile(blobsMarker, []byte("cipack's builder blob cache: blobs the last builder does not name are removed\n"), 0o644)
+}
+
+func (c *blobCache) Close() {
+	if c.sha != nil {
+		c.sha.Close()
+	}
+	c.root.Close()
+}
+
 // realDirIn makes name a real directory of mode 0755 in r, replacing
-// whatever else is there.
+// whatever else is there (a link, a file: one unlink).
 func realDirIn(r *os.Root, name string) error {
 	fi, err := r.Lstat(name)
 	if err == nil && fi.IsDir() {
 		return nil
 	}
 	if err == nil {
-		if err := r.RemoveAll(name); err != nil {
+		if err := r.Remove(name); err != nil {
 			return err
 		}
 	}
@@ -85,14 +165,15 @@ func realDirIn(r *os.Root, name string) error {
 }
 
 // openBlob opens the blob file name in r for reading, if it is a regular
-// file. O_NONBLOCK keeps the open of a FIFO planted in a restored cache
+// file, and returns what it opened (fi, also when that is not a regular
+// file). O_NONBLOCK keeps the open of a FIFO planted in a restored cache
 // from waiting forever for a writer (and a blocked open cannot be
 // canceled); it changes nothing for a regular file's reads. O_NOFOLLOW
 // and the root keep a planted link from being followed.
-func openBlob(r *os.Root, name string) (*os.File, error) {
+func openBlob(r *os.Root, name string) (*os.File, fs.FileInfo, error) {
 	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|noFollow, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
@@ -100,54 +181,57 @@ func openBlob(r *os.Root, name string) (*os.File, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fi, err
 	}
-	return f, nil
+	return f, fi, nil
 }
 
 // verified reports whether the blob of d is there, a regular file of at
 // most size bytes whose content hashes to d. Anything else at its name
-// (a wrong blob, a directory, a FIFO, a link) is removed, so that it is
-// fetched again. The hash reads at most size+1 bytes and stops with ctx.
-func (b Blobs) verified(ctx context.Context, d v1.Hash, size int64) bool {
-	r, err := os.OpenRoot(b.dir())
-	if err != nil {
-		return false
-	}
-	defer r.Close()
-	f, err := openBlob(r, d.Hex)
+// (a wrong blob, a directory, a FIFO, a link) is discarded, so that it is
+// fetched again. The hash reads at most size+1 bytes and stops with ctx:
+// a hash cut short proves nothing, and the blob is kept.
+func (c *blobCache) verified(ctx context.Context, d v1.Hash, size int64) bool {
+	f, fi, err := openBlob(c.sha, d.Hex)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			_ = r.RemoveAll(d.Hex)
+			_ = c.discard(d.Hex, fi)
 		}
 		return false
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(ctxReader{ctx, f}, size+1))
+	if ctx.Err() != nil {
+		return false
+	}
 	if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != d.Hex {
-		_ = r.RemoveAll(d.Hex)
+		_ = c.discard(d.Hex, fi)
 		return false
 	}
 	return true
 }
 
+// fetchSeq makes the names of a process's temporary fetch files unique.
+var fetchSeq atomic.Int64
+
 // fetch copies l's compressed blob into the layout, hashing it on the
 // way, through a temporary file renamed into place only when it matched.
-func (b Blobs) fetch(ctx context.Context, l v1.Layer, d v1.Hash) error {
+func (c *blobCache) fetch(ctx context.Context, l v1.Layer, d v1.Hash) error {
 	rc, err := l.Compressed()
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(b.dir(), ".fetch-"+d.Hex[:12]+"-")
+	tmp := fmt.Sprintf(".fetch-%s-%d-%d", d.Hex[:12], os.Getpid(), fetchSeq.Add(1))
+	f, err := c.sha.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer c.sha.Remove(tmp) // a no-op once renamed
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, rc})
-	if cerr := tmp.Close(); err == nil {
+	_, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, rc})
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -156,28 +240,20 @@ func (b Blobs) fetch(ctx context.Context, l v1.Layer, d v1.Hash) error {
 	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
 		return exit.New(exit.Sandbox, "builder blob", fmt.Errorf("blob %s hashes to sha256:%s", d, got), "the registry served another blob than the manifest names")
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	r, err := os.OpenRoot(b.dir())
-	if err != nil {
-		return err
-	}
-	defer r.Close()
 	// A directory at the blob's name (planted, or made since verified
 	// looked) would refuse the rename: it goes first.
-	if fi, err := r.Lstat(d.Hex); err == nil && !fi.Mode().IsRegular() {
-		if err := r.RemoveAll(d.Hex); err != nil {
+	if fi, err := c.sha.Lstat(d.Hex); err == nil && !fi.Mode().IsRegular() {
+		if err := c.discard(d.Hex, fi); err != nil {
 			return err
 		}
 	}
-	return r.Rename(filepath.Base(tmp.Name()), d.Hex)
+	return c.sha.Rename(tmp, d.Hex)
 }
 
 // layer is l served from the layout: its blob fetched (verified) when
 // missing, then read from disk. The store checks what it unpacks against
 // the diffID as for any layer.
-func (b Blobs) layer(ctx context.Context, l v1.Layer) (v1.Layer, error) {
+func (c *blobCache) layer(ctx context.Context, l v1.Layer) (v1.Layer, error) {
 	d, err := l.Digest()
 	if err != nil {
 		return nil, err
@@ -189,29 +265,41 @@ func (b Blobs) layer(ctx context.Context, l v1.Layer) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !b.verified(ctx, d, size) {
+	if !c.verified(ctx, d, size) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := b.fetch(ctx, l, d); err != nil {
-			if ns := exit.NoSpace(string(b), err); ns != nil && exit.Code(err) == exit.Internal {
+		if err := c.fetch(ctx, l, d); err != nil {
+			if ns := exit.NoSpace(c.top, err); ns != nil && !exit.Typed(err) {
 				err = ns
 			}
-			return nil, fmt.Errorf("keep blob %s in %s: %w", d, b, err)
+			return nil, fmt.Errorf("keep blob %s in %s: %w", d, c.top, err)
 		}
 	}
-	return partial.CompressedToLayer(blobLayer{src: l, dir: b.dir(), name: d.Hex})
+	return partial.CompressedToLayer(blobLayer{src: l, c: c, name: d.Hex})
 }
 
-// prune removes the blobs no layer of keep names (an old builder's),
-// through a root: a planted link is removed, never followed.
-func (b Blobs) prune(keep map[string]bool) error {
-	r, err := os.OpenRoot(b.dir())
-	if err != nil {
-		return err
+// tidy removes the blobs no layer of layers names (an old builder's),
+// where the directory is cipack's, then empties the trash.
+func (c *blobCache) tidy(ctx context.Context, layers []v1.Layer) error {
+	if c.owned {
+		keep := map[string]bool{}
+		for _, l := range layers {
+			if d, err := l.Digest(); err == nil {
+				keep[d.Hex] = true
+			}
+		}
+		if err := c.prune(ctx, keep); err != nil {
+			return err
+		}
 	}
-	defer r.Close()
-	d, err := r.Open(".")
+	return c.emptyTrash(ctx)
+}
+
+// prune moves the blobs not in keep (and leftovers, dot names) to the
+// trash: through the root, so a planted link is moved, never followed.
+func (c *blobCache) prune(ctx context.Context, keep map[string]bool) error {
+	d, err := c.sha.Open(".")
 	if err != nil {
 		return err
 	}
@@ -221,8 +309,11 @@ func (b Blobs) prune(keep map[string]bool) error {
 		return err
 	}
 	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if !keep[n] || strings.HasPrefix(n, ".") {
-			if err := r.RemoveAll(n); err != nil {
+			if err := c.aside(n); err != nil {
 				return err
 			}
 		}
@@ -235,8 +326,9 @@ func (b Blobs) prune(keep map[string]bool) error {
 // value that were a whole v1.Layer would be used as is, its Uncompressed
 // going to the registry.
 type blobLayer struct {
-	src       v1.Layer
-	dir, name string
+	src  v1.Layer
+	c    *blobCache
+	name string
 }
 
 func (l blobLayer) Digest() (v1.Hash, error)            { return l.src.Digest() }
@@ -246,14 +338,15 @@ func (l blobLayer) MediaType() (types.MediaType, error) { return l.src.MediaType
 
 // Compressed opens the blob as verified did: it may have been swapped
 // since (the cache is writable by the runner's user): what it holds then
-// is caught by the store's diffID check of what it unpacks.
+// is caught by the store's diffID check of what it unpacks, and what is
+// no longer a file there is the cache's failure (exit 13), as any other.
 func (l blobLayer) Compressed() (io.ReadCloser, error) {
-	r, err := os.OpenRoot(l.dir)
+	f, _, err := openBlob(l.c.sha, l.name)
 	if err != nil {
-		return nil, err
+		return nil, exit.New(exit.Sandbox, "--builder-blobs", fmt.Errorf("%s: blob sha256:%s changed since it was verified: %w", l.c.top, l.name, err),
+			"something writes to the blob cache while cipack builds: keep other writers away from it, and run again")
 	}
-	defer r.Close()
-	return openBlob(r, l.name)
+	return f, nil
 }
 
 // noFollow keeps a blob read from following a link planted in the cache.

@@ -94,24 +94,20 @@ func PrepareWith(ctx context.Context, reg *registry.Client, ref, cacheDir string
 		return nil, fmt.Errorf("builder %s: %w", ref, err)
 	}
 	from := func(_ context.Context, l v1.Layer) (v1.Layer, error) { return l, nil }
+	var bc *blobCache
 	if blobs != "" {
-		if err := blobs.init(); err != nil {
-			return nil, exit.New(exit.Usage, "--builder-blobs", err, "name a directory cipack can write")
+		if bc, err = blobs.open(); err != nil {
+			return nil, blobsError(blobs, err)
 		}
-		from = blobs.layer
+		defer bc.Close()
+		from = bc.layer
 	}
 	results, err := ensureAll(ctx, st, b.Ref, layers, from)
 	if err != nil {
 		return nil, err
 	}
-	if blobs != "" {
-		keep := map[string]bool{}
-		for _, l := range layers {
-			if d, err := l.Digest(); err == nil {
-				keep[d.Hex] = true
-			}
-		}
-		if err := blobs.prune(keep); err != nil {
+	if bc != nil {
+		if err := bc.tidy(ctx, layers); err != nil {
 			return nil, fmt.Errorf("builder %s: prune %s: %w", ref, blobs, err)
 		}
 	}
@@ -128,6 +124,19 @@ func PrepareWith(ctx context.Context, reg *registry.Client, ref, cacheDir string
 		}
 	}
 	return b, nil
+}
+
+// blobsError names --builder-blobs for a blob cache that could not be
+// opened: its own exit code when it has one, a full disk as one (exit
+// 13, naming the directory), else a directory cipack cannot use.
+func blobsError(b Blobs, err error) error {
+	if exit.Typed(err) {
+		return err
+	}
+	if ns := exit.NoSpace(string(b), err); ns != nil {
+		return ns
+	}
+	return exit.New(exit.Usage, "--builder-blobs", err, "name a directory cipack can write")
 }
 
 // ensureAll runs st.ensure on every layer, a few at a time, and returns

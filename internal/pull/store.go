@@ -219,7 +219,7 @@ func (s *store) ensure(ctx context.Context, j layerJob) (layerResult, error) {
 // noSpace names the store's directory when err is a full disk there
 // (extracting, renaming or marking a layer), for exit.NoSpace's code.
 func (s *store) noSpace(j layerJob, err error) error {
-	if exit.Code(err) != exit.Internal {
+	if exit.Typed(err) {
 		return err
 	}
 	if ns := exit.NoSpace(s.dir, err); ns != nil {
