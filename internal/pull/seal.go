@@ -81,6 +81,8 @@ func (s *store) verify(ctx context.Context, diffID v1.Hash) string {
 		return fmt.Sprintf("its completion marker is unreadable (%v)", err)
 	case m.Version != markerVersion || m.DiffID != diffID.String():
 		return "its completion marker names another layer, or another seal recipe"
+	case m.Entries < 1: // a tree has its root; 0 would unbound the walk below
+		return fmt.Sprintf("its completion marker is invalid (it counts %d entries)", m.Entries)
 	case treeErr != nil:
 		return "its completion marker has no tree"
 	}

@@ -2,6 +2,7 @@ package pull
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -105,3 +106,27 @@ func (diffIDOnly) Compressed() (io.ReadCloser, error)   { return nil, errors.New
 func (diffIDOnly) Uncompressed() (io.ReadCloser, error) { return nil, errors.New("not read") }
 func (diffIDOnly) Size() (int64, error)                 { return 0, errors.New("not read") }
 func (diffIDOnly) MediaType() (types.MediaType, error)  { return "", errors.New("not read") }
+
+// A marker that counts no entries (0 or fewer; a tree has at least its
+// root) is invalid, not a marker whose walk has no bound: a restored
+// tree of any size is never walked past what was verified.
+func TestMarkerWithoutEntriesIsInvalid(t *testing.T) {
+	st, id := sealedTree(t, 10)
+	m, err := st.readMarker(id.Hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, -1} {
+		m.Entries = n
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(st.dir, markerName(id.Hex)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if why := st.verify(context.Background(), id); !strings.Contains(why, "completion marker") {
+			t.Fatalf("a marker counting %d entries: %q", n, why)
+		}
+	}
+}
