@@ -63,11 +63,7 @@ func (c *Client) ImageFor(ctx context.Context, ref name.Reference, p v1.Platform
 // for callers that need the manifest's own digest too.
 func ImageOf(desc *remote.Descriptor, ref name.Reference, p v1.Platform) (v1.Image, error) {
 	if !desc.MediaType.IsIndex() {
-		img, err := desc.Image()
-		if err != nil {
-			return nil, Classify(ref.String(), "read", err)
-		}
-		return img, nil
+		return singleOf(desc, ref, p)
 	}
 	idx, err := desc.ImageIndex()
 	if err != nil {
@@ -94,14 +90,44 @@ func ImageOf(desc *remote.Descriptor, ref name.Reference, p v1.Platform) (v1.Ima
 	return nil, &NoPlatformError{Ref: ref.String(), Want: p, Have: have}
 }
 
-// NoPlatformError is an index without an image for the platform wanted.
+// singleOf is ImageOf on a manifest that is one image: it serves p only
+// if its config says so (an index names its children's platforms, a
+// single image only in its config). A config naming no os and
+// architecture claims no platform, and is taken (images made from
+// scratch by tools, tests' among them), as is any image when p is empty
+// (the caller asks for none).
+func singleOf(desc *remote.Descriptor, ref name.Reference, p v1.Platform) (v1.Image, error) {
+	img, err := desc.Image()
+	if err != nil {
+		return nil, Classify(ref.String(), "read", err)
+	}
+	if p.OS == "" && p.Architecture == "" {
+		return img, nil
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, Classify(ref.String(), "read config of", err)
+	}
+	has := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+	if has.OS == "" && has.Architecture == "" || SamePlatform(has, p) {
+		return img, nil
+	}
+	return nil, &NoPlatformError{Ref: ref.String(), Want: p, Have: []string{PlatformString(has)}, Single: true}
+}
+
+// NoPlatformError is an index without an image for the platform wanted,
+// or (Single) an image of another platform.
 type NoPlatformError struct {
-	Ref  string
-	Want v1.Platform
-	Have []string // the platforms it has, as os/arch[/variant]
+	Ref    string
+	Want   v1.Platform
+	Have   []string // the platforms it has, as os/arch[/variant]
+	Single bool     // Ref is one image, not an index
 }
 
 func (e *NoPlatformError) Error() string {
+	if e.Single {
+		return fmt.Sprintf("%s is a %s image, not %s", e.Ref, strings.Join(e.Have, ", "), PlatformString(e.Want))
+	}
 	return fmt.Sprintf("%s is an index without a %s image (it has %s)", e.Ref, PlatformString(e.Want), strings.Join(e.Have, ", "))
 }
 
