@@ -230,7 +230,12 @@ func (c *blobCache) fetch(ctx context.Context, l v1.Layer, d v1.Hash) error {
 	}
 	defer c.sha.Remove(tmp) // a no-op once renamed
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, rc})
+	// Readable by the runner's user, who archives the cache, whatever
+	// the umask.
+	err = f.Chmod(0o644)
+	if err == nil {
+		_, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, rc})
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
