@@ -183,8 +183,10 @@ if is_release "$version"; then
     chmod 755 "$stage/$b"
   done
   # Kept in the tool cache for the next job, each under a temporary name
-  # renamed into place (a hit is verified again anyway).
+  # renamed into place (a hit is verified again anyway; a directory or
+  # link in the way would take the file into it, and goes first).
   for b in $bins; do
+    if [ -d "$cache/$b" ] || [ -L "$cache/$b" ]; then rm -rf "$cache/$b"; fi
     cp "$stage/$b" "$dl/$b" && mv -f "$dl/$b" "$cache/$b" ||
       echo "::warning title=cipack setup::could not keep $b in the tool cache $cache: the next job downloads it again"
   done
