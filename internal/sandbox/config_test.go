@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"syscall"
@@ -96,6 +97,15 @@ func checkAllowlist(t *testing.T, sc *specs.LinuxSeccomp) {
 		if !allowed[n] {
 			t.Errorf("seccomp refuses %s, which builds need", n)
 		}
+	}
+	var families []string
+	for _, r := range sc.Syscalls {
+		if slices.Equal(r.Names, []string{"socket"}) {
+			families = append(families, fmt.Sprintf("%s %d", r.Args[0].Op, r.Args[0].Value))
+		}
+	}
+	if want := []string{"SCMP_CMP_LT 3", "SCMP_CMP_EQ 10", "SCMP_CMP_EQ 16"}; !slices.Equal(families, want) {
+		t.Errorf("socket families allowed: %v, want %v (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)", families, want)
 	}
 	if runtime.GOARCH == "amd64" && !slices.Equal(sc.Architectures, []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}) {
 		t.Errorf("architectures %v: the 32-bit and x32 entry points are not filtered as the native one", sc.Architectures)

@@ -51,6 +51,14 @@ var deniedSyscalls = []string{
 	"settimeofday", "clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64", "stime", "iopl", "ioperm",
 }
 
+// socketDomains are the socket families the profile's socket rules keep:
+// what builds and the lifecycle use (local sockets, IPv4, IPv6, netlink
+// for interface and address lookups). The profile allows some thirty
+// more for compatibility (vsock, AF_ALG, CAN, Bluetooth, TIPC, RDS …):
+// kernel surface a build does not need, and each rule costs the runtime
+// time to compile for all three amd64 entry points on every phase.
+var socketDomains = []uint64{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK}
+
 // profiles keeps the converted profile of each capability set (Config
 // runs once per phase).
 var profiles sync.Map // caps key → *specs.LinuxSeccomp
@@ -100,17 +108,28 @@ func convertProfile(caps []string) *specs.LinuxSeccomp {
 	return out
 }
 
-// withoutDenied drops deniedSyscalls from the rules that allow, and any
-// rule left without a name.
+// withoutDenied drops deniedSyscalls from the rules that allow, any rule
+// left without a name, and the socket rules for other families than
+// socketDomains.
 func withoutDenied(rules []specs.LinuxSyscall) []specs.LinuxSyscall {
 	out := rules[:0]
 	for _, r := range rules {
 		if r.Action == specs.ActAllow {
 			r.Names = slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return slices.Contains(deniedSyscalls, n) })
 		}
-		if len(r.Names) > 0 {
+		if len(r.Names) > 0 && !otherSocketDomain(r) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// otherSocketDomain is whether r allows socket(2) for one family only,
+// not one of socketDomains. The profile's rule for the range below
+// AF_INET+1 (AF_UNIX and AF_INET) stays.
+func otherSocketDomain(r specs.LinuxSyscall) bool {
+	if !slices.Equal(r.Names, []string{"socket"}) || len(r.Args) != 1 || r.Args[0].Index != 0 || r.Args[0].Op != specs.OpEqualTo {
+		return false
+	}
+	return !slices.Contains(socketDomains, r.Args[0].Value)
 }
