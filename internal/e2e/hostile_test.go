@@ -406,8 +406,8 @@ func TestBuildDetectsTagsMovedByAnotherBuild(t *testing.T) {
 	}
 }
 
-// SIGTERM while the exporter writes tags: cipack exits 130 and says which
-// tags were written and which were not.
+// SIGTERM while cipack moves the tags (after export and its checks):
+// cipack exits 130 and says which tags were written and which were not.
 func TestInterruptedBuildSaysWhichTagsMoved(t *testing.T) {
 	needFixture(t)
 	var proc struct {

@@ -94,6 +94,13 @@ func TestLayersLinkIsRefusedBeforeTheTagMoves(t *testing.T) {
 			if got := headOrNone(t, image); got != want {
 				t.Errorf("the tag moved to %q (want %q) although the build was refused", got, want)
 			}
+			// The staging tags of both builds are gone, on a registry
+			// that refuses to delete tags too (distribution).
+			for _, tag := range tags(t, strings.TrimSuffix(image, ":latest")) {
+				if tag != "latest" {
+					t.Errorf("tag %s is left in the repository", tag)
+				}
+			}
 		})
 	}
 }
