@@ -200,8 +200,7 @@ func (o *rebaseOptions) targets(args []string) ([]rebase.Target, error) {
 }
 
 func sameTag(ref string, r name.Reference) bool {
-	t, err := name.ParseReference(ref)
-	return err == nil && t.Name() == r.Name()
+	return rebase.CanonicalImage(ref) == rebase.CanonicalImage(r.String())
 }
 
 func newRebaseCmd(env Env) *cobra.Command {

@@ -147,7 +147,7 @@ func (f *Fleet) validate(path string, lines []int) error {
 		}
 		// One tag, however it is spelled (img and img:latest, a registry's
 		// default host), is swept and moved once.
-		c := canonical(img.Image)
+		c := rebase.CanonicalImage(img.Image)
 		if prev, dup := seen[c]; dup {
 			return fail(path, line, key+".image", fmt.Sprintf("%s is listed twice (first at %s)", img.Image, prev), "list each image once")
 		}
@@ -157,7 +157,7 @@ func (f *Fleet) validate(path string, lines []int) error {
 			if err := checkTag(path, line, at, t); err != nil {
 				return err
 			}
-			c := canonical(t)
+			c := rebase.CanonicalImage(t)
 			if prev, dup := seen[c]; dup {
 				return fail(path, line, at, fmt.Sprintf("%s is listed twice (first at %s)", t, prev), "list each tag once, under one image")
 			}
@@ -277,14 +277,6 @@ func lookup(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
-}
-
-// canonical is a tag reference's full name (checkTag has parsed it).
-func canonical(ref string) string {
-	if t, err := name.NewTag(ref); err == nil {
-		return t.Name()
-	}
-	return ref
 }
 
 // Targets translates the file into the rebase engine's targets, each

@@ -25,6 +25,8 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"duplicate", "images:\n  - image: r.example/a\n  - image: r.example/a\n", "listed twice"},
 		{"duplicate spelled twice", "images:\n  - image: r.example/a\n  - image: r.example/a:latest\n", "images[1].image: r.example/a:latest is listed twice (first at images[0].image)"},
 		{"duplicate on the default registry", "images:\n  - image: ubuntu\n  - image: index.docker.io/library/ubuntu:latest\n", "listed twice"},
+		{"duplicate with the host in capitals", "images:\n  - image: REG.example/app\n  - image: reg.example/app:latest\n", "images[1].image: reg.example/app:latest is listed twice (first at images[0].image)"},
+		{"a tag spelled with another host case", "images:\n  - image: reg.example/app\n    tags: [Reg.Example/app:stable]\n  - image: reg.example/app:stable\n", "images[1].image: reg.example/app:stable is listed twice (first at images[0].tags[0])"},
 		{"an image's tag is another image", "images:\n  - image: r.example/a\n    tags: [r.example/b:latest]\n  - image: r.example/b\n", "images[1].image: r.example/b is listed twice (first at images[0].tags[0])"},
 		{"bad webhook", "images:\n  - image: r.example/a\n    trigger: {webhook: {url: 'ftp://x'}}\n", "images[0].trigger.webhook.url"},
 		{"token in tokenEnv", "defaults:\n  trigger: {webhook: {url: 'https://x.example/h', tokenEnv: 'ghp_abc-def'}}\nimages:\n  - image: r.example/a\n", "defaults.trigger.webhook.tokenEnv"},

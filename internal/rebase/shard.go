@@ -106,7 +106,7 @@ func Merge(reports []Report) (Report, error) {
 			if err := checkMerged(o, s); err != nil {
 				return Report{}, fmt.Errorf("report %d: %w", i+1, err)
 			}
-			key := canonicalImage(o.Image)
+			key := CanonicalImage(o.Image)
 			if j, dup := seen[key]; dup {
 				return Report{}, fmt.Errorf("%s is in report %d and report %d", o.Image, j, i+1)
 			}
@@ -163,11 +163,17 @@ func checkMerged(o Outcome, s Shard) error {
 	return nil
 }
 
-// canonicalImage is a tag's full name, so that one image spelled two
-// ways is one image.
-func canonicalImage(ref string) string {
-	if t, err := name.NewTag(ref); err == nil {
-		return t.Name()
+// CanonicalImage is a tag's full name with its registry host in lower
+// case, so that one image spelled two ways (app and app:latest, a Docker
+// Hub name with or without index.docker.io/library/, REG.example and
+// reg.example: host names are case-insensitive) is one image. It is the
+// one comparison of tag names: the fleet's duplicate check, merged
+// reports, ad-hoc images and promote's fleet check all use it. A
+// reference that does not parse as a tag is returned as it is.
+func CanonicalImage(ref string) string {
+	t, err := name.NewTag(ref, name.WeakValidation)
+	if err != nil {
+		return ref
 	}
-	return ref
+	return strings.ToLower(t.RegistryStr()) + "/" + t.RepositoryStr() + ":" + t.TagStr()
 }
