@@ -58,6 +58,7 @@ var actionInputs = map[string]string{
 	"--process-type":      "process-type",
 	"--platform-api":      "platform-api",
 	"--builder":           "builder",
+	"--network":           "network",
 	"--trust-builder":     "trust-builder",
 	"--config":            "config",
 	"--jobs":              "jobs",
