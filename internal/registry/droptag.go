@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cipack/cipack/internal/exit"
 )
 
 // PlaceholderLabel marks the manifest DropTag makes to remove a tag.
@@ -21,12 +23,19 @@ const PlaceholderLabel = "io.cipack.placeholder"
 // where the registry refuses that (distribution parses the reference as
 // a digest), it points the tag at a placeholder made for it (an empty
 // image with a random label, so no other tag or image can be on it) and
-// deletes that manifest by digest, which takes the tags on it along.
+// deletes that manifest by digest, which takes the tags on it along. The
+// tag is looked up afterwards: only a registry that no longer has it
+// counts as done.
 // Registries that refuse both keep the tag: the error says so.
 func (c *Client) DropTag(ctx context.Context, tag name.Tag) error {
 	err := c.DeleteTag(ctx, tag)
 	if err == nil {
-		return nil
+		// Some registries answer a DELETE they do not do with 404 (which
+		// DeleteTag takes for "already gone"): look.
+		if _, herr := c.Head(ctx, tag); exit.Code(herr) == exit.ImageNotFound {
+			return nil
+		}
+		err = fmt.Errorf("the registry answered the DELETE of %s but still has the tag", tag)
 	}
 	placeholder, perr := newPlaceholder()
 	if perr != nil {
@@ -41,6 +50,9 @@ func (c *Client) DropTag(ctx context.Context, tag name.Tag) error {
 	}
 	if perr = remote.Delete(tag.Context().Digest(d.String()), c.RemoteOptions(ctx)...); perr != nil {
 		return fmt.Errorf("%w; deleting the placeholder it now names (%s) failed too: %w", err, d, perr)
+	}
+	if _, herr := c.Head(ctx, tag); exit.Code(herr) != exit.ImageNotFound {
+		return fmt.Errorf("%w; it now names a placeholder (%s) the registry kept", err, d)
 	}
 	return nil
 }
