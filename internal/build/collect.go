@@ -32,6 +32,9 @@ type collected struct {
 // image's records and the SBOM are checked; only then do the user's tags
 // move to it.
 func collect(ctx context.Context, p *buildPlan, w *workdirs, opts Options, d Deps, c collected) (*Result, error) {
+	// The run image the records are checked against is read meanwhile.
+	run := make(chan runRead, 1)
+	go func() { b, err := readRunBase(ctx, d.Registry, p.refs); run <- runRead{b, err} }()
 	report, err := creator.ReadReport(w.reportPath())
 	if err != nil {
 		return nil, exit.New(exit.Export, "export phase", err, "the lifecycle finished but left no readable report; nothing was tagged")
@@ -40,7 +43,7 @@ func collect(ctx context.Context, p *buildPlan, w *workdirs, opts Options, d Dep
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRecords(ctx, p, w, d, pushed.cf); err != nil {
+	if err := checkRecords(p, w, pushed.cf, <-run); err != nil {
 		return nil, err
 	}
 	res := &Result{

@@ -27,7 +27,7 @@ import (
 // fingerprint, other buildpacks. The split refused such labels before
 // export; here both modes see the layers dir after the fact (the
 // creator is one process) and the image itself.
-func checkRecords(ctx context.Context, p *buildPlan, w *workdirs, d Deps, cf *v1.ConfigFile) error {
+func checkRecords(p *buildPlan, w *workdirs, cf *v1.ConfigFile, read runRead) error {
 	names := p.names(w)
 	if err := refuseUnsafeForExport(w.layers, names); err != nil {
 		return err
@@ -36,9 +36,9 @@ func checkRecords(ctx context.Context, p *buildPlan, w *workdirs, d Deps, cf *v1
 		return err
 	}
 	labels := cf.Config.Labels
-	run, err := readRunBase(ctx, d.Registry, p.refs)
-	if err != nil {
-		return err
+	run := read.base
+	if read.err != nil {
+		return read.err
 	}
 	for _, check := range []func() error{
 		func() error { return checkLifecycleRecord(labels, run, cf, p.refs.runImage) },
@@ -64,6 +64,12 @@ func forged(label string, err error) error {
 type runBase struct {
 	cf      *v1.ConfigFile
 	digests []string
+}
+
+// runRead is readRunBase's answer.
+type runRead struct {
+	base runBase
+	err  error
 }
 
 func readRunBase(ctx context.Context, reg *registry.Client, refs preflightRefs) (runBase, error) {
