@@ -339,14 +339,7 @@ func runPromote(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter) 
 		}
 		fleet = f.Targets()
 	}
-	var images []string
-	for _, im := range plan.Images {
-		images = append(append(images, im.Image), im.Tags...)
-	}
-	for _, t := range fleet {
-		images = append(images, t.RunImage)
-	}
-	reg, err := newRegistry(env, o.Insecure, o.Timeout, images...)
+	reg, err := newRegistry(env, o.Insecure, o.Timeout, promoteScope(plan, fleet)...)
 	if err != nil {
 		return err
 	}
@@ -356,6 +349,24 @@ func runPromote(cmd *cobra.Command, o *rebaseOptions, env Env, rep ci.Reporter) 
 		return exit.Usagef("--promote", "name the --report-file of a --stage sweep", "%v", err)
 	}
 	return finishRebase(cmd, o, env, rep, rebase.NewReport(outcomes, false, time.Since(start)))
+}
+
+// promoteScope names the images a promote's credentials are for: with a
+// fleet, the fleet's images, tags and run images, never the plan's (a
+// file that travelled between jobs; Promote refuses a plan image or tag
+// the fleet does not list); without one, the plan's images and tags.
+func promoteScope(plan rebase.Report, fleet []rebase.Target) []string {
+	var images []string
+	if fleet != nil {
+		for _, t := range fleet {
+			images = append(append(images, t.Image, t.RunImage), t.Tags...)
+		}
+		return images
+	}
+	for _, im := range plan.Images {
+		images = append(append(images, im.Image), im.Tags...)
+	}
+	return images
 }
 
 // readReport reads a rebase JSON report (bounded, a regular file).

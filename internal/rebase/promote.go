@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cipack/cipack/internal/registry"
 )
@@ -26,9 +28,10 @@ const ReasonNotARebase = "NOT_A_REBASE"
 // image's tags or none, and only where every one still holds the digest
 // it had at staging (compare before move), or already holds the
 // candidate (a promote that was stopped half-way is finished). Images the
-// plan has no candidate for are left out. fleet (optional) is the fleet
-// the plan was staged with: its runImage for an image is the run image
-// the candidate must sit on, as in the sweep.
+// plan has no candidate for are left out. fleet (nil for none) is the
+// fleet the plan was staged with: its runImage for an image is the run
+// image the candidate must sit on, as in the sweep, and a plan image or
+// tag set that is not exactly an entry's is refused (fleetEntry).
 //
 // The plan is a file that travelled between jobs: of each image it is
 // trusted for the tag names and the candidate's digest only, and both are
@@ -43,23 +46,43 @@ func Promote(ctx context.Context, reg Registry, plan Report, fleet []Target) ([]
 		if !o.Staged || o.NewDigest == "" {
 			continue
 		}
-		out = append(out, promoteOne(ctx, reg, o, fleetEntry(reg, fleet, o.Image)))
+		out = append(out, promoteOne(ctx, reg, o, fleet))
 	}
 	return out, nil
 }
 
-// fleetEntry is the fleet's target for image (the same tag), or none.
-func fleetEntry(reg Reader, fleet []Target, image string) Target {
-	ref, err := reg.Parse(image)
-	for _, t := range fleet {
-		if r, perr := reg.Parse(t.Image); err == nil && perr == nil && r.Name() == ref.Name() {
-			return t
-		}
+// fleetEntry is the fleet's target whose image is the plan's (compared
+// canonically), when the plan's tag set is exactly that entry's: with a
+// fleet, its runImage must not be escaped by a plan that names the image
+// under another of its tags, spells its host another way, or moves a tag
+// the entry does not list (or leaves one out, which would split the set).
+// Without a fleet (nil), the plan's image stands alone.
+func fleetEntry(fleet []Target, image name.Reference, targets []name.Reference) (Target, error) {
+	if fleet == nil {
+		return Target{Image: image.String()}, nil
 	}
-	return Target{Image: image}
+	i := slices.IndexFunc(fleet, func(t Target) bool { return CanonicalImage(t.Image) == CanonicalImage(image.String()) })
+	if i < 0 {
+		return Target{}, fmt.Errorf("%s is not an image the fleet (--config) lists: nothing was moved", image)
+	}
+	t := fleet[i]
+	want := map[string]bool{CanonicalImage(t.Image): true}
+	for _, tag := range t.Tags {
+		want[CanonicalImage(tag)] = true
+	}
+	for _, r := range targets {
+		if !want[CanonicalImage(r.String())] {
+			return Target{}, fmt.Errorf("the plan moves %s, which the fleet (--config) does not list with %s: nothing was moved", r, t.Image)
+		}
+		delete(want, CanonicalImage(r.String()))
+	}
+	for tag := range want {
+		return Target{}, fmt.Errorf("the plan leaves out %s, which the fleet (--config) moves with %s: stage again with this fleet; nothing was moved", tag, t.Image)
+	}
+	return t, nil
 }
 
-func promoteOne(ctx context.Context, reg Registry, o Outcome, t Target) Outcome {
+func promoteOne(ctx context.Context, reg Registry, o Outcome, fleet []Target) Outcome {
 	start := time.Now()
 	res := Outcome{Image: o.Image, Verdict: Rebase, Reason: o.Reason, Builder: o.Builder, Source: o.Source}
 	fail := func(reason string, err error) Outcome {
@@ -70,6 +93,10 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome, t Target) Outcome 
 	if err != nil {
 		return fail("", err)
 	}
+	t, err := fleetEntry(fleet, ref, targets)
+	if err != nil {
+		return fail(ReasonNotARebase, err)
+	}
 	if err := checkPlanTags(ref, targets, o.Seen); err != nil {
 		return fail(ReasonNotARebase, err)
 	}
@@ -77,31 +104,27 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome, t Target) Outcome 
 	if err != nil {
 		return fail("", err)
 	}
-	staged, err := heldNow(ref, targets, now, o.Seen, o.NewDigest)
+	held, err := heldNow(ref, targets, now, o.Seen, o.NewDigest)
 	if err != nil {
 		return fail(ReasonMovedSinceStaged, fmt.Errorf("%w; not overwritten: verify and stage again", err))
 	}
-	res.OldDigest = staged
+	res.OldDigest = held[0]
 	candidate := ref.Context().Digest(o.NewDigest)
 	desc, err := reg.Get(ctx, candidate)
 	if err != nil {
 		return fail("", registry.Classify(candidate.String(), "read the candidate", err))
 	}
-	run, err := verifyCandidate(ctx, reg, ref.Context(), staged, o.NewDigest, t)
-	res.RunImage = run
-	if err != nil {
+	if res.RunImage, err = verifyAgainstHeld(ctx, reg, ref.Context(), held, o.NewDigest, t); err != nil {
 		reason := ""
 		if errors.Is(err, ErrNotARebase) {
 			reason = ReasonNotARebase
 		}
 		return fail(reason, fmt.Errorf("candidate %s: %w; nothing was moved: stage again", o.NewDigest, err))
 	}
-	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, staged, names(targets), time.Now()); err != nil {
+	if err := recordPrevious(ctx, reg, ref.Context(), desc.Descriptor, held[0], names(targets), time.Now()); err != nil {
 		return fail("", err)
 	}
-	// Compared against what was read and verified just now: a tag that
-	// moved since is not overwritten; one on the candidate is not written.
-	tags, err := reg.MoveTags(ctx, targets, desc, now)
+	tags, err := moveToCandidate(ctx, reg, targets, desc, now)
 	if errors.Is(err, registry.ErrMovedSinceInspection) {
 		return fail(ReasonMovedSinceStaged, fmt.Errorf("%w; not overwritten: verify and stage again", err))
 	}
@@ -110,6 +133,46 @@ func promoteOne(ctx context.Context, reg Registry, o Outcome, t Target) Outcome 
 	}
 	res.NewDigest, res.Tags, res.Applied, res.Duration = o.NewDigest, tags, true, time.Since(start)
 	return res
+}
+
+// verifyAgainstHeld checks the candidate against every digest the tags
+// hold now (more than one where a promote was killed between two tags
+// and the run image moved since: the set is split between the same
+// build's digests): it must be a rebase of each, on the run image each
+// would be checked against. It returns the run image name checked.
+func verifyAgainstHeld(ctx context.Context, reg Reader, repo name.Repository, held []string, candidate string, t Target) (string, error) {
+	run := ""
+	for _, h := range held {
+		r, err := verifyCandidate(ctx, reg, repo, h, candidate, t)
+		if err != nil {
+			return r, err
+		}
+		if run == "" {
+			run = r
+		}
+	}
+	return run, nil
+}
+
+// moveToCandidate moves the targets from where they were read (now) to
+// the candidate. Two promotes of one plan at once race on the moves: the
+// one that loses finds a tag moved since it read it. When every tag is on
+// the candidate after all, the move it wanted is done, and it says so.
+func moveToCandidate(ctx context.Context, reg Registry, targets []name.Reference, desc *remote.Descriptor, now map[string]string) ([]string, error) {
+	tags, err := reg.MoveTags(ctx, targets, desc, now)
+	if !errors.Is(err, registry.ErrMovedSinceInspection) {
+		return tags, err
+	}
+	again, rerr := reg.TagDigests(ctx, targets)
+	if rerr != nil {
+		return nil, err
+	}
+	for _, r := range targets {
+		if again[r.String()] != desc.Digest.String() {
+			return nil, err
+		}
+	}
+	return names(targets), nil
 }
 
 // planTargets parses the plan's image (a tag) and its tags, the image's
@@ -136,31 +199,32 @@ func planTargets(reg Reader, o Outcome) (name.Reference, []name.Reference, error
 // heldNow checks where the targets point now (now: reference → digest,
 // "" for absent) against the plan's staging view: each must still be
 // where it was at staging, or already on the candidate (an earlier
-// promote of the same plan moved it). It returns the digest the tags
-// hold that the candidate must be a rebase of: the staged digest where
-// any tag still holds it, else the candidate itself (nothing to verify
-// but the run image).
-func heldNow(image name.Reference, targets []name.Reference, now, seen map[string]string, candidate string) (string, error) {
-	held := ""
+// promote of the same plan moved it). It returns the distinct digests
+// the tags hold that the candidate must be a rebase of, the image's
+// first: more than one where the set was split at staging; only the
+// candidate itself when every tag is on it (nothing to verify but the
+// run image).
+func heldNow(image name.Reference, targets []name.Reference, now, seen map[string]string, candidate string) ([]string, error) {
+	var held []string
 	for _, r := range targets {
 		d := now[r.String()]
 		if d == candidate {
 			continue
 		}
 		if was := seen[r.String()]; d != was {
-			return "", fmt.Errorf("%s %w (was %s at staging, now %s): nothing was moved", r, registry.ErrMovedSinceInspection, orAbsent(was), orAbsent(d))
+			return nil, fmt.Errorf("%s %w (was %s at staging, now %s): nothing was moved", r, registry.ErrMovedSinceInspection, orAbsent(was), orAbsent(d))
 		}
-		if d != "" {
-			held = d
+		if d != "" && !slices.Contains(held, d) {
+			held = append(held, d)
 		}
 	}
-	if held == "" {
-		if now[image.String()] == "" {
-			return "", fmt.Errorf("%s %w (was %s at staging, now absent): nothing was moved", image, registry.ErrMovedSinceInspection, orAbsent(seen[image.String()]))
-		}
-		return candidate, nil
+	if len(held) > 0 {
+		return held, nil
 	}
-	return held, nil
+	if now[image.String()] == "" {
+		return nil, fmt.Errorf("%s %w (was %s at staging, now absent): nothing was moved", image, registry.ErrMovedSinceInspection, orAbsent(seen[image.String()]))
+	}
+	return []string{candidate}, nil
 }
 
 func orAbsent(d string) string {
@@ -171,19 +235,17 @@ func orAbsent(d string) string {
 }
 
 // checkPlanTags refuses what a genuine plan cannot hold: a tag in
-// another repository, or a tag the plan says held another digest than
-// the image's (staging refuses diverged tags; "" is a tag to create).
+// another repository, or one the plan does not say held what at staging.
+// Tags that held other digests than the image's (a set split by a killed
+// promote) are not refused here: each digest they hold now is checked
+// to be the same build as the candidate (verifyAgainstHeld).
 func checkPlanTags(image name.Reference, targets []name.Reference, seen map[string]string) error {
-	was := seen[image.String()]
 	for _, r := range targets {
-		d, ok := seen[r.String()]
-		switch {
-		case !ok:
+		if _, ok := seen[r.String()]; !ok {
 			return fmt.Errorf("the plan does not say where %s pointed at staging: stage again", r)
-		case r.Context().String() != image.Context().String():
+		}
+		if r.Context().String() != image.Context().String() {
 			return fmt.Errorf("the plan moves %s, outside %s's repository: nothing was moved", r, image.Context())
-		case d != was && d != "":
-			return fmt.Errorf("the plan says %s held %s, not the image's %s: a plan from staging never does; nothing was moved", r, d, was)
 		}
 	}
 	return nil

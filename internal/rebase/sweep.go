@@ -297,6 +297,10 @@ func (s *sweep) stage(ctx context.Context, o Outcome, in *Inspected, plans []Chi
 		}
 		return o
 	}
+	if err := splitSameBuild(ctx, s.d.Registry, in, seen); err != nil {
+		o.Verdict, o.Reason, o.Error = Failed, ReasonTagsDiverged, err.Error()
+		return o
+	}
 	applied, err := Stage(ctx, s.d.Registry, Plan{App: in, Rebase: plans, Tags: tags, Seen: seen}, s.d.Log)
 	if err != nil {
 		o.Verdict, o.Error = Failed, err.Error()
@@ -304,6 +308,22 @@ func (s *sweep) stage(ctx context.Context, o Outcome, in *Inspected, plans []Chi
 	}
 	o.NewDigest, o.Tags, o.Staged, o.Seen = applied.Digest, tags, true, seen
 	return o
+}
+
+// splitSameBuild checks a tag set a killed promote (or sweep) left split
+// before staging a candidate for all of it: the promote moves every tag
+// to the candidate, and verifies it against each digest they hold, so a
+// tag on another build than the image's is refused now, naming it.
+func splitSameBuild(ctx context.Context, reg Reader, in *Inspected, seen map[string]string) error {
+	for tag, d := range seen {
+		if d == "" || d == in.Digest {
+			continue
+		}
+		if err := VerifySameBuild(ctx, reg, in.Ref.Context(), in.Digest, d); err != nil {
+			return fmt.Errorf("%s holds %s, not a build of %s (%s): %w; the staged sweep pushed nothing for it: move %s yourself, or converge with a sweep without --stage", tag, short(d), in.Ref, short(in.Digest), err, tag)
+		}
+	}
+	return nil
 }
 
 // decideChild decides one platform's image, and plans its rebase when
