@@ -38,6 +38,11 @@ const (
 	// lifecycle's (a buildpack's launch.toml labels are applied last and
 	// can set it), so no verdict drawn from it can be trusted.
 	ReasonRunImageMismatch = "RUN_IMAGE_MISMATCH"
+	// ReasonRunImagePinned is an image whose recorded run image name is a
+	// digest (and the fleet sets no runImage for it): that name never
+	// moves, so it would be "up-to-date" forever, however its base is
+	// patched; a buildpack's launch.toml labels can record it too.
+	ReasonRunImagePinned = "RUN_IMAGE_PINNED"
 	ReasonNone             = ""
 )
 
@@ -55,6 +60,12 @@ type AppImage struct {
 	RunImageDigest string
 	// Layers are the image's diffIDs, bottom first.
 	Layers []string
+	// RecordedBase are the layers of the run image runImage.reference
+	// names (RunImageDigest), read when the run image's top layer moved
+	// (a rebase keeps every layer above the recorded top, so a top that
+	// is only a lower layer of the real base would keep its upper ones);
+	// empty when the image records no digest to read; nil: not read.
+	RecordedBase []string
 	// Target is the image's os/arch/variant/distro, as the lifecycle's
 	// rebaser reads it.
 	Target     files.TargetMetadata
@@ -80,6 +91,9 @@ type RunImage struct {
 	// app's Platform.
 	Missing  bool
 	Platform string
+	// Pinned says Ref is a digest the image records as its run image's
+	// name (not the fleet's runImage): it never moves.
+	Pinned bool
 }
 
 // Builder is the current state of a builder: its buildpacks by id.
@@ -110,6 +124,9 @@ func Decide(app AppImage, run RunImage, builder *Builder) Decision {
 		if moved := movedBuildpacks(app.Buildpacks, builder); len(moved) > 0 {
 			return Decision{Rebuild, ReasonBuildpack, strings.Join(moved, ", ")}
 		}
+	}
+	if run.Pinned {
+		return Decision{Failed, ReasonRunImagePinned, fmt.Sprintf("it records its run image by digest, %s: that name never moves, so no rebase would ever be due however its base is patched; set runImage for it in the fleet (the run image's tag) to keep it patched", run.Ref)}
 	}
 	if run.Missing {
 		return Decision{Rebuild, ReasonIncompatible, fmt.Sprintf("run image %s has no %s image: rebuild on a run image that has one", run.Ref, run.Platform)}
@@ -143,13 +160,32 @@ func runImageMismatch(app AppImage, run RunImage) (Decision, bool) {
 	if !slices.Contains(app.Layers, app.RunImageTop) {
 		return mismatch(fmt.Sprintf("it records run image top layer %s, which is not one of its layers", short(app.RunImageTop)))
 	}
-	if run.TopLayer != app.RunImageTop || SitsOn(app.Layers, app.RunImageTop, run.Layers) {
+	if run.TopLayer != app.RunImageTop {
+		return baseMismatch(app, mismatch)
+	}
+	if SitsOn(app.Layers, app.RunImageTop, run.Layers) {
 		return Decision{}, false
 	}
 	if app.RunImageDigest != "" && app.RunImageDigest == run.Digest {
 		return mismatch(fmt.Sprintf("it records run image %s@%s, whose layers it does not sit on", run.Ref, short(run.Digest)))
 	}
 	return Decision{Rebase, ReasonStack, fmt.Sprintf("run image %s moved below its unchanged top layer %s", run.Ref, short(run.TopLayer))}, true
+}
+
+// baseMismatch checks, where the run image moved (a rebase is due), that
+// the image sits on the run image it records (RecordedBase, when read):
+// a recorded top layer that is only a lower layer of its real base would
+// have the rebase keep that base's upper layers over the new one.
+func baseMismatch(app AppImage, mismatch func(string) (Decision, bool)) (Decision, bool) {
+	switch {
+	case app.RecordedBase == nil:
+		return Decision{}, false
+	case len(app.RecordedBase) == 0:
+		return mismatch("it records no run image digest (runImage.reference) whose layers its base could be checked against")
+	case !SitsOn(app.Layers, app.RunImageTop, app.RecordedBase):
+		return mismatch(fmt.Sprintf("it does not sit on the run image it records (%s, top layer %s)", short(app.RunImageDigest), short(app.RunImageTop)))
+	}
+	return Decision{}, false
 }
 
 // SitsOn is the one "sits on the run image" rule: an image's layers

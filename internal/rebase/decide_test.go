@@ -71,6 +71,15 @@ func TestDecide(t *testing.T) {
 		}), layered(sameRun, "sha256:b1", "sha256:old"), builder, Rebase, ReasonStack, "below its unchanged top layer"},
 		{"a mismatch wins over a buildpack update", onLayers(app, "sha256:x1", "sha256:a1"), layered(sameRun, "sha256:b1", "sha256:old"), bumped, Failed, ReasonRunImageMismatch, ""},
 		{"the run image moved, on its layers", onLayers(app, "sha256:b1", "sha256:old", "sha256:a1"), layered(newRun, "sha256:b2", "sha256:new"), builder, Rebase, ReasonStack, "sha256:old → sha256:new"},
+		// Where the run image moved, the image must sit on the run image
+		// it records (read by digest): a top layer that is only a lower
+		// layer of its base would keep the base's upper layers.
+		{"the run image moved, on the base it records", recorded(onLayers(app, "sha256:b1", "sha256:old", "sha256:a1"), "sha256:b1", "sha256:old"), layered(newRun, "sha256:b2", "sha256:new"), builder, Rebase, ReasonStack, ""},
+		{"the recorded top is a lower layer of its base", recorded(onLayers(with(func(a *AppImage) { a.RunImageTop = "sha256:b1" }), "sha256:b1", "sha256:old", "sha256:a1"), "sha256:b1", "sha256:old"), layered(newRun, "sha256:b2", "sha256:new"), builder, Failed, ReasonRunImageMismatch, "does not sit on the run image it records"},
+		{"no recorded digest to check against", recorded(onLayers(app, "sha256:b1", "sha256:old", "sha256:a1")), layered(newRun, "sha256:b2", "sha256:new"), builder, Failed, ReasonRunImageMismatch, "records no run image digest"},
+		// A run image name pinned by digest never moves: never up to date.
+		{"a pinned run image", app, runWith(func(r *RunImage) { r.TopLayer, r.Pinned = "sha256:old", true }), builder, Failed, ReasonRunImagePinned, "fleet"},
+		{"a pinned run image and a buildpack moved: rebuild", app, runWith(func(r *RunImage) { r.TopLayer, r.Pinned = "sha256:old", true }), bumped, Rebuild, ReasonBuildpack, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -83,6 +92,11 @@ func TestDecide(t *testing.T) {
 }
 
 func onLayers(a AppImage, layers ...string) AppImage { a.Layers = layers; return a }
+
+func recorded(a AppImage, base ...string) AppImage {
+	a.RecordedBase, a.RunImageDigest = append([]string{}, base...), "sha256:recorded"
+	return a
+}
 
 func layered(r RunImage, layers ...string) RunImage {
 	r.Layers, r.Digest = layers, "sha256:run"

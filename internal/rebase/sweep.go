@@ -138,6 +138,8 @@ type sweep struct {
 	runIndexes memo[v1.ImageIndex]  // run image index → its manifest, once
 	runConfigs memo[runConfig]      // run image (one platform) → config, only when needed
 	builders   memo[*Builder]       // builder → its buildpacks
+	// recorded run image (by digest, one platform) → its layers
+	recordedBases memo[[]string]
 }
 
 type runConfig struct {
@@ -347,7 +349,15 @@ func (s *sweep) decideChild(ctx context.Context, in *Inspected, c *Child, t Targ
 	if err != nil {
 		return cd, nil, err
 	}
-	cd.Decision = Decide(c.App, run, builder)
+	_, isDigest := runRef.(name.Digest)
+	run.Pinned = isDigest && t.RunImage == ""
+	app := c.App
+	if run.Layers != nil && !run.Missing && run.TopLayer != app.RunImageTop {
+		if app.RecordedBase, err = s.recordedBase(ctx, c, runRef); err != nil {
+			return cd, nil, err
+		}
+	}
+	cd.Decision = Decide(app, run, builder)
 	if cd.Verdict != Rebase {
 		return cd, nil, nil
 	}
@@ -356,6 +366,44 @@ func (s *sweep) decideChild(ctx context.Context, in *Inspected, c *Child, t Targ
 		return cd, nil, err
 	}
 	return cd, &ChildPlan{Child: c, RunImageRef: runRef, RunImage: runImg, Force: force}, nil
+}
+
+// recordedBase reads the layers of the run image child c records by
+// digest (runImage.reference), once per digest and platform per sweep:
+// from the repository of the run image being checked (runRef: a digest
+// names the same layers in every repository), or from the recorded
+// reference where it is in the recorded run image's repository. Not any
+// other: a recorded reference is a label, and a base made of the image's
+// own lower layers could be pushed anywhere. Empty when the image
+// records no digest.
+func (s *sweep) recordedBase(ctx context.Context, c *Child, runRef name.Reference) ([]string, error) {
+	if c.App.RunImageDigest == "" {
+		return []string{}, nil
+	}
+	refs := []name.Reference{runRef.Context().Digest(c.App.RunImageDigest)}
+	if r, err := s.d.Registry.Parse(c.RecordedRef); err == nil && r.Context().String() != runRef.Context().String() && sameRepo(s.d.Registry, r, c.App.RunImageName) {
+		refs = append(refs, r)
+	}
+	key := refs[0].String() + " " + registry.PlatformString(c.Platform)
+	return s.recordedBases.get(key, func() ([]string, error) {
+		var first error
+		for _, r := range refs {
+			_, cf, err := s.d.Registry.ConfigFor(ctx, r, c.Platform)
+			if err == nil {
+				return diffIDs(cf), nil
+			}
+			if first == nil {
+				first = err
+			}
+		}
+		return nil, fmt.Errorf("%s: the run image it records, %s, cannot be read (%w): its base layers cannot be checked before a rebase; rebuild it", c.App.Ref, c.RecordedRef, first)
+	})
+}
+
+// sameRepo reports whether r is in the repository of the image named.
+func sameRepo(reg Reader, r name.Reference, image string) bool {
+	ir, err := reg.Parse(image)
+	return err == nil && ir.Context().String() == r.Context().String()
 }
 
 // readTags reads where the image's fleet tags point (one HEAD each), so
@@ -385,19 +433,14 @@ func (s *sweep) readTags(ctx context.Context, in *Inspected, tags []string) (map
 // pickRunImage chooses which run image name to check for child c: the
 // fleet's override, else the lifecycle's own choice
 // (platform.BestRunImageMirrorFor: a name in the app's registry first,
-// then the recorded name). Access is not probed here (the check always
-// says yes): the read that follows finds out, with a better error. The
-// fleet's extra mirrors are only candidates when the entry allows
-// renaming: rebasing onto a name the image does not record rewrites its
-// metadata.
+// then the recorded name) among the recorded name and the mirrors the
+// fleet trusts (trustedMirrors). Access is not probed here (the check
+// always says yes): the read that follows finds out, with a better error.
 func pickRunImage(in *Inspected, c *Child, t Target) string {
 	if t.RunImage != "" {
 		return t.RunImage
 	}
-	md := files.RunImageForExport{Image: c.App.RunImageName, Mirrors: c.App.RunImageMirrors}
-	if t.AllowRunImageRename {
-		md.Mirrors = append(append([]string{}, md.Mirrors...), t.RunImageMirrors...)
-	}
+	md := files.RunImageForExport{Image: c.App.RunImageName, Mirrors: trustedMirrors(c.App.RunImageMirrors, t)}
 	if md.Image == "" {
 		return ""
 	}
@@ -411,6 +454,28 @@ func pickRunImage(in *Inspected, c *Child, t Target) string {
 		return md.Image
 	}
 	return best
+}
+
+// trustedMirrors are the mirrors a sweep may check instead of the
+// recorded run image: those the image records that the fleet lists too
+// (runImageMirrors, its defaults included). The recorded list alone is a
+// label build code can write: a frozen copy in the app's registry, named
+// there, would be preferred and keep the image "up-to-date" forever. The
+// fleet's other mirrors are candidates only when the entry allows
+// renaming: rebasing onto a name the image does not record rewrites its
+// metadata.
+func trustedMirrors(recorded []string, t Target) []string {
+	fleet := files.RunImageForExport{Mirrors: t.RunImageMirrors}
+	var out []string
+	for _, m := range recorded {
+		if fleet.Contains(m) {
+			out = append(out, m)
+		}
+	}
+	if t.AllowRunImageRename {
+		out = append(out, t.RunImageMirrors...)
+	}
+	return out
 }
 
 // runImage returns the run image's state for child c's platform: one
