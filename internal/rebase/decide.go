@@ -43,7 +43,7 @@ const (
 	// moves, so it would be "up-to-date" forever, however its base is
 	// patched; a buildpack's launch.toml labels can record it too.
 	ReasonRunImagePinned = "RUN_IMAGE_PINNED"
-	ReasonNone             = ""
+	ReasonNone           = ""
 )
 
 // AppImage is what decide needs to know of an app image: its CNB metadata.
