@@ -72,8 +72,11 @@ type Previous struct {
 }
 
 // maxRecords bounds the records read for one digest: anyone with push
-// access can add referrers, and each costs a request.
-const maxRecords = 64
+// access can add referrers, and each costs requests. The newest by their
+// descriptors' annotations are read first, so junk (unparsable, or dated
+// past the clock) cannot push a genuine record out; junk dated "now"
+// beyond this many can, and the rollback then fails, naming the count.
+const maxRecords = 256
 
 // maxClockSkew is how far a record's own time may run ahead of the
 // registry's clock: the runner that wrote it and the registry keep
@@ -94,10 +97,7 @@ func Records(ctx context.Context, reg Reader, repo name.Repository, digest strin
 		return nil, err
 	}
 	var out []Previous
-	for i, r := range idx.Manifests {
-		if i == maxRecords {
-			break
-		}
+	for _, r := range newestFirst(idx.Manifests, time.Now()) {
 		if p, ok := readRecord(ctx, reg, repo.Digest(r.Digest.String()), digest); ok {
 			out = append(out, *p)
 		}
@@ -107,6 +107,25 @@ func Records(ctx context.Context, reg Reader, repo name.Repository, digest strin
 	}
 	slices.SortStableFunc(out, func(a, b Previous) int { return b.At.Compare(a.At) })
 	return out, nil
+}
+
+// newestFirst orders referrer descriptors by the time their annotations
+// claim (the registry copies a manifest's annotations into its
+// descriptor), newest first, before the cut at maxRecords: a descriptor
+// without a readable time, or dated past now and the skew, goes last.
+// The order only decides what is read: each record read is checked on
+// its own manifest.
+func newestFirst(ds []v1.Descriptor, now time.Time) []v1.Descriptor {
+	at := func(d v1.Descriptor) time.Time {
+		t, err := time.Parse(time.RFC3339Nano, d.Annotations[annotationCreated])
+		if err != nil || t.After(now.Add(maxClockSkew)) {
+			return time.Time{}
+		}
+		return t
+	}
+	out := slices.Clone(ds)
+	slices.SortStableFunc(out, func(a, b v1.Descriptor) int { return at(b).Compare(at(a)) })
+	return out[:min(len(out), maxRecords)]
 }
 
 // FindPrevious is the newest record of a move to digest that passes
@@ -161,7 +180,7 @@ func readRecord(ctx context.Context, reg Reader, ref name.Digest, digest string)
 	if err != nil {
 		return nil, false
 	}
-	if bound, ok := recordBound(times); ok && at.After(bound) {
+	if at.After(recordBound(times, time.Now())) {
 		return nil, false
 	}
 	return p, true
@@ -172,15 +191,17 @@ func readRecord(ctx context.Context, reg Reader, ref name.Digest, digest string)
 // one (the time it stored the record; HTTP dates have whole seconds),
 // else its Date (its clock now: a record cannot have been written in the
 // future), with maxClockSkew for the writer's clock. A registry that says
-// neither bounds nothing, and the record's own time stands.
-func recordBound(t registry.ManifestTimes) (time.Time, bool) {
+// neither (no Date header: a proxy dropped it, or a server that sends
+// none) still cannot have stored a record after now: the local clock,
+// with the same skew, bounds it (a record dated 2099 never stays newest).
+func recordBound(t registry.ManifestTimes, now time.Time) time.Time {
 	switch {
 	case !t.Modified.IsZero():
-		return t.Modified.Add(time.Second + maxClockSkew), true
+		return t.Modified.Add(time.Second + maxClockSkew)
 	case !t.Now.IsZero():
-		return t.Now.Add(time.Second + maxClockSkew), true
+		return t.Now.Add(time.Second + maxClockSkew)
 	}
-	return time.Time{}, false
+	return now.Add(maxClockSkew)
 }
 
 // ReasonRolledBack is a tag set moved back to its previous digest.
@@ -225,17 +246,9 @@ func rollbackOne(ctx context.Context, reg Registry, t Target) Outcome {
 	if err != nil {
 		return fail(fmt.Errorf("%s@%s: %w", t.Image, o.OldDigest, err))
 	}
-	targets := []name.Reference{ref}
-	seen := map[string]string{ref.String(): o.OldDigest}
-	for _, tag := range prev.Tags {
-		r, err := reg.Parse(tag)
-		// A record is an artifact anyone with push access can write: it
-		// moves tags of this repository only.
-		if _, isTag := r.(name.Tag); err != nil || !isTag || r.String() == ref.String() || r.Context().String() != ref.Context().String() {
-			continue
-		}
-		targets = append(targets, r)
-		seen[r.String()] = o.OldDigest
+	targets, seen, err := rollbackTargets(ctx, reg, ref, t.Tags, prev.Tags, o.OldDigest)
+	if err != nil {
+		return fail(err)
 	}
 	back := ref.Context().Digest(prev.Digest)
 	desc, err := reg.Get(ctx, back)
@@ -252,6 +265,52 @@ func rollbackOne(ctx context.Context, reg Registry, t Target) Outcome {
 	o.NewDigest, o.Tags, o.Applied, o.Duration = prev.Digest, tags, true, time.Since(start)
 	o.Detail = fmt.Sprintf("back to %s", short(prev.Digest))
 	return o
+}
+
+// rollbackTargets is the tag set a rollback moves: the image's tag, the
+// fleet's tags for it and the record's, each once, all required on the
+// digest being rolled back (a set left split would stay split: the
+// fleet's tags must move with the image's, and a record may name fewer).
+// A record is an artifact anyone with push access can write: its tags
+// outside the image's repository are passed over; a fleet tag there is
+// refused, naming it.
+func rollbackTargets(ctx context.Context, reg Reader, ref name.Reference, fleetTags, recordTags []string, current string) ([]name.Reference, map[string]string, error) {
+	targets := []name.Reference{ref}
+	has := map[string]bool{CanonicalImage(ref.String()): true}
+	add := func(tag string, fromFleet bool) error {
+		r, err := reg.Parse(tag)
+		_, isTag := r.(name.Tag)
+		switch {
+		case err != nil || !isTag || r.Context().String() != ref.Context().String():
+			if fromFleet {
+				return fmt.Errorf("fleet tag %s is not a tag in %s's repository: a rollback moves tags of the image's repository only; nothing was moved", tag, ref.Context())
+			}
+		case !has[CanonicalImage(r.String())]:
+			has[CanonicalImage(r.String())] = true
+			targets = append(targets, r)
+		}
+		return nil
+	}
+	for _, tag := range fleetTags {
+		if err := add(tag, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, tag := range recordTags {
+		_ = add(tag, false)
+	}
+	now, err := reg.TagDigests(ctx, targets)
+	if err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]string{}
+	for _, r := range targets {
+		if d := now[r.String()]; d != current {
+			return nil, nil, fmt.Errorf("%s is at %s, not on %s with %s: the tag set is split; nothing was moved: converge it first (cipack rebase)", r, orAbsent(d), short(current), ref)
+		}
+		seen[r.String()] = current
+	}
+	return targets, seen, nil
 }
 
 func names(refs []name.Reference) []string {
