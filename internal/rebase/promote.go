@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -76,8 +78,9 @@ func fleetEntry(fleet []Target, image name.Reference, targets []name.Reference) 
 		}
 		delete(want, CanonicalImage(r.String()))
 	}
-	for tag := range want {
-		return Target{}, fmt.Errorf("the plan leaves out %s, which the fleet (--config) moves with %s: stage again with this fleet; nothing was moved", tag, t.Image)
+	if len(want) > 0 {
+		left := slices.Sorted(maps.Keys(want))
+		return Target{}, fmt.Errorf("the plan leaves out %s, which the fleet (--config) moves with %s: stage again with this fleet; nothing was moved", strings.Join(left, ", "), t.Image)
 	}
 	return t, nil
 }

@@ -349,13 +349,13 @@ func (s *sweep) decideChild(ctx context.Context, in *Inspected, c *Child, t Targ
 	if err != nil {
 		return cd, nil, err
 	}
+	// A name the image records by digest never moves (the fleet's own
+	// runImage is the user's choice, pinned or not).
 	_, isDigest := runRef.(name.Digest)
 	run.Pinned = isDigest && t.RunImage == ""
-	app := c.App
-	if run.Layers != nil && !run.Missing && run.TopLayer != app.RunImageTop {
-		if app.RecordedBase, err = s.recordedBase(ctx, c, runRef); err != nil {
-			return cd, nil, err
-		}
+	app, err := s.withRecordedBase(ctx, c, run, runRef)
+	if err != nil {
+		return cd, nil, err
 	}
 	cd.Decision = Decide(app, run, builder)
 	if cd.Verdict != Rebase {
@@ -366,6 +366,19 @@ func (s *sweep) decideChild(ctx context.Context, in *Inspected, c *Child, t Targ
 		return cd, nil, err
 	}
 	return cd, &ChildPlan{Child: c, RunImageRef: runRef, RunImage: runImg, Force: force}, nil
+}
+
+// withRecordedBase is c's app image with the layers of the run image it
+// records (RecordedBase), read only where the run image's top layer moved:
+// that is where a rebase would keep every layer above the recorded top.
+func (s *sweep) withRecordedBase(ctx context.Context, c *Child, run RunImage, runRef name.Reference) (AppImage, error) {
+	app := c.App
+	if run.Layers == nil || run.Missing || run.TopLayer == app.RunImageTop {
+		return app, nil
+	}
+	var err error
+	app.RecordedBase, err = s.recordedBase(ctx, c, runRef)
+	return app, err
 }
 
 // recordedBase reads the layers of the run image child c records by
