@@ -67,7 +67,9 @@ const DNSForwarder = "10.0.2.3"
 // BlockedNets get an unreachable route in the namespace: the cloud
 // metadata endpoints (169.254.169.254 on AWS, GCP and Azure, and the
 // rest of IPv4 link-local; AWS's IPv6 one). Build code has no
-// CAP_NET_ADMIN to remove them, and pasta never sees the packets.
+// CAP_NET_ADMIN to remove them. The routes make an ordinary connect()
+// fail at once; FilteredNets' netfilter rules are what holds when build
+// code picks the interface itself.
 var BlockedNets = []string{"169.254.0.0/16", "fd00:ec2::254/128"}
 
 // hostAddrs are the host's own addresses but loopback, as /32 and /128
@@ -114,7 +116,8 @@ func pastaArgs(netns, pidFile string) []string {
 func startNetwork(n *Network, work string) (netns, resolv string, stop func(), err error) {
 	stop = func() {}
 	netns = filepath.Join(work, "netns")
-	if err := makeNetns(netns, append(slices.Clone(BlockedNets), hostAddrs()...)); err != nil {
+	host := hostAddrs()
+	if err := makeNetns(netns, append(slices.Clone(BlockedNets), host...), append(slices.Clone(FilteredNets), host...)); err != nil {
 		return "", "", stop, fmt.Errorf("make the build's network namespace: %w", err)
 	}
 	if n.Mode == NetNone {
@@ -225,24 +228,25 @@ func pastaMessage(s string) string {
 }
 
 // makeNetns makes a network namespace and keeps it at path (a bind mount
-// of the nsfs file), with its loopback up and the blocked nets
-// unreachable.
+// of the nsfs file), with its loopback up, the blocked nets unreachable
+// (a connect() fails at once) and the filtered nets rejected by netfilter
+// (which holds when build code picks the interface itself).
 // The unshare happens on a locked thread that never returns to the Go
 // runtime: it ends with its goroutine, so no other goroutine ever runs in
 // the new namespace.
-func makeNetns(path string, blocked []string) error {
+func makeNetns(path string, blocked, filtered []string) error {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with us
-		errc <- inNewNetns(path, blocked)
+		errc <- inNewNetns(path, blocked, filtered)
 	}()
 	return <-errc
 }
 
-func inNewNetns(path string, blocked []string) error {
+func inNewNetns(path string, blocked, filtered []string) error {
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		return err
 	}
@@ -257,7 +261,7 @@ func inNewNetns(path string, blocked []string) error {
 			return fmt.Errorf("route %s unreachable: %w", cidr, err)
 		}
 	}
-	return nil
+	return addFilter(filtered)
 }
 
 // loopbackUp sets lo up in the calling thread's network namespace.
