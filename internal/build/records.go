@@ -41,7 +41,7 @@ func checkRecords(p *buildPlan, w *workdirs, cf *v1.ConfigFile, read runRead) er
 		return read.err
 	}
 	for _, check := range []func() error{
-		func() error { return checkLifecycleRecord(labels, run, cf, p.refs.runImage) },
+		func() error { return checkLifecycleRecord(labels, run, cf, p.refs.runImage, p.builder.RunImage) },
 		func() error { return checkProjectRecord(labels, w.project) },
 		func() error { return checkBuildRecord(labels, p, w) },
 		func() error { return checkOwnLabels(labels, run.cf.Config.Labels) },
@@ -98,8 +98,10 @@ func readRunBase(ctx context.Context, reg *registry.Client, refs preflightRefs) 
 
 // checkLifecycleRecord: io.buildpacks.lifecycle.metadata must name the
 // run image cipack chose (its name, a digest of it, its top layer), and
-// the image's layers must sit on that run image's.
-func checkLifecycleRecord(labels map[string]string, run runBase, cf *v1.ConfigFile, chosen name.Reference) error {
+// the image's layers must sit on that run image's. builder is the
+// builder's run image: its mirrors are the only ones a record of that
+// image may list.
+func checkLifecycleRecord(labels map[string]string, run runBase, cf *v1.ConfigFile, chosen name.Reference, builder files.RunImageForExport) error {
 	md, err := cnb.LifecycleMetadata(labels)
 	if err == nil && md == nil {
 		err = fmt.Errorf("it is missing")
@@ -118,15 +120,46 @@ func checkLifecycleRecord(labels map[string]string, run runBase, cf *v1.ConfigFi
 	if err != nil || !slices.Contains(run.digests, ref.DigestStr()) {
 		return forged(cnb.LifecycleMetadataLabel, fmt.Errorf("runImage.reference %q is not the run image cipack chose", md.RunImage.Reference))
 	}
-	if md.RunImage.Image != "" && !sameRepo(md.RunImage.Image, chosen) {
-		return forged(cnb.LifecycleMetadataLabel, fmt.Errorf("runImage.image %q is not the run image cipack chose, %s", md.RunImage.Image, chosen))
+	return checkRecordedName(md, chosen, builder)
+}
+
+// checkRecordedName: the name and mirrors a rebase later watches. The
+// exporter takes them from run.toml, which it reads again at export (in
+// the builder, from a platform dir the build user owns): a name of the
+// run image pinned by digest, another tag of its repository or a mirror
+// of build code's choosing would be watched instead of the run image
+// cipack chose, and never move.
+func checkRecordedName(md *files.LayersMetadataCompat, chosen name.Reference, builder files.RunImageForExport) error {
+	rec := md.RunImage.RunImageForExport
+	if !sameName(rec.Image, chosen.Name()) {
+		return forged(cnb.LifecycleMetadataLabel, fmt.Errorf("runImage.image %q is not the run image cipack chose, %s", rec.Image, chosen))
+	}
+	var allowed []string
+	if sameName(builder.Image, chosen.Name()) {
+		allowed = builder.Mirrors
+	}
+	for _, m := range rec.Mirrors {
+		if !slices.ContainsFunc(allowed, func(a string) bool { return sameName(m, a) }) {
+			return forged(cnb.LifecycleMetadataLabel, fmt.Errorf("runImage.mirrors lists %q, which the builder does not name as a mirror of %s", m, chosen))
+		}
+	}
+	// The lifecycle copies the same record into the old stack field,
+	// which readers fall back to.
+	if st := md.Stack; st != nil && (st.RunImage.Image != rec.Image || !slices.Equal(st.RunImage.Mirrors, rec.Mirrors)) {
+		return forged(cnb.LifecycleMetadataLabel, fmt.Errorf("stack.runImage %q is not runImage %q", st.RunImage.Image, rec.Image))
 	}
 	return nil
 }
 
-func sameRepo(s string, ref name.Reference) bool {
-	r, err := name.ParseReference(s, name.WeakValidation)
-	return err == nil && r.Context().Name() == ref.Context().Name()
+// sameName reports whether image names want (a normalized Name()), tag
+// or digest included.
+func sameName(image, want string) bool {
+	r, err := name.ParseReference(image, name.WeakValidation)
+	if err != nil || want == "" {
+		return false
+	}
+	w, err := name.ParseReference(want, name.WeakValidation)
+	return err == nil && r.Name() == w.Name()
 }
 
 // checkProjectRecord: io.buildpacks.project.metadata must be the

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/buildpacks/lifecycle/platform/files"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -26,7 +27,8 @@ func TestCheckLifecycleRecord(t *testing.T) {
 		return map[string]string{cnb.LifecycleMetadataLabel: string(raw)}
 	}
 	good := "127.0.0.1:5000/run@" + run.digests[0]
-	if err := checkLifecycleRecord(label(hash('b').String(), good, "127.0.0.1:5000/run:v1"), run, app, chosen); err != nil {
+	builder := files.RunImageForExport{Image: "127.0.0.1:5000/run:v1", Mirrors: []string{"mirror.example/run:v1"}}
+	if err := checkLifecycleRecord(label(hash('b').String(), good, "127.0.0.1:5000/run:v1"), run, app, chosen, builder); err != nil {
 		t.Fatalf("the lifecycle's own record: %v", err)
 	}
 	for what, c := range map[string]struct {
@@ -41,10 +43,72 @@ func TestCheckLifecycleRecord(t *testing.T) {
 		"not JSON":               {map[string]string{cnb.LifecycleMetadataLabel: "{"}, app},
 		"reference not a digest": {label(hash('b').String(), "127.0.0.1:5000/run:v1", ""), app},
 	} {
-		if err := checkLifecycleRecord(c.labels, run, c.cf, chosen); exit.Code(err) != exit.Build {
+		if err := checkLifecycleRecord(c.labels, run, c.cf, chosen, builder); exit.Code(err) != exit.Build {
 			t.Errorf("%s: got %v, want a refusal (exit %d)", what, err, exit.Build)
 		}
 	}
+}
+
+// The name and mirrors a rebase watches must be the run image cipack
+// chose and the builder's mirrors of it: a buildpack that rewrote run.toml
+// (the exporter reads it again) would record the run image pinned by
+// digest, another tag, or a mirror of its own, and rebase would watch a
+// name that never moves.
+func TestCheckLifecycleRecordName(t *testing.T) {
+	run := runBase{cf: &v1.ConfigFile{RootFS: v1.RootFS{DiffIDs: []v1.Hash{hash('a')}}}, digests: []string{"sha256:" + strings.Repeat("9", 64)}}
+	app := &v1.ConfigFile{RootFS: v1.RootFS{DiffIDs: []v1.Hash{hash('a'), hash('c')}}}
+	good := "127.0.0.1:5000/run@" + run.digests[0]
+	label := func(image string, mirrors []string, stack *files.RunImageForExport) map[string]string {
+		md := map[string]any{"runImage": map[string]any{"topLayer": hash('a').String(), "reference": good, "image": image, "mirrors": mirrors}}
+		if stack != nil {
+			md["stack"] = map[string]any{"runImage": stack}
+		}
+		raw, _ := json.Marshal(md)
+		return map[string]string{cnb.LifecycleMetadataLabel: string(raw)}
+	}
+	builder := files.RunImageForExport{Image: "127.0.0.1:5000/run:v1", Mirrors: []string{"mirror.example/run:v1"}}
+	chosen, _ := name.ParseReference("127.0.0.1:5000/run:v1")
+	user, _ := name.ParseReference("127.0.0.1:5000/mine:v1")
+	mirrors := []string{"mirror.example/run:v1"}
+	for what, c := range map[string]struct {
+		labels map[string]string
+		chosen name.Reference
+	}{
+		"the builder's run image and mirror":  {label("127.0.0.1:5000/run:v1", mirrors, &files.RunImageForExport{Image: "127.0.0.1:5000/run:v1", Mirrors: mirrors}), chosen},
+		"the user's run image, no mirror":     {label("127.0.0.1:5000/mine:v1", nil, nil), user},
+		"the user's run image, default tag":   {label("127.0.0.1:5000/run", nil, nil), mustRef(t, "127.0.0.1:5000/run:latest")},
+		"the user's run image pinned by them": {label(good, nil, nil), mustRef(t, good)},
+	} {
+		if err := checkLifecycleRecord(c.labels, run, app, c.chosen, builder); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	for what, c := range map[string]struct {
+		labels map[string]string
+		chosen name.Reference
+		says   string
+	}{
+		"pinned by digest":                  {label(good, mirrors, nil), chosen, "runImage.image"},
+		"another tag":                       {label("127.0.0.1:5000/run:v0", nil, nil), chosen, "runImage.image"},
+		"no name":                           {label("", nil, nil), chosen, "runImage.image"},
+		"a mirror of its own":               {label("127.0.0.1:5000/run:v1", []string{"frozen.example/run"}, nil), chosen, "frozen.example/run"},
+		"the builder's mirror, --run-image": {label("127.0.0.1:5000/mine:v1", mirrors, nil), user, "mirror.example/run:v1"},
+		"another stack record":              {label("127.0.0.1:5000/run:v1", nil, &files.RunImageForExport{Image: "frozen.example/run"}), chosen, "stack.runImage"},
+	} {
+		err := checkLifecycleRecord(c.labels, run, app, c.chosen, builder)
+		if exit.Code(err) != exit.Build || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: got %v, want a refusal (exit %d) naming %q", what, err, exit.Build, c.says)
+		}
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // The project record must be what cipack wrote, through the lifecycle's

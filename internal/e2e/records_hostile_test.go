@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/cipack/cipack/internal/cnb"
 	"github.com/cipack/cipack/internal/exit"
+	"github.com/cipack/cipack/internal/testenv"
 )
 
 // Build code steering the credential phases through the layers dir, and
@@ -159,5 +162,80 @@ func (r run) mustExplainBuild(t *testing.T) {
 	t.Helper()
 	if !strings.Contains(r.stderr, "cipack: error: ") || strings.Contains(r.stderr, "panic:") {
 		t.Errorf("the refusal is not explained:\n%s", tail(r.stderr, 25))
+	}
+}
+
+// A buildpack that rewrites run.toml (in the builder its platform dir is
+// the build user's; the exporter reads run.toml again for the record)
+// names the run image pinned by digest, with a mirror of its own: rebase
+// would watch a name that never moves. Refused before the tag moves; in
+// pull mode /platform is read-only and the record names the run image
+// cipack chose.
+func TestForgedRunTomlIsRefusedBeforeTheTagMoves(t *testing.T) {
+	needFixture(t)
+	for _, m := range hostileModes() {
+		t.Run(m.name, func(t *testing.T) {
+			image := fx.Registry.Host + "/records/runtoml-" + m.name + ":latest"
+			r := m.build(t, image, "--run-image", fx.RunImage, "--output", "json", "--env", "HOSTILE=runtoml")
+			if !strings.Contains(r.stderr, "hostile: run.toml now names") {
+				if r.code != 0 || !strings.Contains(r.stderr, "hostile: could not rewrite run.toml") {
+					t.Fatalf("the buildpack did not run (exit %d)\n%s", r.code, tail(r.stderr, 25))
+				}
+				t.Logf("run.toml could not be rewritten: built")
+				return
+			}
+			if r.code != exit.Build || !strings.Contains(r.stderr, "runImage.image") {
+				t.Errorf("exit %d, want %d naming runImage.image\n%s", r.code, exit.Build, tail(r.stderr, 25))
+			}
+			if got := headOrNone(t, image); got != "" {
+				t.Errorf("the tag moved to %s although the record was forged", got)
+			}
+		})
+	}
+}
+
+// A builder whose run image has mirrors: the record names the builder's
+// run image and its mirrors, which the record check takes, in the
+// builder and in pull mode.
+func TestBuilderRunImageMirrorsPassTheRecordCheck(t *testing.T) {
+	needFixture(t)
+	bps, err := testenv.ExampleBuildpacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror := "mirror.example/cipack-test/run:v1"
+	cnbDir, err := testenv.MakeBuilder(filepath.Join(fx.Dir, "mirrors-cnb-"+randSuffix()), testenv.BuilderSpec{
+		LifecycleDir: fx.LifecycleDir, RunImage: fx.RunImage, RunMirrors: []string{mirror}, Buildpacks: bps[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := testenv.RunImage(testenv.RunImageSpec{UID: fx.UID, GID: fx.GID, Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builder := fx.Registry.Host + "/records/mirrors-builder:v1"
+	if _, err := fx.PushBuilder(context.Background(), cnbDir, builder, base); err != nil {
+		t.Fatal(err)
+	}
+	ws := workspace(t, "mirrors")
+	ws.CNB = cnbDir
+	for mode, build := range map[string]func(image string) run{
+		"in-builder": func(image string) run { return cipackBuildIn(t, ws, nil, "--image", image) },
+		"pull": func(image string) run {
+			return pullBuildEnv(t, filepath.Join(fx.Dir, "mirrors-cache-"+randSuffix()), nil, "--builder", builder, "--image", image)
+		},
+	} {
+		image := fx.Registry.Host + "/records/mirrors-" + mode + ":latest"
+		if r := build(image); r.code != 0 {
+			t.Errorf("%s: exit %d\n%s", mode, r.code, tail(r.stderr, 25))
+			continue
+		}
+		cf, err := testenv.MustPull(t, image).ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md := cf.Config.Labels[cnb.LifecycleMetadataLabel]; !strings.Contains(md, mirror) {
+			t.Errorf("%s: the record names no mirror: %s", mode, md)
+		}
 	}
 }
