@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -50,5 +51,52 @@ func TestDropTagKeepsTheImage(t *testing.T) {
 			t.Errorf("the kept tag should name the placeholder, not the image: %v %v", head, herr)
 		}
 		srv.Close()
+	}
+}
+
+// manifestByTag deletes, on a DELETE of a tag, the manifest the tag names
+// (as early zot and Harbor 1 did), and the tag with it.
+type manifestByTag struct{ next http.Handler }
+
+func (m manifestByTag) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	repo, ref, isManifest := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/manifests/")
+	if isManifest && r.Method == http.MethodDelete && !strings.HasPrefix(ref, "sha256:") {
+		head := httptest.NewRecorder()
+		m.next.ServeHTTP(head, httptest.NewRequest(http.MethodHead, r.URL.Path, nil))
+		if d := head.Header().Get("Docker-Content-Digest"); d != "" {
+			m.next.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodDelete, "/v2/"+repo+"/manifests/"+d, nil))
+		}
+	}
+	m.next.ServeHTTP(w, r)
+}
+
+// On a registry that takes a tag's DELETE for its manifest's, dropping
+// the staging tag must not delete the image it names: the user's tags
+// are on it (or an identical earlier build is).
+func TestDropTagNeverDeletesTheImageByTag(t *testing.T) {
+	srv := httptest.NewServer(manifestByTag{next: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))})
+	defer srv.Close()
+	c, err := New(Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	repo, _ := name.NewRepository(strings.TrimPrefix(srv.URL, "http://") + "/team/app")
+	img, _ := random.Image(64, 1)
+	d, _ := img.Digest()
+	staging := repo.Tag("cipack-tmp-1")
+	for _, tag := range []name.Tag{repo.Tag("latest"), staging} {
+		if err := c.Write(ctx, tag, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.DropTag(ctx, staging); err != nil {
+		t.Errorf("drop: %v", err)
+	}
+	if _, err := c.Head(ctx, repo.Digest(d.String())); err != nil {
+		t.Errorf("the image the user's tag holds is gone: %v", err)
+	}
+	if _, err := c.Head(ctx, staging); exit.Code(err) != exit.ImageNotFound {
+		t.Errorf("the staging tag is still there: %v", err)
 	}
 }
