@@ -10,14 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/cipack/cipack/internal/exit"
 	"github.com/cipack/cipack/internal/testenv"
@@ -105,6 +102,7 @@ func TestPullModeBuildCodeHasANetworkOfItsOwn(t *testing.T) {
 		}
 	})
 	t.Run("pasta_dies_with_a_killed_build", w.killedBuild)
+	t.Run("the_runner_and_metadata_by_any_interface", w.runnerByAnyInterface)
 	t.Run("a_bad_value_is_a_usage_error", func(t *testing.T) {
 		r := w.build(t, "bad", false, "--network", "bridge")
 		if r.code != exit.Usage || !strings.Contains(r.stderr, "--network") {
@@ -222,32 +220,12 @@ func hidden(t *testing.T, names []string) []string {
 // socket stays in that namespace; the thread is never unlocked, so it
 // ends with its goroutine and no other code runs in the namespace.
 func listenIn(t *testing.T, ip string, listen func(string) (any, error)) any {
-	type res struct {
-		v   any
-		err error
+	v, err := inNamespace(fmt.Sprintf("/run/netns/cipack-nt-%d", os.Getpid()), func() (any, error) { return listen(ip) })
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open(fmt.Sprintf("/run/netns/cipack-nt-%d", os.Getpid()))
-		if err != nil {
-			c <- res{nil, err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			c <- res{nil, err}
-			return
-		}
-		v, err := listen(ip)
-		c <- res{v, err}
-	}()
-	r := <-c
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { r.v.(interface{ Close() error }).Close() })
-	return r.v
+	t.Cleanup(func() { v.(interface{ Close() error }).Close() })
+	return v
 }
 
 // serveDNS answers A queries with answer and others with no record.
@@ -318,7 +296,12 @@ func (w *netWorld) build(t *testing.T, name string, metadata bool, args ...strin
 // cipack's mount namespace (an empty, non-executable file bound over
 // each).
 func (w *netWorld) buildWithout(t *testing.T, name string, hide []string, metadata bool, args ...string) netRun {
-	cmd, image := w.command(t, name, metadata, args...)
+	return w.buildAt(t, w.home(), name, hide, metadata, args...)
+}
+
+// buildAt is buildWithout at place.
+func (w *netWorld) buildAt(t *testing.T, at place, name string, hide []string, metadata bool, args ...string) netRun {
+	cmd, image := w.commandAt(t, at, name, metadata, args...)
 	cmd.Env = append(cmd.Env, "NETSPY_HIDE="+strings.Join(hidden(t, hide), " "))
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -329,8 +312,28 @@ func (w *netWorld) buildWithout(t *testing.T, name string, hide []string, metada
 	return r
 }
 
-// command is the spy build's command and image.
+// place is where a spy build runs: cipack's network namespace ("" for
+// the test's own), the resolv.conf it sees, its proxy and spy settings.
+type place struct {
+	netns, resolv, proxy string
+	env                  []string // --env values for the spy
+}
+
+// home is the test's own network: the proxy and the resolver in the
+// test's netns, the host's address, the 127.0.0.1 and abstract secrets.
+func (w *netWorld) home() place {
+	return place{resolv: w.resolv, proxy: w.proxy, env: []string{"NETSPY_TCP=" + w.tcp, "NETSPY_REGISTRY=" + fx.Registry.Host,
+		"NETSPY_ABSTRACT=" + w.abstract, "NETSPY_PROXY=1", "NETSPY_DNS=registry.netspy.test", "NETSPY_HOSTADDR=" + w.hostAddr + ":9"}}
+}
+
+// command is the spy build's command and image, at home.
 func (w *netWorld) command(t *testing.T, name string, metadata bool, args ...string) (*exec.Cmd, string) {
+	return w.commandAt(t, w.home(), name, metadata, args...)
+}
+
+// commandAt is command at place: with a netns, cipack runs there
+// (nsenter), as on a runner whose network that is.
+func (w *netWorld) commandAt(t *testing.T, at place, name string, metadata bool, args ...string) (*exec.Cmd, string) {
 	ws := filepath.Join(fx.Dir, "netspy-ws-"+randSuffix())
 	root, _ := testenv.ModuleRoot()
 	if err := copyDir(filepath.Join(root, "examples", "app"), ws); err != nil {
@@ -344,14 +347,18 @@ func (w *netWorld) command(t *testing.T, name string, metadata bool, args ...str
 	script := `mount --bind "$0" /etc/resolv.conf || exit 1
 for f in $NETSPY_HIDE; do mount --bind "$NETSPY_EMPTY" "$f" || exit 1; done
 exec "$@"`
-	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", script, w.resolv,
+	argv := []string{"unshare", "-m", "--propagation", "private", "sh", "-c", script, at.resolv,
 		fx.Cipack, "build", "--path", ws, "--source-root", ws, "--cnb-dir", filepath.Join(fx.Dir, "no-cnb"),
 		"--builder-cache", filepath.Join(fx.Dir, "netspy-store"), "--builder", fx.BuilderImage, "--image", image,
-		"--buildpack", w.buildpack, "--env", "NETSPY_TCP=" + w.tcp, "--env", "NETSPY_REGISTRY=" + fx.Registry.Host,
-		"--env", "NETSPY_ABSTRACT=" + w.abstract, "--env", "NETSPY_METADATA=" + meta, "--env", "NETSPY_PROXY=1",
-		"--env", "NETSPY_DNS=registry.netspy.test", "--env", "NETSPY_HOSTADDR=" + w.hostAddr + ":9"}, args...)
-	cmd := exec.Command("unshare", argv...)
-	cmd.Env = append(os.Environ(), "HTTP_PROXY="+w.proxy, "NO_PROXY=127.0.0.1,localhost", "NETSPY_EMPTY="+w.empty)
+		"--buildpack", w.buildpack, "--env", "NETSPY_METADATA=" + meta}
+	for _, e := range at.env {
+		argv = append(argv, "--env", e)
+	}
+	if at.netns != "" {
+		argv = append([]string{"nsenter", "--net=" + at.netns, "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
+	cmd.Env = append(os.Environ(), "HTTP_PROXY="+at.proxy, "NO_PROXY=127.0.0.1,localhost", "NETSPY_EMPTY="+w.empty)
 	return cmd, image
 }
 

@@ -16,7 +16,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -48,6 +51,9 @@ func main() {
 		began := time.Now()
 		_, err := readLine("tcp", "169.254.169.254:80")
 		fmt.Printf("netspy: metadata blocked=%t after %dms: %v\n", err != nil, time.Since(began).Milliseconds(), err)
+	}
+	if tries := env("NETSPY_TRY"); tries != "" {
+		tryAll(tries)
 	}
 	if env("NETSPY_PROXY") == "1" {
 		// Through HTTP_PROXY, as cipack passed it on.
@@ -110,4 +116,87 @@ func httpGet(tr http.RoundTripper, url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 512))
 	return strings.TrimSpace(resp.Status + " " + string(b)), err
+}
+
+// tryAll runs the tries in NETSPY_TRY, "name=how:address" separated by
+// spaces, "IF" in an address standing for the first interface but lo.
+// how: tcp (connect and read a line), bind (the same on a socket bound
+// to that interface with SO_BINDTODEVICE: past the route lookup), udp
+// (send, read the answer) and pktinfo (the same with the interface as an
+// IP_PKTINFO ifindex). None needs a capability.
+func tryAll(tries string) {
+	iface := firstInterface()
+	for _, t := range strings.Fields(tries) {
+		name, spec, _ := strings.Cut(t, "=")
+		how, addr, _ := strings.Cut(spec, ":")
+		addr = strings.ReplaceAll(addr, "%IF", "%"+iface.Name)
+		switch how {
+		case "tcp":
+			report(name)(readLine("tcp", addr))
+		case "bind":
+			report(name)(boundLine(addr, iface.Name))
+		case "udp", "pktinfo":
+			report(name)(udpAnswer(addr, how == "pktinfo", iface.Index))
+		}
+	}
+}
+
+func firstInterface() net.Interface {
+	ifaces, _ := net.Interfaces()
+	for _, i := range ifaces {
+		if i.Flags&net.FlagLoopback == 0 {
+			return i
+		}
+	}
+	return net.Interface{Name: "lo", Index: 1}
+}
+
+// boundLine is readLine from a socket bound to the interface dev.
+func boundLine(addr, dev string) (string, error) {
+	d := net.Dialer{Timeout: time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) { err = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, dev) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+// udpAnswer sends one datagram to addr and reads the answer (one second),
+// with an IP_PKTINFO naming interface ifindex if pktinfo.
+func udpAnswer(addr string, pktinfo bool, ifindex int) (string, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	network := "udp6"
+	if ua.IP.To4() != nil {
+		network = "udp4"
+	}
+	c, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	var oob []byte
+	if pktinfo {
+		oob = unix.PktInfo4(&unix.Inet4Pktinfo{Ifindex: int32(ifindex)})
+	}
+	if _, _, err := c.WriteMsgUDP([]byte("netspy\n"), oob, ua); err != nil {
+		return "", err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	b := make([]byte, 512)
+	n, from, err := c.ReadFromUDP(b)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("from %s: %s", from, b[:n]), nil
 }
