@@ -29,8 +29,8 @@ func checkNetwork(mode string) error {
 		"unknown network mode %q", mode)
 }
 
-// hasDefaultRoute is sandbox.HasDefaultRoute; tests replace it.
-var hasDefaultRoute = sandbox.HasDefaultRoute
+// defaultRoutes is sandbox.DefaultRoutes; tests replace it.
+var defaultRoutes = sandbox.DefaultRoutes
 
 // chooseNetwork decides build code's network in pull mode (nil: the
 // host's) and says so in the log when it is not the isolated default.
@@ -65,16 +65,22 @@ func chooseNetwork(opts Options, lookPath func(string) (string, error), environ 
 }
 
 // findStack picks the network stack: pasta, which needs a default route
-// to copy, else slirp4netns. Without one it says why and what to do.
+// to copy, else slirp4netns, which reaches IPv4 only and so is no stack
+// on an IPv6-only runner. Without one it says why and what to do.
 func findStack(lookPath func(string) (string, error)) (stack, why, hint string) {
+	v4, v6 := defaultRoutes()
 	pasta, pastaErr := lookPath(sandbox.StackPasta)
-	if pastaErr == nil && hasDefaultRoute() {
+	if pastaErr == nil && (v4 || v6) {
 		return pasta, "", ""
 	}
-	if slirp, err := lookPath(sandbox.StackSlirp); err == nil {
+	slirp, slirpErr := lookPath(sandbox.StackSlirp)
+	switch {
+	case slirpErr == nil && (v4 || !v6):
 		return slirp, "", ""
-	}
-	if pastaErr == nil {
+	case slirpErr == nil:
+		return "", "the runner is IPv6-only, and slirp4netns reaches IPv4 only",
+			fmt.Sprintf("install %s (apt-get install %s), or pass --network host", sandbox.StackPasta, sandbox.StackPackage)
+	case pastaErr == nil:
 		return "", "the runner has no default route, which pasta needs", "pass --network none for a loopback only, or --network host"
 	}
 	return "", fmt.Sprintf("no %s or %s on PATH for a network of its own", sandbox.StackPasta, sandbox.StackSlirp),

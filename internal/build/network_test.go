@@ -36,6 +36,12 @@ func TestChooseNetwork(t *testing.T) {
 		return "", exec.ErrNotFound
 	}
 	both := func(name string) (string, error) { return "/usr/bin/" + name, nil }
+	slirpOnly := func(name string) (string, error) {
+		if name == sandbox.StackSlirp {
+			return "/usr/bin/slirp4netns", nil
+		}
+		return "", exec.ErrNotFound
+	}
 	missing := func(string) (string, error) { return "", exec.ErrNotFound }
 	cases := []struct {
 		name     string
@@ -46,6 +52,7 @@ func TestChooseNetwork(t *testing.T) {
 		log      string
 		code     int
 		noRoute  bool   // the runner has no default route
+		v6Only   bool   // the runner has an IPv6 default route only
 		stack    string // the stack isolated mode runs, when it matters
 	}{
 		{name: "default with pasta", lookPath: found, mode: NetworkIsolated},
@@ -59,14 +66,17 @@ func TestChooseNetwork(t *testing.T) {
 		{name: "default without a default route", lookPath: found, noRoute: true, log: "the runner has no default route"},
 		{name: "slirp4netns without a default route", lookPath: both, noRoute: true, mode: NetworkIsolated, stack: "/usr/bin/slirp4netns"},
 		{name: "pasta first", lookPath: both, mode: NetworkIsolated, stack: "/usr/bin/pasta"},
+		{name: "pasta on an IPv6-only runner", lookPath: both, v6Only: true, mode: NetworkIsolated, stack: "/usr/bin/pasta"},
+		{name: "no slirp4netns on an IPv6-only runner", lookPath: slirpOnly, v6Only: true, log: "the runner is IPv6-only"},
+		{name: "isolated, IPv6-only, slirp4netns only", opts: Options{Network: NetworkIsolated}, lookPath: slirpOnly, v6Only: true, code: exit.Sandbox},
 		{name: "isolated without a default route", opts: Options{Network: NetworkIsolated}, lookPath: found, noRoute: true, code: exit.Sandbox},
 		{name: "none without a default route", opts: Options{Network: NetworkNone}, lookPath: found, noRoute: true, mode: NetworkNone, log: "loopback"},
 		{name: "trusted creator", opts: Options{TrustBuilder: true}, lookPath: found, mode: NetworkIsolated, log: "--trust-builder"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			defer func(f func() bool) { hasDefaultRoute = f }(hasDefaultRoute)
-			hasDefaultRoute = func() bool { return !c.noRoute }
+			defer func(f func() (bool, bool)) { defaultRoutes = f }(defaultRoutes)
+			defaultRoutes = func() (bool, bool) { return !c.noRoute && !c.v6Only, !c.noRoute }
 			var log strings.Builder
 			n, err := chooseNetwork(c.opts, c.lookPath, c.env, &log)
 			if c.code != 0 {

@@ -64,6 +64,23 @@ const (
 // port 53.
 const DNSForwarder = "10.0.2.3"
 
+// DNSForwarder6 is pasta's IPv6 forwarder, listed second: on an
+// IPv6-only runner pasta gives the namespace no IPv4 at all, so
+// DNSForwarder fails at once (network unreachable) and the resolver asks
+// this one, which pasta answers with the host's first IPv6 resolver. A
+// random unique-local address (RFC 4193), so that it names no real host.
+const DNSForwarder6 = "fd3c:ad7e:9b51::53"
+
+// nameservers are the forwarders a stack answers, in resolv.conf order.
+// slirp4netns runs without IPv6 (cipack does not start it on an
+// IPv6-only runner), so only pasta has a second one.
+func nameservers(stack string) []string {
+	if filepath.Base(stack) == StackSlirp {
+		return []string{DNSForwarder}
+	}
+	return []string{DNSForwarder, DNSForwarder6}
+}
+
 // BlockedNets get an unreachable route in the namespace: the cloud
 // metadata endpoints (169.254.169.254 on AWS, GCP and Azure, and the
 // rest of IPv4 link-local; AWS's IPv6 one). Build code has no
@@ -105,7 +122,7 @@ func hostAddrs() []string {
 func pastaArgs(netns, pidFile string) []string {
 	return []string{"--quiet", "--runas", "0", "--netns", netns, "--config-net", "--no-map-gw",
 		"-t", "none", "-u", "none", "-T", "none", "-U", "none",
-		"--dns-forward", DNSForwarder, "--pid", pidFile}
+		"--dns-forward", DNSForwarder, "--dns-forward", DNSForwarder6, "--pid", pidFile}
 }
 
 // startNetwork makes the namespace under work and, in isolated mode,
@@ -127,7 +144,7 @@ func startNetwork(n *Network, work string) (netns, resolv string, stop func(), e
 		return "", "", stop, fmt.Errorf("unknown network mode %q", n.Mode)
 	}
 	resolv = filepath.Join(work, "resolv.conf")
-	if err := writeResolvConf(resolv); err != nil {
+	if err := writeResolvConf(resolv, nameservers(n.Stack)); err != nil {
 		return "", "", stop, err
 	}
 	if filepath.Base(n.Stack) == StackSlirp {
@@ -350,15 +367,18 @@ func readAck(fd int) error {
 }
 
 // writeResolvConf writes build code's resolv.conf from the host's.
-func writeResolvConf(path string) error {
-	host, _ := os.ReadFile("/etc/resolv.conf") // none: the forwarder alone
-	return os.WriteFile(path, []byte(resolvConfFor(host)), 0o644)
+func writeResolvConf(path string, servers []string) error {
+	host, _ := os.ReadFile("/etc/resolv.conf") // none: the forwarders alone
+	if err := os.WriteFile(path, []byte(resolvConfFor(host, servers)), 0o644); err != nil {
+		return fmt.Errorf("build code's resolv.conf: %w", err)
+	}
+	return nil
 }
 
 // resolvConfFor keeps the host's search and options lines, with the
-// forwarder as the only nameserver: the host's may be on its loopback,
-// out of build code's reach.
-func resolvConfFor(host []byte) string {
+// stack's forwarders as the only nameservers: the host's may be on its
+// loopback, out of build code's reach.
+func resolvConfFor(host []byte, servers []string) string {
 	var b strings.Builder
 	s := bufio.NewScanner(bytes.NewReader(host))
 	for s.Scan() {
@@ -367,7 +387,9 @@ func resolvConfFor(host []byte) string {
 			b.WriteString(line + "\n")
 		}
 	}
-	b.WriteString("nameserver " + DNSForwarder + "\n")
+	for _, ns := range servers {
+		b.WriteString("nameserver " + ns + "\n")
+	}
 	return b.String()
 }
 
@@ -381,35 +403,35 @@ func joinNetwork(config *specs.Spec, netns, resolv string) {
 	}
 }
 
-// HasDefaultRoute reports whether this network namespace has a default
-// route, IPv4 or IPv6: pasta copies that interface's addresses and
-// routes into the build's namespace, and will not start without one (a
-// runner with only a loopback).
-func HasDefaultRoute() bool {
-	v4, _ := os.ReadFile("/proc/net/route")
-	v6, _ := os.ReadFile("/proc/net/ipv6_route")
-	return defaultRouteIn(v4, v6)
+// DefaultRoutes reports whether this network namespace has an IPv4 and
+// an IPv6 default route: pasta copies that interface's addresses and
+// routes into the build's namespace, and will not start without either
+// (a runner with only a loopback); slirp4netns reaches only IPv4.
+func DefaultRoutes() (v4, v6 bool) {
+	r4, _ := os.ReadFile("/proc/net/route")
+	r6, _ := os.ReadFile("/proc/net/ipv6_route")
+	return defaultRoutesIn(r4, r6)
 }
 
-// defaultRouteIn reads /proc/net/route and /proc/net/ipv6_route: a
+// defaultRoutesIn reads /proc/net/route and /proc/net/ipv6_route: a
 // default route is one to everything (destination and mask or prefix
 // zero), up, not a reject route, on an interface other than lo.
-func defaultRouteIn(v4, v6 []byte) bool {
+func defaultRoutesIn(r4, r6 []byte) (v4, v6 bool) {
 	const up, reject = 0x1, 0x200
-	for _, l := range strings.Split(string(v4), "\n") {
+	for _, l := range strings.Split(string(r4), "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 8 && f[0] != "lo" && f[1] == "00000000" && f[7] == "00000000" && flagsHave(f[3], up, reject) {
-			return true
+			v4 = true
 		}
 	}
 	zero := strings.Repeat("0", 32)
-	for _, l := range strings.Split(string(v6), "\n") {
+	for _, l := range strings.Split(string(r6), "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 10 && f[9] != "lo" && f[0] == zero && f[1] == "00" && flagsHave(f[8], up, reject) {
-			return true
+			v6 = true
 		}
 	}
-	return false
+	return v4, v6
 }
 
 // flagsHave reports whether the hex flags have want and not without.
