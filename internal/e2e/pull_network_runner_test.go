@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cipack/cipack/internal/sandbox"
 )
 
 // The ways past build code's routes an adversarial review found (issue
@@ -56,6 +58,40 @@ func (w *netWorld) runnerByAnyInterface(t *testing.T) {
 				t.Errorf("the servers saw %q, want only the world's %q: build code reached the runner or a metadata endpoint", got, want)
 			}
 		})
+	}
+	t.Run("ipv6_only_runner_resolves", func(t *testing.T) { w.ipv6OnlyRunner(t, rn) })
+}
+
+// ipv6OnlyRunner takes the runner's IPv4 default route away and wants
+// pasta's IPv6 DNS forwarder to answer: build code resolves through the
+// runner's IPv6 resolver and reaches the world over IPv6.
+func (w *netWorld) ipv6OnlyRunner(t *testing.T, rn *runnerNet) {
+	r4 := []string{"-n", rn.rvr, "route", "%s", "default", "via", "198.19.64.2"}
+	ip := func(verb string) error {
+		args := slices.Clone(r4)
+		args[3] = verb
+		return exec.Command("ip", args...).Run()
+	}
+	if err := ip("del"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ip("add") })
+	rn.reset()
+	at := rn.place(true)
+	at.resolv = filepath.Join(fx.Dir, "netspy-rvr6-resolv-"+randSuffix()+".conf")
+	if err := os.WriteFile(at.resolv, []byte("nameserver fd42:64::2\noptions timeout:1 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := w.buildAt(t, at, "runner-ipv6-only", nil, false)
+	r.mustPush(t)
+	r.reached(t, "dns", "203.0.113.7")
+	r.reached(t, "egress6", "netspy-world [fd42:64::2]:80")
+	r.blocked(t, "egress4")
+	if got := r.nameservers(); !slices.Equal(got, []string{sandbox.DNSForwarder, sandbox.DNSForwarder6}) {
+		t.Errorf("build code's resolvers: %q, want both of pasta's forwarders", got)
+	}
+	if got := lineWith(r.stderr+r.stdout, "netspy: interfaces"); got != "netspy: interfaces lo rvr0" {
+		t.Errorf("want pasta's copy of rvr0: %q", got)
 	}
 }
 
@@ -117,6 +153,7 @@ func (rn *runnerNet) serve(t *testing.T) {
 	go rn.answerTCP(listenAt(t, rvw, "tcp", ":80").(net.Listener), "world", "netspy-world")
 	go rn.answerUDP(listenAt(t, rvw, "udp", "169.254.169.254:53").(net.PacketConn), "metadata-udp")
 	go serveDNS(listenAt(t, rvw, "udp", "198.19.64.2:53").(net.PacketConn), net.ParseIP("203.0.113.7"))
+	go serveDNS(listenAt(t, rvw, "udp", "[fd42:64::2]:53").(net.PacketConn), net.ParseIP("203.0.113.7"))
 	go forward(listenAt(t, rvr, "tcp", fx.Registry.Host).(net.Listener), fx.Registry.Host)
 }
 
