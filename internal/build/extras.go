@@ -83,6 +83,7 @@ func (w *workdirs) extraBuildpacks(ctx context.Context, p *buildPlan, opts Optio
 		}
 	}
 	if plan.Order != nil {
+		w.detectOrder = plan.Order
 		w.order = filepath.Join(w.platform, "order.toml")
 		if err := buildpacks.WriteOrder(w.order, plan.Order); err != nil {
 			return err

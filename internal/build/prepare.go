@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/buildpacks/lifecycle/buildpack"
 	"github.com/buildpacks/lifecycle/platform/files"
 
 	"github.com/cipack/cipack/internal/creator"
@@ -34,6 +35,9 @@ type workdirs struct {
 	// extra are the added buildpacks' directories (both modes), extraIDs
 	// their id@version.
 	extra, extraIDs []string
+	// detectOrder is the order cipack wrote for the detector (nil: the
+	// builder's), kept here: build code may rewrite the file.
+	detectOrder buildpack.Order
 	// project is the project-metadata.toml cipack wrote: the image's
 	// record must say the same.
 	project []byte

@@ -186,7 +186,8 @@ func sameJSON(a, b []byte) bool {
 }
 
 // checkBuildRecord: every buildpack io.buildpacks.build.metadata lists
-// must be one the build had (the builder's, or one the user added).
+// must be one the build had (the builder's, or one the user added), and
+// the list one the detector could choose (checkDetected).
 func checkBuildRecord(labels map[string]string, p *buildPlan, w *workdirs) error {
 	md, err := cnb.BuildMetadata(labels)
 	if err == nil && md == nil {
@@ -195,32 +196,34 @@ func checkBuildRecord(labels map[string]string, p *buildPlan, w *workdirs) error
 	if err != nil {
 		return forged(cnb.BuildMetadataLabel, err)
 	}
-	known, err := knownBuildpacks(p, w)
+	known, err := knownVersions(p, w)
 	if err != nil {
 		return err
 	}
 	for _, bp := range md.Buildpacks {
-		if !known[escapeID(bp.ID)+"@"+bp.Version] {
+		if !slices.Contains(known[bp.ID], bp.Version) {
 			return forged(cnb.BuildMetadataLabel, fmt.Errorf("it lists %s@%s, which this build did not have", bp.ID, bp.Version))
 		}
 	}
-	return nil
+	return checkDetected(md.Buildpacks, p, w, known)
 }
 
-// knownBuildpacks is every escaped-id@version the build could run.
-func knownBuildpacks(p *buildPlan, w *workdirs) (map[string]bool, error) {
+// knownVersions is every version of each buildpack id the build could
+// run.
+func knownVersions(p *buildPlan, w *workdirs) (map[string][]string, error) {
 	b, err := builderBuildpacks(p)
 	if err != nil {
 		return nil, err
 	}
-	known := map[string]bool{}
+	known := map[string][]string{}
 	for id, versions := range b.Versions {
-		for _, v := range versions {
-			known[escapeID(id)+"@"+v] = true
-		}
+		known[id] = append(known[id], versions...)
 	}
 	for _, idv := range w.extraIDs {
-		known[escapeID(idv)] = true
+		id, v, _ := strings.Cut(idv, "@")
+		if !slices.Contains(known[id], v) {
+			known[id] = append(known[id], v)
+		}
 	}
 	return known, nil
 }

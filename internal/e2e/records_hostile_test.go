@@ -239,3 +239,42 @@ func TestBuilderRunImageMirrorsPassTheRecordCheck(t *testing.T) {
 		}
 	}
 }
+
+// A buildpack that takes itself out of the build metadata (a detached
+// process rewrites config/metadata.toml once the lifecycle wrote it):
+// rebase would never call its image's builder moved when the builder
+// drops or patches that buildpack. Refused before the tag moves.
+func TestBuildpackDroppedFromTheRecordIsRefused(t *testing.T) {
+	needFixture(t)
+	for _, m := range hostileModes() {
+		t.Run(m.name, func(t *testing.T) {
+			image := fx.Registry.Host + "/records/dropself-" + m.name + ":latest"
+			r := m.build(t, image, "--output", "json", "--env", "HOSTILE=dropself")
+			if !strings.Contains(r.stderr, "hostile: left a process") {
+				t.Fatalf("the buildpack did not run (exit %d)\n%s", r.code, tail(r.stderr, 25))
+			}
+			if r.code == 0 {
+				cf, err := testenv.MustPull(t, image).ConfigFile()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if md := cf.Config.Labels[cnb.BuildMetadataLabel]; !strings.Contains(md, "cipack-test/hostile") {
+					t.Errorf("built, and the record leaves the buildpack out: %s", md)
+				}
+				return
+			}
+			refusedNamingBuildpackRecord(t, r)
+			t.Logf("refused: exit %d", r.code)
+			if got := headOrNone(t, image); got != "" {
+				t.Errorf("exit %d, yet the tag moved to %s", r.code, got)
+			}
+		})
+	}
+}
+
+func refusedNamingBuildpackRecord(t *testing.T, r run) {
+	t.Helper()
+	if r.code != exit.Build || !strings.Contains(r.stderr, cnb.BuildMetadataLabel) || !strings.Contains(r.stderr, "taken out") {
+		t.Errorf("exit %d, want %d naming %s\n%s", r.code, exit.Build, cnb.BuildMetadataLabel, tail(r.stderr, 25))
+	}
+}
