@@ -278,6 +278,9 @@ func inNewNetns(path string, blocked, filtered []string) error {
 			return fmt.Errorf("route %s unreachable: %w", cidr, err)
 		}
 	}
+	if len(filtered) == 0 {
+		return nil // nothing to refuse: no table
+	}
 	return addFilter(filtered)
 }
 

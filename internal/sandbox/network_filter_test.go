@@ -250,3 +250,28 @@ func (w *filterWorld) ifindex(t *testing.T) int {
 	})
 	return idx
 }
+
+// BenchmarkMakeNetns is the namespace's cost per build-code phase, with
+// the routes alone and with the netfilter rules too: the rules' share.
+func BenchmarkMakeNetns(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root (network namespaces)")
+	}
+	host := hostAddrs()
+	for _, c := range []struct {
+		name     string
+		filtered []string
+	}{{"routes", nil}, {"routes+filter", append(slices.Clone(FilteredNets), host...)}} {
+		b.Run(c.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "netns")
+			for b.Loop() {
+				if err := makeNetns(path, append(slices.Clone(BlockedNets), host...), c.filtered); err != nil {
+					b.Fatal(err)
+				}
+				if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
