@@ -28,8 +28,14 @@ import (
 // skipped, never guessed.
 var errUnresolved = errors.New("the order cannot be resolved")
 
-// maxOrderDepth bounds meta-buildpack nesting (a cycle ends here).
-const maxOrderDepth = 8
+// maxOrderDepth bounds meta-buildpack nesting (a cycle ends here), and
+// maxOrderSteps the elements matched in all: the order is the builder's,
+// and one of nested composites with many groups each would otherwise
+// take exponential time.
+const (
+	maxOrderDepth = 8
+	maxOrderSteps = 100000
+)
 
 // orderOf looks up a buildpack's own order: nil for a component one.
 type orderOf func(id, version string) (buildpack.Order, error)
@@ -40,10 +46,14 @@ type outcomes struct {
 	inner orderOf
 	// versions are the known versions by id, for elements naming none.
 	versions map[string][]string
+	// steps counts matched elements against maxOrderSteps.
+	steps *int
 }
 
 // fits reports whether rec is what detection could pick from order.
 func (o outcomes) fits(order buildpack.Order) (bool, error) {
+	o.steps = new(int)
+	o.inner = cached(o.inner)
 	for _, g := range order {
 		ends, err := o.group(g.Group, 0, false, 0)
 		if err != nil {
@@ -79,6 +89,9 @@ func (o outcomes) group(g []buildpack.GroupElement, pos int, optional bool, dept
 // element matches one order element: a component buildpack is rec[pos]
 // or, when optional, nothing; a meta-buildpack one of its groups.
 func (o outcomes) element(e buildpack.GroupElement, pos int, optional bool, depth int) (map[int]bool, error) {
+	if *o.steps++; *o.steps > maxOrderSteps {
+		return nil, errUnresolved
+	}
 	optional = optional || e.Optional
 	ends := map[int]bool{}
 	if optional {
@@ -115,6 +128,24 @@ func (o outcomes) element(e buildpack.GroupElement, pos int, optional bool, dept
 		}
 	}
 	return ends, nil
+}
+
+// cached reads each buildpack's order once.
+func cached(f orderOf) orderOf {
+	type answer struct {
+		order buildpack.Order
+		err   error
+	}
+	seen := map[string]answer{}
+	return func(id, version string) (buildpack.Order, error) {
+		k := id + "@" + version
+		a, ok := seen[k]
+		if !ok {
+			a.order, a.err = f(id, version)
+			seen[k] = a
+		}
+		return a.order, a.err
+	}
 }
 
 // detectionOrder is the order the detector was given: cipack's own when

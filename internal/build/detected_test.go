@@ -58,6 +58,22 @@ func TestOutcomesOfTheOrder(t *testing.T) {
 			t.Errorf("%v: fits %v, %v; want %v", c.rec, got, err, c.want)
 		}
 	}
+	// Composites nested seven deep, ten groups each: refused work, not
+	// ten million matches.
+	wide := func(id, _ string) (buildpack.Order, error) {
+		if len(id) > 7 {
+			return nil, nil
+		}
+		var o buildpack.Order
+		for range 10 {
+			o = append(o, buildpack.Group{Group: []buildpack.GroupElement{ge(id+"m", false)}})
+		}
+		return o, nil
+	}
+	deep := outcomes{rec: recorded("x"), inner: wide}
+	if _, err := deep.fits(buildpack.Order{{Group: []buildpack.GroupElement{ge("m", false)}}}); !errors.Is(err, errUnresolved) {
+		t.Errorf("a wide nested order: %v, want errUnresolved", err)
+	}
 	for what, order := range map[string]buildpack.Order{
 		"a version cipack cannot pick": {{Group: []buildpack.GroupElement{{ID: "two"}}}},
 		"a cycle":                      {{Group: []buildpack.GroupElement{ge("loop", false)}}},
