@@ -113,6 +113,9 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		h = inBuilderHost(in, d)
 	} else {
 		p.host.names = p.names(w)
+		if p.host.expect, err = expectAnalyzed(p.refs.runImage, in.PreviousImage); err != nil {
+			return nil, err
+		}
 	}
 	runner := &creator.Runner{Log: d.Log, Observer: d.Observer}
 	undo, err := h.setup(&in, runner, d)

@@ -12,6 +12,7 @@ import (
 	"github.com/buildpacks/lifecycle/buildpack"
 	"github.com/buildpacks/lifecycle/launch"
 	"github.com/buildpacks/lifecycle/platform/files"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/cipack/cipack/internal/creator"
 	"github.com/cipack/cipack/internal/exit"
@@ -69,7 +70,7 @@ func (h *pulledHost) beforeTrusted(inv creator.Invocation) error {
 		if err := refuseBuildpackLabels(h.layers, h.names); err != nil {
 			return err
 		}
-		if err := lockAnalyzed(h.analyzed); err != nil {
+		if err := lockAnalyzed(h.analyzed, h.expect); err != nil {
 			return err
 		}
 		if h.sbomOut {
@@ -166,9 +167,10 @@ const maxLaunchToml = 4 << 20
 
 // lockAnalyzed makes analyzed.toml the analyzer and restorer wrote
 // root's and read-only before export (the exporter, running as the
-// build user, only reads it), and checks it names a run image: the
-// exporter dereferences it without a check.
-func lockAnalyzed(dir string) error {
+// build user, only reads it), and checks it names a run image (the
+// exporter dereferences it without a check) in the repositories cipack
+// chose (checkAnalyzedRepos).
+func lockAnalyzed(dir string, expect analyzedRepos) error {
 	if dir == "" {
 		return nil
 	}
@@ -187,6 +189,9 @@ func lockAnalyzed(dir string) error {
 	if a.RunImage == nil || a.RunImage.Reference == "" {
 		return bad(fmt.Errorf("it names no run image"))
 	}
+	if err := expect.check(a); err != nil {
+		return bad(err)
+	}
 	for _, f := range []struct {
 		path string
 		mode os.FileMode
@@ -199,6 +204,44 @@ func lockAnalyzed(dir string) error {
 		}
 	}
 	return nil
+}
+
+// analyzedRepos are the repositories the images analyzed.toml names
+// must be in: the run image's and the previous image's cipack passed.
+// The restorer extracts cache layers at the paths they name while
+// analyzed.toml's dir is writable: a poisoned --cache-dir (a restored
+// actions/cache) rewrote it to name an image of another repository as
+// the run image, and the credentialed exporter copied that image's
+// layers into the user's repository. The digests are the record check's
+// (after export): a repository is what decides what gets copied.
+type analyzedRepos struct{ run, previous string }
+
+func expectAnalyzed(run name.Reference, previous string) (analyzedRepos, error) {
+	e := analyzedRepos{run: run.Context().Name()}
+	if previous != "" {
+		r, err := name.ParseReference(previous, name.WeakValidation)
+		if err != nil {
+			return e, exit.Usagef("--previous-image", "", "invalid image reference %q: %v", previous, err)
+		}
+		e.previous = r.Context().Name()
+	}
+	return e, nil
+}
+
+func (e analyzedRepos) check(a files.Analyzed) error {
+	if !inRepo(a.RunImage.Reference, e.run) {
+		return fmt.Errorf("it names the run image %q, not one of %s, the run image cipack chose", a.RunImage.Reference, e.run)
+	}
+	if a.PreviousImage != nil && a.PreviousImage.Reference != "" && !inRepo(a.PreviousImage.Reference, e.previous) {
+		return fmt.Errorf("it names the previous image %q, not one of %s", a.PreviousImage.Reference, e.previous)
+	}
+	return nil
+}
+
+// inRepo reports whether ref names an image of repository repo.
+func inRepo(ref, repo string) bool {
+	r, err := name.ParseReference(ref, name.WeakValidation)
+	return err == nil && repo != "" && r.Context().Name() == repo
 }
 
 // escapeID is the lifecycle's name for a buildpack's directory.

@@ -7,6 +7,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/buildpacks/lifecycle/platform/files"
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/cipack/cipack/internal/exit"
 )
 
@@ -71,6 +74,36 @@ func TestRefuseBuildpackLabels(t *testing.T) {
 	}
 }
 
+// analyzed.toml's images must be in the run image's and the previous
+// image's repositories cipack chose: a poisoned cache restored over it
+// named another repository's image, which the credentialed exporter
+// then copied into the user's.
+func TestAnalyzedNamesOnlyTheChosenRepositories(t *testing.T) {
+	run, _ := name.ParseReference("127.0.0.1:5000/run:v1")
+	expect, err := expectAnalyzed(run, "127.0.0.1:5000/team/app:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := "@sha256:" + strings.Repeat("a", 64)
+	ok := files.Analyzed{RunImage: &files.RunImage{Reference: "127.0.0.1:5000/run" + digest},
+		PreviousImage: &files.ImageIdentifier{Reference: "127.0.0.1:5000/team/app" + digest}}
+	if err := expect.check(ok); err != nil {
+		t.Fatalf("the chosen images: %v", err)
+	}
+	for what, a := range map[string]files.Analyzed{
+		"another run image":      {RunImage: &files.RunImage{Reference: "127.0.0.1:5000/private/secret" + digest}},
+		"another previous image": {RunImage: ok.RunImage, PreviousImage: &files.ImageIdentifier{Reference: "127.0.0.1:5000/private/secret" + digest}},
+		"not a reference":        {RunImage: &files.RunImage{Reference: "::"}},
+	} {
+		if err := expect.check(a); err == nil {
+			t.Errorf("%s: taken", what)
+		}
+	}
+	if err := (analyzedRepos{run: expect.run}).check(ok); err == nil {
+		t.Errorf("a previous image where cipack passed none: taken")
+	}
+}
+
 // analyzed.toml must name a run image before export (the exporter would
 // dereference a missing one), and is then root's and read-only.
 func TestLockAnalyzed(t *testing.T) {
@@ -79,7 +112,9 @@ func TestLockAnalyzed(t *testing.T) {
 	if err := os.WriteFile(p, []byte("[metadata]\n[types]\ncache = true\n"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if err := lockAnalyzed(dir); exit.Code(err) != exit.Lifecycle {
+	run, _ := name.ParseReference("r:v1")
+	expect, _ := expectAnalyzed(run, "127.0.0.1:5000/team/app:latest")
+	if err := lockAnalyzed(dir, expect); exit.Code(err) != exit.Lifecycle {
 		t.Errorf("a layer's metadata in its place: got %v", err)
 	}
 	if os.Geteuid() != 0 {
@@ -88,7 +123,7 @@ func TestLockAnalyzed(t *testing.T) {
 	if err := os.WriteFile(p, []byte("[run-image]\nreference = \"r@sha256:"+strings.Repeat("a", 64)+"\"\n"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if err := lockAnalyzed(dir); err != nil {
+	if err := lockAnalyzed(dir, expect); err != nil {
 		t.Fatal(err)
 	}
 	fi, _ := os.Stat(p)

@@ -45,6 +45,8 @@ type pulledHost struct {
 	network *sandbox.Network
 	// names names buildpacks by their layers dir, for refusals.
 	names buildpackNames
+	// expect is where analyzed.toml's images must be.
+	expect analyzedRepos
 }
 
 // Sandbox paths: the fixed places pack and kpack give the build.
