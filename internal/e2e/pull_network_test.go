@@ -406,6 +406,9 @@ func (w *netWorld) killedBuild(t *testing.T) {
 	if len(stacks) == 0 {
 		t.Fatalf("no pasta runs for the sleeping build phase (TMPDIR %s): its network is not its own", tmp)
 	}
+	for _, pid := range stacks {
+		unprivilegedPasta(t, pid)
+	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && len(pastaOf(tmp)) > 0; {
 		time.Sleep(50 * time.Millisecond)
@@ -418,13 +421,43 @@ func (w *netWorld) killedBuild(t *testing.T) {
 	}
 }
 
-// pastaOf lists the pasta processes whose namespace lies under tmp.
+// unprivilegedPasta wants pasta at pid to be sandbox.StackUID on the
+// host, in a user namespace of its own: its capabilities are that
+// namespace's, none of the host's (issue 33, review: it ran as root with
+// the host's CAP_SYS_ADMIN).
+func unprivilegedPasta(t *testing.T, pid int) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := fmt.Sprint(sandbox.StackUID)
+	if want := "Uid:\t" + strings.Repeat(uid+"\t", 3) + uid + "\n"; !strings.Contains(string(status), want) {
+		t.Errorf("pasta %d: %q, want every uid %s", pid, grepLines(string(status), "^Uid:"), uid)
+	}
+	own, _ := os.Readlink("/proc/self/ns/user")
+	if its, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid)); its == own || its == "" {
+		t.Errorf("pasta %d is in the host's user namespace (%s): its capabilities are the host's", pid, its)
+	}
+}
+
+// pastaOf lists the pasta processes of builds whose TMPDIR is tmp: their
+// parent, the sandbox helper that reaps them, has its work tmpfs there
+// (pasta gets its namespaces as open files, not paths).
 func pastaOf(tmp string) []int {
 	var pids []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err != nil || !strings.HasPrefix(filepath.Base(strings.SplitN(string(b), "\x00", 2)[0]), "pasta") || !strings.Contains(string(b), tmp) {
+		if err != nil || !strings.HasPrefix(filepath.Base(strings.SplitN(string(b), "\x00", 2)[0]), "pasta") {
+			continue
+		}
+		status, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
+		ppid := regexp.MustCompile(`(?m)^PPid:\s+(\d+)`).FindSubmatch(status)
+		if ppid == nil {
+			continue
+		}
+		if mounts, _ := os.ReadFile("/proc/" + string(ppid[1]) + "/mountinfo"); !strings.Contains(string(mounts), tmp) {
 			continue
 		}
 		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {

@@ -116,11 +116,12 @@ func hostAddrs() []string {
 // forwarding is off: pasta's default (-T auto, -U auto) forwards the
 // namespace's loopback ports to the host's, which would hand build code
 // the host's 127.0.0.1 services; --no-map-gw keeps the gateway address
-// from standing for the host's loopback. --runas 0: as nobody it cannot
-// join a namespace root made; it still drops to two capabilities in its
-// own sandbox.
+// from standing for the host's loopback. --runas 0 keeps it root of its
+// user namespace (StackUID on the host: pastaInUserns), not nobody, who
+// is not mapped there; --no-netns-quit: netns is a /proc/self/fd name,
+// no directory to watch.
 func pastaArgs(netns, pidFile string) []string {
-	return []string{"--quiet", "--runas", "0", "--netns", netns, "--config-net", "--no-map-gw",
+	return []string{"--quiet", "--runas", "0", "--netns", netns, "--no-netns-quit", "--config-net", "--no-map-gw",
 		"-t", "none", "-u", "none", "-T", "none", "-U", "none",
 		"--dns-forward", DNSForwarder, "--dns-forward", DNSForwarder6, "--pid", pidFile}
 }
@@ -150,23 +151,33 @@ func startNetwork(n *Network, work string) (netns, resolv string, stop func(), e
 	if filepath.Base(n.Stack) == StackSlirp {
 		stop, err = startSlirp(n.Stack, netns)
 	} else {
-		stop, err = startPasta(n.Stack, work, netns)
+		stop, err = startPasta(n.Stack, work)
 	}
 	return netns, resolv, stop, err
 }
 
 // startPasta runs pasta, which configures the namespace, then forks into
 // the background and exits 0: its exit is the sign the network is up.
-func startPasta(stack, work, netns string) (func(), error) {
-	pidFile := filepath.Join(work, "pasta.pid")
-	cmd := exec.Command(stack, pastaArgs(netns, pidFile)...)
+func startPasta(stack, work string) (func(), error) {
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return func() {}, fmt.Errorf("run %s in its own user namespace: %w (util-linux)", stack, err)
+	}
+	if err := tunForStack(work); err != nil {
+		return func() {}, err
+	}
+	cmd, files, err := pastaInUserns(nsenter, stack, work, pastaArgs)
+	if err != nil {
+		return func() {}, err
+	}
+	defer closeAll(files)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return func() {}, fmt.Errorf("start %s for the build's network: %w: %s", stack, err, pastaMessage(out.String()))
 	}
-	raw, err := os.ReadFile(pidFile)
+	raw, err := os.ReadFile(filepath.Join(work, "pasta.pid"))
 	pid, convErr := strconv.Atoi(strings.TrimSpace(string(raw)))
 	if err != nil || convErr != nil || pid <= 1 {
 		return func() {}, fmt.Errorf("%s wrote no pid file (%v): %s", stack, errors.Join(err, convErr), pastaMessage(out.String()))
@@ -245,30 +256,33 @@ func pastaMessage(s string) string {
 }
 
 // makeNetns makes a network namespace and keeps it at path (a bind mount
-// of the nsfs file), with its loopback up, the blocked nets unreachable
-// (a connect() fails at once) and the filtered nets rejected by netfilter
+// of the nsfs file), owned by a user namespace kept next to it (userns,
+// makeOwnedNetns), with its loopback up, the blocked nets unreachable (a
+// connect() fails at once) and the filtered nets rejected by netfilter
 // (which holds when build code picks the interface itself).
-// The unshare happens on a locked thread that never returns to the Go
-// runtime: it ends with its goroutine, so no other goroutine ever runs in
-// the new namespace.
+// The helper configures it from a locked thread that joined it and never
+// returns to the Go runtime: it ends with its goroutine, so no other
+// goroutine ever runs in the namespace.
 func makeNetns(path string, blocked, filtered []string) error {
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
+	if err := makeOwnedNetns(filepath.Join(filepath.Dir(path), "userns"), path); err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with us
-		errc <- inNewNetns(path, blocked, filtered)
+		errc <- configureNetns(path, blocked, filtered)
 	}()
 	return <-errc
 }
 
-func inNewNetns(path string, blocked, filtered []string) error {
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+func configureNetns(path string, blocked, filtered []string) error {
+	f, err := os.Open(path)
+	if err != nil {
 		return err
 	}
-	if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("keep the namespace at %s: %w", path, err)
+	defer f.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("join the build's network namespace: %w", err)
 	}
 	if err := loopbackUp(); err != nil {
 		return fmt.Errorf("loopback up: %w", err)

@@ -80,7 +80,10 @@ func newFilterWorld(t *testing.T) *filterWorld {
 	if err := makeNetns(w.netns, BlockedNets, append(FilteredNets, "198.19.8.1/32")); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = unix.Unmount(w.netns, unix.MNT_DETACH) })
+	t.Cleanup(func() {
+		_ = unix.Unmount(w.netns, unix.MNT_DETACH)
+		_ = unix.Unmount(filepath.Join(filepath.Dir(w.netns), "userns"), unix.MNT_DETACH)
+	})
 	inBuild := []string{"nsenter", "--net=" + w.netns, "ip"}
 	for _, args := range [][]string{
 		{"ip", "netns", "add", w.world},
@@ -268,10 +271,50 @@ func BenchmarkMakeNetns(b *testing.B) {
 				if err := makeNetns(path, append(slices.Clone(BlockedNets), host...), c.filtered); err != nil {
 					b.Fatal(err)
 				}
-				if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
-					b.Fatal(err)
+				for _, p := range []string{path, filepath.Join(filepath.Dir(path), "userns")} {
+					if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		})
+	}
+}
+
+// pasta starts through nsenter as root of the namespace's owner user
+// namespace (StackUID on the host), given the namespaces and its pid
+// file as open files: the helper's work directory is closed to it.
+func TestPastaRunsAsRootOfItsUserNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a user namespace, chown)")
+	}
+	work := t.TempDir()
+	netns := filepath.Join(work, "netns")
+	if err := makeNetns(netns, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = unix.Unmount(netns, unix.MNT_DETACH)
+		_ = unix.Unmount(filepath.Join(work, "userns"), unix.MNT_DETACH)
+	}()
+	cmd, files, err := pastaInUserns("/usr/bin/nsenter", "/usr/bin/pasta", work, pastaArgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(files)
+	args := strings.Join(cmd.Args, " ")
+	for _, want := range []string{"--user=/proc/self/fd/3 --setuid=0 --setgid=0 -- /usr/bin/pasta", "--runas 0", "--netns /proc/self/fd/4", "--pid /proc/self/fd/5"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("%s: lacks %q", args, want)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(files[2].Fd()), &st); err != nil || st.Uid != StackUID {
+		t.Errorf("pid file: uid %d (%v), want %d", st.Uid, err, StackUID)
+	}
+	own, _ := os.Readlink("/proc/self/ns/user")
+	var ino unix.Stat_t
+	if err := unix.Fstat(int(files[0].Fd()), &ino); err != nil || own == fmt.Sprintf("user:[%d]", ino.Ino) {
+		t.Errorf("fd 3 is the host's user namespace (%v)", err)
 	}
 }
