@@ -195,7 +195,7 @@ func runBuild(cmd *cobra.Command, o *buildOptions, env Env, rep ci.Reporter) err
 		Euid:       os.Geteuid(),
 		LookPath:   exec.LookPath,
 		Pinned:     creator.PinnedModule(bi),
-		TempDir:    os.TempDir(),
+		TempDir:    build.AbsPath(cwd, os.TempDir()), // a relative TMPDIR means cwd's, in every child too
 		Cwd:        cwd,
 	})
 	if err != nil {

@@ -78,3 +78,28 @@ func relativeBuild(t *testing.T, mode, job string, args ...string) run {
 	_ = cmd.Run()
 	return run{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
 }
+
+// A relative TMPDIR means the working directory cipack was started in:
+// the sandbox helper's work dir and the build's scratch directories are
+// absolute, though the helper chdirs into its work dir and the runtime
+// runs in the bundle (it failed "open w/root", exit 13).
+func TestRelativeTempDirInPullMode(t *testing.T) {
+	needFixture(t)
+	job := filepath.Join(fx.Dir, "reltmp-"+randSuffix())
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := copyDir(filepath.Join(root, "examples", "app"), filepath.Join(job, "app")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(job, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", "tmp")
+	r := relativeBuild(t, "pull", job, "--path", "app", "--source-root", ".",
+		"--image", fx.Registry.Host+"/relpaths/tmpdir:latest", "--run-image", fx.RunImage)
+	if r.code != 0 {
+		t.Fatalf("exit %d with TMPDIR=tmp\n%s", r.code, r.stderr)
+	}
+}

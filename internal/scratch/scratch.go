@@ -16,10 +16,17 @@ import (
 
 // Dir makes a new directory named prefix + pid + "-" + random in base
 // (the temp dir when empty), after removing the ones of prefix left
-// there by dead processes.
+// there by dead processes. The path is absolute even when base or
+// TMPDIR is not: the directories become binds and the sandbox helper's
+// work dir, read by processes in other working directories (the helper
+// chdirs into its work dir, runc runs in its bundle).
 func Dir(base, prefix string) (string, error) {
 	if base == "" {
 		base = os.TempDir()
+	}
+	base, err := filepath.Abs(base)
+	if err != nil {
+		return "", fmt.Errorf("make a temporary directory: %w", err)
 	}
 	Sweep(base, prefix)
 	d, err := os.MkdirTemp(base, prefix+strconv.Itoa(os.Getpid())+"-")
