@@ -79,6 +79,9 @@ func readStaged(ctx context.Context, reg *registry.Client, tag name.Tag, reporte
 // none, refusing a tag moved by someone else since the preflight; then it
 // reads them all back (another build may have written one meanwhile).
 func moveTags(ctx context.Context, p *buildPlan, reg *registry.Client, s staged) (string, error) {
+	if err := copyToRepos(ctx, reg, p.refs.written(), p.staging.Context(), s); err != nil {
+		return "", err
+	}
 	if _, err := reg.MoveTags(ctx, p.refs.written(), s.desc, p.refs.before); err != nil {
 		// Another build of the same inputs may have tagged the same
 		// image meanwhile: nothing is left to move.
@@ -91,6 +94,30 @@ func moveTags(ctx context.Context, p *buildPlan, reg *registry.Client, s staged)
 		return "", fmt.Errorf("tag the built image: %w", err)
 	}
 	return verifyPushed(ctx, reg, p.refs.written(), s.desc.Digest.String())
+}
+
+// copyToRepos pushes the checked image, by digest, to each repository a
+// tag names besides the staging tag's: the lifecycle exported there
+// alone, and a registry refuses a tag on a manifest whose blobs its
+// repository lacks (MANIFEST_BLOB_UNKNOWN). By digest, so no tag moves
+// before MoveTags; blobs on the same registry are mounted, not copied.
+func copyToRepos(ctx context.Context, reg *registry.Client, refs []name.Reference, home name.Repository, s staged) error {
+	done := map[string]bool{home.Name(): true}
+	for _, r := range refs {
+		repo := r.Context()
+		if done[repo.Name()] {
+			continue
+		}
+		done[repo.Name()] = true
+		img, err := s.desc.Image()
+		if err == nil {
+			err = reg.Write(ctx, repo.Digest(s.desc.Digest.String()), img)
+		}
+		if err != nil {
+			return registry.Classify(r.String(), "push", fmt.Errorf("copy the built image to %s before tagging: %w", repo, err))
+		}
+	}
+	return nil
 }
 
 // allOn reports whether every ref already holds digest.
