@@ -57,6 +57,10 @@ var deniedSyscalls = []string{
 // more for compatibility (vsock, AF_ALG, CAN, Bluetooth, TIPC, RDS …):
 // kernel surface a build does not need, and each rule costs the runtime
 // time to compile for all three amd64 entry points on every phase.
+// This holds for socket(2) only: on the 32-bit entry point socketcall(2)
+// reaches every family (its arguments are in memory, which a filter
+// cannot read), and refusing it breaks 32-bit programs' networking
+// (glibc and Go use it there; Docker reverted such a rule for that).
 var socketDomains = []uint64{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK}
 
 // profiles keeps the converted profile of each capability set (Config
