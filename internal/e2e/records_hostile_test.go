@@ -278,3 +278,34 @@ func refusedNamingBuildpackRecord(t *testing.T, r run) {
 		t.Errorf("exit %d, want %d naming %s\n%s", r.code, exit.Build, cnb.BuildMetadataLabel, tail(r.stderr, 25))
 	}
 }
+
+// A buildpack "." added to group.toml has the layers dir itself as its
+// layers dir: <layers>/launch.toml's labels (io.buildpacks.rebasable =
+// false: rebase would skip the image forever) must be refused as any
+// buildpack's are.
+func TestDotBuildpackLabelsAreRefused(t *testing.T) {
+	needFixture(t)
+	for _, m := range hostileModes() {
+		t.Run(m.name, func(t *testing.T) {
+			image := fx.Registry.Host + "/records/dotgroup-" + m.name + ":latest"
+			r := m.build(t, image, "--output", "json", "--env", "HOSTILE=dotgroup")
+			if !strings.Contains(r.stderr, "hostile: group.toml names buildpack .") {
+				t.Fatalf("the buildpack did not run (exit %d)\n%s", r.code, tail(r.stderr, 25))
+			}
+			if r.code == 0 {
+				cf, err := testenv.MustPull(t, image).ConfigFile()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v, ok := cf.Config.Labels[cnb.RebasableLabel]; ok && v == "false" {
+					t.Errorf("built, and the image says it is not rebasable")
+				}
+				return
+			}
+			t.Logf("refused: exit %d\n%s", r.code, tail(r.stderr, 3))
+			if got := headOrNone(t, image); got != "" {
+				t.Errorf("exit %d, yet the tag moved to %s", r.code, got)
+			}
+		})
+	}
+}
