@@ -232,6 +232,11 @@ func buildUser(uid, gid int) (uint32, uint32, error) {
 		return 0, 0, exit.New(exit.Builder, "--builder", fmt.Errorf("the build would run as %d:%d: root", uid, gid),
 			"use a builder whose CNB_USER_ID and CNB_GROUP_ID are not 0, or pass --uid and --gid: pull mode never runs build code as root")
 	}
+	if uid == sandbox.StackUID || gid == sandbox.StackUID {
+		// The network stack runs as that uid: build code must not own it.
+		return 0, 0, exit.New(exit.Builder, "--builder", fmt.Errorf("the build would run as %d:%d, the uid cipack's network stack runs as", uid, gid),
+			"use a builder whose CNB_USER_ID and CNB_GROUP_ID are ordinary ids, or pass --uid and --gid")
+	}
 	return uint32(uid), uint32(gid), nil
 }
 

@@ -78,7 +78,7 @@ func TestTrustedLifecycleMustBeThePinnedModule(t *testing.T) {
 }
 
 func TestBuildCodeIsNeverRootInPullMode(t *testing.T) {
-	for _, ids := range [][2]int{{0, 1000}, {1000, 0}, {0, 0}} {
+	for _, ids := range [][2]int{{0, 1000}, {1000, 0}, {0, 0}, {sandbox.StackUID, 1000}, {1000, sandbox.StackUID}} {
 		if _, _, err := buildUser(ids[0], ids[1]); exit.Code(err) != exit.Builder {
 			t.Errorf("%v: %v", ids, err)
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -267,12 +266,9 @@ func makeNetns(path string, blocked, filtered []string) error {
 	if err := makeOwnedNetns(filepath.Join(filepath.Dir(path), "userns"), path); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with us
-		errc <- configureNetns(path, blocked, filtered)
-	}()
-	return <-errc
+	// The thread that joins the build's namespace must never run other
+	// goroutines again, nor be the main thread (which cannot end).
+	return onDoomedThread(func() error { return configureNetns(path, blocked, filtered) })
 }
 
 func configureNetns(path string, blocked, filtered []string) error {
