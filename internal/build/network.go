@@ -29,6 +29,15 @@ func checkNetwork(mode string) error {
 		"unknown network mode %q", mode)
 }
 
+// noteInBuilderNetwork says that --network does nothing in the builder:
+// there build code runs in the step's own container, whose network the CI
+// (the pod, the job container) decides, and cipack makes no namespace.
+func noteInBuilderNetwork(mode string, log io.Writer) {
+	if mode != "" && log != nil {
+		fmt.Fprintf(log, "cipack: --network %s applies to pull mode only: in the builder, build code has the step container's network\n", mode)
+	}
+}
+
 // defaultRoutes is sandbox.DefaultRoutes; tests replace it.
 var defaultRoutes = sandbox.DefaultRoutes
 

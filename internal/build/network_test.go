@@ -130,3 +130,17 @@ func TestBuildSpecsTakeTheNetwork(t *testing.T) {
 		t.Errorf("a trusted creator runs on %+v, want the host's network (it pushes)", creator.Network)
 	}
 }
+
+// In the builder cipack makes no network namespace: a --network the user
+// gave is said to do nothing there, and no --network says nothing.
+func TestInBuilderNetworkIsSaid(t *testing.T) {
+	var log strings.Builder
+	noteInBuilderNetwork("", &log)
+	if log.Len() != 0 {
+		t.Errorf("no --network: %q", log.String())
+	}
+	noteInBuilderNetwork(NetworkIsolated, &log)
+	if !strings.Contains(log.String(), "--network isolated applies to pull mode only") {
+		t.Errorf("--network isolated in the builder: %q", log.String())
+	}
+}

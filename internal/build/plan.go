@@ -52,6 +52,8 @@ func plan(ctx context.Context, opts Options, d Deps) (*buildPlan, error) {
 		}
 	} else if p.builder, err = creator.LoadBuilder(opts.CNBDir); err != nil {
 		return nil, err
+	} else {
+		noteInBuilderNetwork(opts.Network, d.Log)
 	}
 	if p.builder.Extensions {
 		return nil, exit.New(exit.Builder, p.builder.Path("order.toml"), errors.New("the builder declares image extensions"),
