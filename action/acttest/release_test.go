@@ -75,7 +75,7 @@ func TestReleaseRefsInstallTheRelease(t *testing.T) {
 	// The release commit: the action's files, prepared by make release-prep.
 	action := filepath.Join(fx.Dir, "action-release-"+version)
 	_ = os.RemoveAll(action)
-	copyTree(t, rootDir, action, "action.yml", "action/setup-cipack.sh", "Makefile", "CHANGELOG.md", "tekton")
+	copyTree(t, rootDir, action, "action.yml", "action/setup-cipack.sh", "action/setup-network.sh", "Makefile", "CHANGELOG.md", "tekton")
 	_ = os.Remove(filepath.Join(action, "action", "release-version"))
 	git(t, action, "init", "-q", "-b", "main")
 	git(t, action, "add", "-A")
