@@ -134,9 +134,8 @@ type sweep struct {
 	opts Options
 	d    Deps
 	// Lookups shared by all images of a sweep, each done at most once.
-	runHeads   memo[*v1.Descriptor] // run image → descriptor (one HEAD)
-	runIndexes memo[v1.ImageIndex]  // run image index → its manifest, once
-	runConfigs memo[runConfig]      // run image (one platform) → config, only when needed
+	runManifests memo[*remote.Descriptor] // run image → its manifest (one GET)
+	runConfigs   memo[runConfig]          // run image (one platform) → config
 	builders   memo[*Builder]       // builder → its buildpacks
 	// recorded run image (by digest, one platform) → its layers
 	recordedBases memo[[]string]
@@ -492,13 +491,16 @@ func trustedMirrors(recorded []string, t Target) []string {
 }
 
 // runImage returns the run image's state for child c's platform: one
-// HEAD per run image per sweep; for an index, its manifest once, and the
-// child of c's own platform (os, architecture, variant), never a default;
-// its config once per digest.
+// GET of its manifest per run image per sweep; for an index, the child of
+// c's own platform (os, architecture, variant), never a default; its
+// config once per digest.
 func (s *sweep) runImage(ctx context.Context, ref name.Reference, c *Child) (RunImage, v1.Image, error) {
 	key := ref.String()
-	head, err := s.runHeads.get(key, func() (*v1.Descriptor, error) {
-		desc, err := s.d.Registry.Head(ctx, ref)
+	// A GET, not a HEAD: the config is read anyway (the layers are
+	// checked), and the manifest names it, so a HEAD would be a third
+	// request per run image.
+	desc, err := s.runManifests.get(key, func() (*remote.Descriptor, error) {
+		desc, err := s.d.Registry.Get(ctx, ref)
 		if err != nil {
 			return nil, fmt.Errorf("run image: %w", err)
 		}
@@ -507,19 +509,13 @@ func (s *sweep) runImage(ctx context.Context, ref name.Reference, c *Child) (Run
 	if err != nil {
 		return RunImage{}, nil, err
 	}
-	digest := head.Digest.String()
+	digest := desc.Digest.String()
 	platform := registry.PlatformString(c.Platform)
 	var fromIndex v1.ImageIndex
-	if head.MediaType.IsIndex() {
-		idx, err := s.runIndexes.get(key+"@"+digest, func() (v1.ImageIndex, error) {
-			desc, err := s.d.Registry.Get(ctx, ref.Context().Digest(digest))
-			if err != nil {
-				return nil, fmt.Errorf("run image: %w", err)
-			}
-			return desc.ImageIndex()
-		})
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
 		if err != nil {
-			return RunImage{}, nil, err
+			return RunImage{}, nil, fmt.Errorf("run image %s: %w", key, err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
@@ -546,10 +542,7 @@ func (s *sweep) runImage(ctx context.Context, ref name.Reference, c *Child) (Run
 		if fromIndex != nil {
 			img, err = fromIndex.Image(v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(digest, "sha256:")})
 		} else {
-			var desc *remote.Descriptor
-			if desc, err = s.d.Registry.Get(ctx, ref.Context().Digest(digest)); err == nil {
-				img, err = desc.Image()
-			}
+			img, err = desc.Image()
 		}
 		if err != nil {
 			return runConfig{}, fmt.Errorf("run image %s: %w", key, err)
