@@ -124,13 +124,15 @@ func Run(ctx context.Context, opts Options, d Deps) (*Result, error) {
 		return nil, err
 	}
 	api, timings, err := h.execute(ctx, runner, p.builder, in, p.candidates)
+	// The staging tag goes in every case, once: its image is the user's
+	// tags' now, or nobody's. collect drops it as soon as the tags moved,
+	// while it reads them back.
+	drop := onceDrop(func(pushed bool) string { return dropStaging(ctx, d.Registry, p.staging, pushed, d.Log) })
 	var res *Result
 	if err == nil {
-		res, err = collect(ctx, p, w, opts, d, collected{api: api, timings: timings, start: start})
+		res, err = collect(ctx, p, w, opts, d, collected{api: api, timings: timings, start: start, drop: drop})
 	}
-	// The staging tag goes in every case: its image is the user's tags'
-	// now, or nobody's.
-	left := dropStaging(ctx, d.Registry, p.staging, res != nil, d.Log)
+	left := drop(res != nil)
 	if err != nil {
 		reportWritten(ctx, d.Registry, p.refs.written(), p.refs.before, d.Log)
 		return nil, err

@@ -24,6 +24,7 @@ type collected struct {
 	api     string
 	timings []creator.PhaseTiming
 	start   time.Time
+	drop    func(pushed bool) string // drops the staging tag, once
 }
 
 // collect reads what the lifecycle wrote, once every build process is
@@ -65,7 +66,7 @@ func collect(ctx context.Context, p *buildPlan, w *workdirs, opts Options, d Dep
 		res.SBOMDir = opts.SBOMDir
 		fmt.Fprintf(d.Log, "cipack: %d SBOM files copied to %s\n", n, opts.SBOMDir)
 	}
-	if res.Digest, err = moveTags(ctx, p, d.Registry, pushed); err != nil {
+	if res.Digest, err = moveTags(ctx, p, d.Registry, pushed, c.drop); err != nil {
 		return nil, err
 	}
 	res.ImageRef = p.refs.image.Context().Digest(res.Digest).String()

@@ -1,12 +1,14 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -50,19 +52,22 @@ type staged struct {
 // one the report names: the registry's digest is what cipack reports,
 // never only the report's.
 func readStaged(ctx context.Context, reg *registry.Client, tag name.Tag, reported string) (staged, error) {
-	head, err := reg.Head(ctx, tag)
+	// One GET by tag, no HEAD before it: the digest compared is the hash
+	// of the manifest as read (computed here: ggcr takes a schema 1
+	// manifest's digest from the registry's header instead).
+	desc, err := reg.Get(ctx, tag)
 	if err != nil {
 		return staged{}, exit.New(exit.Export, tag.String(), fmt.Errorf("read the exported image: %w", err),
 			"the lifecycle reported success but its image could not be read; nothing was tagged: rerun the build")
 	}
-	if got := head.Digest.String(); got != reported {
+	got := ""
+	if h, _, err := v1.SHA256(bytes.NewReader(desc.Manifest)); err == nil {
+		got = h.String()
+	}
+	if got != reported || desc.Digest.String() != reported {
 		return staged{}, exit.New(exit.Export, tag.String(),
 			fmt.Errorf("the registry holds %s but the lifecycle's report says %s", got, reported),
 			"the report was altered or the push did not land; nothing was tagged")
-	}
-	desc, err := reg.Get(ctx, tag.Context().Digest(reported))
-	if err != nil {
-		return staged{}, exit.New(exit.Export, tag.String(), fmt.Errorf("read the exported image: %w", err), "nothing was tagged: rerun the build")
 	}
 	img, err := desc.Image()
 	var cf *v1.ConfigFile
@@ -78,7 +83,7 @@ func readStaged(ctx context.Context, reg *registry.Client, tag name.Tag, reporte
 // moveTags points the image and its tags at the checked image, all or
 // none, refusing a tag moved by someone else since the preflight; then it
 // reads them all back (another build may have written one meanwhile).
-func moveTags(ctx context.Context, p *buildPlan, reg *registry.Client, s staged) (string, error) {
+func moveTags(ctx context.Context, p *buildPlan, reg *registry.Client, s staged, drop func(pushed bool) string) (string, error) {
 	if err := copyToRepos(ctx, reg, p.refs.written(), p.staging.Context(), s); err != nil {
 		return "", err
 	}
@@ -93,7 +98,23 @@ func moveTags(ctx context.Context, p *buildPlan, reg *registry.Client, s staged)
 		}
 		return "", fmt.Errorf("tag the built image: %w", err)
 	}
-	return verifyPushed(ctx, reg, p.refs.written(), s.desc.Digest.String())
+	// The tags moved: the staging tag is nobody's now, and dropping it
+	// is independent of reading the tags back.
+	dropped := make(chan struct{})
+	go func() { drop(true); close(dropped) }()
+	digest, err := verifyPushed(ctx, reg, p.refs.written(), s.desc.Digest.String())
+	<-dropped
+	return digest, err
+}
+
+// onceDrop makes drop run once; later calls return the first's result.
+func onceDrop(drop func(pushed bool) string) func(pushed bool) string {
+	var once sync.Once
+	var left string
+	return func(pushed bool) string {
+		once.Do(func() { left = drop(pushed) })
+		return left
+	}
 }
 
 // copyToRepos pushes the checked image, by digest, to each repository a
