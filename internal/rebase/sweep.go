@@ -136,7 +136,7 @@ type sweep struct {
 	// Lookups shared by all images of a sweep, each done at most once.
 	runManifests memo[*remote.Descriptor] // run image → its manifest (one GET)
 	runConfigs   memo[runConfig]          // run image (one platform) → config
-	builders   memo[*Builder]       // builder → its buildpacks
+	builders     memo[*Builder]           // builder → its buildpacks
 	// recorded run image (by digest, one platform) → its layers
 	recordedBases memo[[]string]
 }
