@@ -145,7 +145,12 @@ func startRunnerNet(t *testing.T) *runnerNet {
 }
 
 // serve starts the runner's services, the world's, the world's resolver
-// and the registry forwarder; the test stops them (listenAt).
+// and the registry forwarder; the test stops them (listenAt). The
+// wildcard binds are inside the namespaces this test made (rvr, rvw), never
+// the host's, where only the forwarder's 127.0.0.1 is: the runner's
+// services stand for the `[::]` and 0.0.0.0 listeners build code must not
+// reach by any of the runner's addresses (link-local, multicast, a second
+// address), so they must answer on all of them.
 func (rn *runnerNet) serve(t *testing.T) {
 	rvr, rvw := "/run/netns/"+rn.rvr, "/run/netns/"+rn.rvw
 	go rn.answerTCP(listenAt(t, rvr, "tcp", ":7777").(net.Listener), "runner-tcp", "netspy-runner-secret")
